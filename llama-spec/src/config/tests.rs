@@ -1,0 +1,147 @@
+use super::*;
+use crate::gguf::{GgmlType, GgufWriter, TensorSpec};
+use crate::names::{TensorName, TENSOR_MAP_GGUF_ROPE_FREQS};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/configs").join(name)
+}
+
+pub(crate) fn smollm2_gguf() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+#[test]
+fn reads_llama31_config() {
+    let c = LlamaConfig::from_file(fixture("llama-3.1-8b-instruct.json")).expect("parse");
+    assert_eq!(c.n_kv_heads(), 8);
+    assert_eq!(c.head_dim(), 128);
+    assert_eq!(c.gqa_groups(), 4);
+    assert_eq!(c.eos_token_id.as_ref().map(TokenIds::ids), Some(vec![128001, 128008, 128009]));
+    let rs = c.rope_scaling.as_ref().expect("rope scaling");
+    assert_eq!((rs.factor, rs.original_max_position_embeddings), (8.0, 8192));
+    assert!(c.extra.contains_key("torch_dtype"), "unknown keys are kept");
+}
+
+#[test]
+fn llama3_rope_freqs_follow_the_converter_formula() {
+    let c = LlamaConfig::from_file(fixture("llama-3.1-8b-instruct.json")).expect("parse");
+    let f = c.rope_freqs().expect("llama3 scaling");
+    assert_eq!(f.len(), 64);
+    // High frequencies are untouched, low ones divided by `factor`, a smooth ramp in between.
+    assert_eq!(f[0], 1.0);
+    assert_eq!(f[63], 8.0);
+    assert!(f.windows(2).all(|w| w[1] >= w[0]), "monotone: {f:?}");
+    let ramp: Vec<f32> = f.iter().copied().filter(|&x| x > 1.0 && x < 8.0).collect();
+    assert!(!ramp.is_empty() && ramp.len() < 20, "{ramp:?}");
+    let smol = LlamaConfig::from_file(fixture("smollm2-135m-instruct.json")).expect("parse");
+    assert!(smol.rope_freqs().is_none());
+}
+
+#[test]
+fn validate_names_the_problem() {
+    let base = LlamaConfig::from_file(fixture("smollm2-135m-instruct.json")).expect("parse");
+    let mut c = base.clone();
+    c.num_key_value_heads = Some(4);
+    assert!(c.validate().unwrap_err().contains("num_key_value_heads"));
+    let mut c = base.clone();
+    c.hidden_size = 577;
+    assert!(c.validate().unwrap_err().contains("hidden_size"));
+    let mut c = base.clone();
+    c.bos_token_id = Some(49152);
+    assert!(c.validate().unwrap_err().contains("bos_token_id"));
+    let mut c = base;
+    c.rms_norm_eps = 0.0;
+    assert!(c.validate().unwrap_err().contains("rms_norm_eps"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("config.json");
+    std::fs::write(&p, r#"{"hidden_size": 8}"#).expect("write");
+    let err = LlamaConfig::from_file(&p).unwrap_err().to_string();
+    assert!(err.contains("config.json") && err.contains("missing field"), "{err}");
+}
+
+/// Write a tiny GGUF that carries only the config (and 1-element placeholder tensors).
+fn gguf_with(c: &LlamaConfig, dir: &Path) -> GgufFile {
+    let mut specs = vec![TensorSpec {
+        name: TensorName::TokenEmbd.gguf(),
+        dims: vec![1],
+        ggml_type: GgmlType::F32,
+    }];
+    if !c.tie_word_embeddings {
+        specs.push(TensorSpec {
+            name: TensorName::Output.gguf(),
+            dims: vec![1],
+            ggml_type: GgmlType::F32,
+        });
+    }
+    let freqs = c.rope_freqs();
+    if let Some(f) = &freqs {
+        specs.push(TensorSpec {
+            name: TENSOR_MAP_GGUF_ROPE_FREQS.into(),
+            dims: vec![f.len() as u64],
+            ggml_type: GgmlType::F32,
+        });
+    }
+    let path = dir.join("cfg.gguf");
+    let mut w = GgufWriter::create(&path, &c.to_gguf_metadata(), &specs).expect("create");
+    w.write_data(&1f32.to_le_bytes()).expect("write");
+    if !c.tie_word_embeddings {
+        w.write_data(&1f32.to_le_bytes()).expect("write");
+    }
+    if let Some(f) = freqs {
+        let bytes: Vec<u8> = f.iter().flat_map(|x| x.to_le_bytes()).collect();
+        w.write_data(&bytes).expect("write");
+    }
+    w.finish().expect("finish");
+    GgufFile::open(&path).expect("open")
+}
+
+#[test]
+fn gguf_round_trip_is_lossless() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["llama-3.1-8b-instruct.json", "smollm2-135m-instruct.json"] {
+        let mut c = LlamaConfig::from_file(fixture(name)).expect("parse");
+        let file = gguf_with(&c, dir.path());
+        let md = file.metadata();
+        // The types llama.cpp enforces.
+        assert!(matches!(md.get(keys::BLOCK_COUNT), Some(MetadataValue::U32(_))));
+        assert!(matches!(md.get(keys::RMS_EPS), Some(MetadataValue::F32(_))));
+        assert!(matches!(md.get(keys::ROPE_FREQ_BASE), Some(MetadataValue::F32(_))));
+        let back = LlamaConfig::from_gguf(&file).expect("from gguf");
+        // GGUF keeps one EOS id and no HF-only extras; everything else must survive.
+        c.extra.clear();
+        c.eos_token_id = c.eos_token_id.as_ref().and_then(TokenIds::first).map(TokenIds::One);
+        c.num_key_value_heads = Some(c.n_kv_heads());
+        assert_eq!(back, c, "{name}");
+    }
+}
+
+#[test]
+fn reads_the_shipped_smollm2_gguf() {
+    let file = GgufFile::open(smollm2_gguf()).expect("run scripts/fetch-assets.sh");
+    let c = LlamaConfig::from_gguf(&file).expect("config");
+    let expected = LlamaConfig::from_file(fixture("smollm2-135m-instruct.json")).expect("parse");
+    assert_eq!(
+        (c.hidden_size, c.intermediate_size, c.num_hidden_layers),
+        (expected.hidden_size, expected.intermediate_size, expected.num_hidden_layers)
+    );
+    assert_eq!((c.num_attention_heads, c.n_kv_heads(), c.head_dim()), (9, 3, 64));
+    assert_eq!((c.rope_theta, c.rms_norm_eps), (100_000.0, 1e-5));
+    assert!(c.tie_word_embeddings);
+    assert_eq!((c.vocab_size, c.bos_token_id), (49152, Some(1)));
+}
+
+#[test]
+fn wrong_key_type_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = LlamaConfig::from_file(fixture("smollm2-135m-instruct.json")).expect("parse");
+    let mut md = c.to_gguf_metadata();
+    md.set(keys::RMS_EPS, MetadataValue::F64(1e-5));
+    let path = dir.path().join("bad.gguf");
+    let spec = TensorSpec { name: "token_embd.weight".into(), dims: vec![1], ggml_type: GgmlType::F32 };
+    let mut w = GgufWriter::create(&path, &md, &[spec]).expect("create");
+    w.write_data(&[0; 4]).expect("data");
+    w.finish().expect("finish");
+    let err = LlamaConfig::from_gguf(&GgufFile::open(&path).expect("open")).unwrap_err().to_string();
+    assert!(err.contains("bad.gguf") && err.contains("FLOAT32"), "{err}");
+}

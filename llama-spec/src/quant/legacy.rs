@@ -1,0 +1,135 @@
+//! The 32-element block formats Q4_0, Q4_1 and Q8_0 (ports of ggml-quants.c's reference code).
+
+use super::float::{f16_to_f32, f32_to_f16};
+
+pub const QK4_0: usize = 32;
+pub const QK4_1: usize = 32;
+pub const QK8_0: usize = 32;
+
+/// `x = d * (q - 8)`, q in 0..16; low nibbles hold elements 0..16, high nibbles 16..32.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ4_0 {
+    pub d: u16, // f16
+    pub qs: [u8; QK4_0 / 2],
+}
+
+/// `x = d * q + m`, q in 0..16, nibbles laid out as in Q4_0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ4_1 {
+    pub d: u16, // f16
+    pub m: u16, // f16
+    pub qs: [u8; QK4_1 / 2],
+}
+
+/// `x = d * q`, q an i8.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ8_0 {
+    pub d: u16, // f16
+    pub qs: [i8; QK8_0],
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
+const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
+const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))
+}
+
+pub fn quantize_row_q4_0(x: &[f32], y: &mut [u8]) {
+    for (xb, yb) in x.chunks_exact(QK4_0).zip(y.chunks_exact_mut(18)) {
+        let mut amax = 0f32;
+        let mut max = 0f32;
+        for &v in xb {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        yb[0..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+        for j in 0..QK4_0 / 2 {
+            let x0 = xb[j] * id;
+            let x1 = xb[QK4_0 / 2 + j] * id;
+            // C: MIN(15, (int8_t)(x + 8.5f)); the float-to-int8 cast truncates toward zero.
+            let xi0 = ((x0 + 8.5) as i8).min(15) as u8;
+            let xi1 = ((x1 + 8.5) as i8).min(15) as u8;
+            yb[2 + j] = xi0 | (xi1 << 4);
+        }
+    }
+}
+
+pub fn dequantize_row_q4_0(x: &[u8], y: &mut [f32]) {
+    for (xb, yb) in x.chunks_exact(18).zip(y.chunks_exact_mut(QK4_0)) {
+        let d = f16_at(xb, 0);
+        for j in 0..QK4_0 / 2 {
+            let q = xb[2 + j];
+            yb[j] = ((q & 0x0f) as i32 - 8) as f32 * d;
+            yb[j + QK4_0 / 2] = ((q >> 4) as i32 - 8) as f32 * d;
+        }
+    }
+}
+
+pub fn quantize_row_q4_1(x: &[f32], y: &mut [u8]) {
+    for (xb, yb) in x.chunks_exact(QK4_1).zip(y.chunks_exact_mut(20)) {
+        let mut min = f32::MAX;
+        let mut max = -f32::MAX;
+        for &v in xb {
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
+        }
+        let d = (max - min) / 15.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        yb[0..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+        yb[2..4].copy_from_slice(&f32_to_f16(min).to_le_bytes());
+        for j in 0..QK4_1 / 2 {
+            let x0 = (xb[j] - min) * id;
+            let x1 = (xb[QK4_1 / 2 + j] - min) * id;
+            let xi0 = ((x0 + 0.5) as i8).min(15) as u8;
+            let xi1 = ((x1 + 0.5) as i8).min(15) as u8;
+            yb[4 + j] = xi0 | (xi1 << 4);
+        }
+    }
+}
+
+pub fn dequantize_row_q4_1(x: &[u8], y: &mut [f32]) {
+    for (xb, yb) in x.chunks_exact(20).zip(y.chunks_exact_mut(QK4_1)) {
+        let d = f16_at(xb, 0);
+        let m = f16_at(xb, 2);
+        for j in 0..QK4_1 / 2 {
+            let q = xb[4 + j];
+            yb[j] = (q & 0x0f) as f32 * d + m;
+            yb[j + QK4_1 / 2] = (q >> 4) as f32 * d + m;
+        }
+    }
+}
+
+pub fn quantize_row_q8_0(x: &[f32], y: &mut [u8]) {
+    for (xb, yb) in x.chunks_exact(QK8_0).zip(y.chunks_exact_mut(34)) {
+        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        yb[0..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+        for j in 0..QK8_0 {
+            // C's roundf: half away from zero, like Rust's f32::round.
+            yb[2 + j] = ((xb[j] * id).round() as i8) as u8;
+        }
+    }
+}
+
+pub fn dequantize_row_q8_0(x: &[u8], y: &mut [f32]) {
+    for (xb, yb) in x.chunks_exact(34).zip(y.chunks_exact_mut(QK8_0)) {
+        let d = f16_at(xb, 0);
+        for j in 0..QK8_0 {
+            yb[j] = (xb[2 + j] as i8) as f32 * d;
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Bit-exactness against fixtures made by ggml itself (see tests/fixtures/make_quant_fixtures.py).
+
+use super::*;
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/quant")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+const CASES: &[(&str, GgmlType)] = &[
+    ("f16", GgmlType::F16),
+    ("bf16", GgmlType::BF16),
+    ("q4_0", GgmlType::Q4_0),
+    ("q4_1", GgmlType::Q4_1),
+    ("q8_0", GgmlType::Q8_0),
+    ("q4_K", GgmlType::Q4_K),
+    ("q5_K", GgmlType::Q5_K),
+    ("q6_K", GgmlType::Q6_K),
+    ("q8_K", GgmlType::Q8_K),
+];
+
+fn first_diff_block(a: &[u8], b: &[u8], block: usize) -> Option<usize> {
+    a.chunks(block)
+        .zip(b.chunks(block))
+        .position(|(x, y)| x != y)
+}
+
+#[test]
+fn quantize_matches_ggml_bit_for_bit() {
+    let x = f32s(&fixture("input.f32"));
+    assert_eq!(x.len(), 32 * 256);
+    for &(name, ty) in CASES {
+        let expected = fixture(&format!("{name}.bin"));
+        let ours = quantize_to_vec(ty, &x).expect("quantize");
+        assert_eq!(ours.len(), expected.len(), "{name}: length");
+        if let Some(b) = first_diff_block(&ours, &expected, ty.type_size() as usize) {
+            panic!("{name}: block {b} differs from ggml");
+        }
+    }
+}
+
+#[test]
+fn dequantize_matches_ggml_bit_for_bit() {
+    for &(name, ty) in CASES {
+        let q = fixture(&format!("{name}.bin"));
+        let expected = f32s(&fixture(&format!("{name}.deq.f32")));
+        let ours = dequantize_to_vec(ty, &q, expected.len()).expect("dequantize");
+        for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "{name}: value {i}: {a} vs ggml {b}");
+        }
+    }
+}
+
+#[test]
+fn round_trip_error_is_bounded_and_requantization_is_stable() {
+    let x = f32s(&fixture("input.f32"));
+    for &(name, ty) in CASES {
+        let q = quantize_to_vec(ty, &x).expect("quantize");
+        let y = dequantize_to_vec(ty, &q, x.len()).expect("dequantize");
+        // Error relative to each 256-value block's largest magnitude.
+        let bound = match ty {
+            GgmlType::F16 | GgmlType::BF16 => 4e-3,
+            GgmlType::Q8_0 | GgmlType::Q8_K => 5e-3,
+            GgmlType::Q6_K => 0.03,
+            GgmlType::Q5_K => 0.07,
+            // 4 bits: the extreme opposite to the scale's sign clamps to 7*d = 7/8 amax.
+            _ => 0.126,
+        };
+        for (b, (xb, yb)) in x.chunks(256).zip(y.chunks(256)).enumerate() {
+            let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+            // Below ~1e-4 the f16 scales (and F16 itself) underflow: no relative bound there.
+            if amax < 1e-4 {
+                continue;
+            }
+            let err = xb
+                .iter()
+                .zip(yb)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                err <= bound * amax + 1e-30,
+                "{name}: block {b} error {err} > {bound} * {amax}"
+            );
+        }
+        // Dequantized values are representable: quantizing them again must reproduce them.
+        let q2 = quantize_to_vec(ty, &y).expect("requantize");
+        let y2 = dequantize_to_vec(ty, &q2, x.len()).expect("dequantize");
+        let drift = y
+            .iter()
+            .zip(&y2)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let amax = y.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(drift <= bound * amax, "{name}: requantization drift {drift}");
+    }
+}
+
+#[test]
+fn errors_are_typed_not_panics() {
+    let x = vec![0f32; 100];
+    assert!(matches!(
+        quantize_to_vec(GgmlType::Q4_K, &x),
+        Err(QuantError::NotBlockAligned { .. })
+    ));
+    assert!(matches!(
+        dequantize(GgmlType::Q8_0, &[0u8; 33], &mut [0f32; 32]),
+        Err(QuantError::WrongLength { .. })
+    ));
+    assert!(matches!(
+        quantize_to_vec(GgmlType::IQ2_XS, &[0f32; 256]),
+        Err(QuantError::Unsupported(_))
+    ));
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Any input within F16 range quantizes without panicking and stays within a loose error bound.
+        #[test]
+        fn any_finite_input(v in proptest::collection::vec(-6e4f32..6e4f32, 256)) {
+            let amax = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+            for &(_, ty) in CASES {
+                let q = quantize_to_vec(ty, &v).expect("quantize");
+                let y = dequantize_to_vec(ty, &q, v.len()).expect("dequantize");
+                for (a, b) in v.iter().zip(&y) {
+                    prop_assert!((a - b).abs() <= 0.15 * amax + 1e-6, "{ty}: {a} -> {b}");
+                }
+            }
+        }
+    }
+}
