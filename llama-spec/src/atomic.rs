@@ -55,7 +55,11 @@ impl AtomicFile {
         drop(file);
         std::fs::rename(&self.temp, &self.target)?;
         if let Some(dir) = self.target.parent() {
-            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
             // Directory fsync is best effort: not every platform or filesystem allows it.
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();

@@ -135,12 +135,20 @@ impl ChatTemplate {
                 .unwrap_or_default()
         };
         let origin = format!("{} ({})", file.path().display(), keys::CHAT_TEMPLATE);
-        Self::new(&source, &text(vocab.special.bos), &text(vocab.special.eos), &origin).map(Some)
+        Self::new(
+            &source,
+            &text(vocab.special.bos),
+            &text(vocab.special.eos),
+            &origin,
+        )
+        .map(Some)
     }
 
     /// The template of an HF `tokenizer_config.json` (`chat_template` as a string, or the
     /// `default` entry of a list of named templates), with its `bos_token`/`eos_token`.
-    pub fn from_tokenizer_config(path: impl AsRef<Path>) -> Result<Option<Self>, ChatTemplateError> {
+    pub fn from_tokenizer_config(
+        path: impl AsRef<Path>,
+    ) -> Result<Option<Self>, ChatTemplateError> {
         let path = path.as_ref();
         let invalid = |message: String| ChatTemplateError::Invalid {
             path: path.to_path_buf(),
@@ -158,7 +166,11 @@ impl ChatTemplate {
                 .and_then(|t| t["template"].as_str())
                 .ok_or_else(|| invalid("chat_template list has no \"default\" entry".into()))?
                 .to_string(),
-            _ => return Err(invalid("chat_template is neither a string nor a list".into())),
+            _ => {
+                return Err(invalid(
+                    "chat_template is neither a string nor a list".into(),
+                ))
+            }
         };
         // bos_token is a string or an AddedToken object with "content".
         let token = |k: &str| match &json[k] {

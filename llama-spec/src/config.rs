@@ -29,7 +29,8 @@ pub mod keys {
     pub const LLAMA3_ROPE_FACTOR: &str = "llama_spec.rope_scaling.factor";
     pub const LLAMA3_ROPE_LOW: &str = "llama_spec.rope_scaling.low_freq_factor";
     pub const LLAMA3_ROPE_HIGH: &str = "llama_spec.rope_scaling.high_freq_factor";
-    pub const LLAMA3_ROPE_ORIG_CTX: &str = "llama_spec.rope_scaling.original_max_position_embeddings";
+    pub const LLAMA3_ROPE_ORIG_CTX: &str =
+        "llama_spec.rope_scaling.original_max_position_embeddings";
 }
 
 /// What is wrong with a config.
@@ -200,16 +201,19 @@ impl LlamaConfig {
                 return Err(format!("{name} must be positive"));
             }
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim() == 0 || self.head_dim() % 2 != 0 {
-            return Err(format!("head_dim {} must be even and positive (RoPE rotates pairs)", self.head_dim()));
+        if self.head_dim() == 0 || !self.head_dim().is_multiple_of(2) {
+            return Err(format!(
+                "head_dim {} must be even and positive (RoPE rotates pairs)",
+                self.head_dim()
+            ));
         }
-        if self.num_attention_heads % self.n_kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.n_kv_heads()) {
             return Err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {} (GQA)",
                 self.num_attention_heads,
@@ -217,13 +221,19 @@ impl LlamaConfig {
             ));
         }
         if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps.is_finite()) {
-            return Err(format!("rms_norm_eps {} must be positive", self.rms_norm_eps));
+            return Err(format!(
+                "rms_norm_eps {} must be positive",
+                self.rms_norm_eps
+            ));
         }
         if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
             return Err(format!("rope_theta {} must be positive", self.rope_theta));
         }
         if self.hidden_act != "silu" {
-            return Err(format!("hidden_act {:?} is not supported (Llama uses \"silu\")", self.hidden_act));
+            return Err(format!(
+                "hidden_act {:?} is not supported (Llama uses \"silu\")",
+                self.hidden_act
+            ));
         }
         if self.attention_bias || self.mlp_bias {
             return Err("attention_bias / mlp_bias are not supported for Llama".into());
@@ -235,7 +245,7 @@ impl LlamaConfig {
                     rs.rope_type
                 ));
             }
-            if !(rs.factor >= 1.0) {
+            if rs.factor.is_nan() || rs.factor < 1.0 {
                 return Err(format!("rope_scaling.factor {} must be >= 1", rs.factor));
             }
             if !(rs.low_freq_factor > 0.0 && rs.high_freq_factor > rs.low_freq_factor) {
@@ -245,16 +255,24 @@ impl LlamaConfig {
                 ));
             }
             if rs.original_max_position_embeddings == 0 {
-                return Err("rope_scaling.original_max_position_embeddings must be positive".into());
+                return Err(
+                    "rope_scaling.original_max_position_embeddings must be positive".into(),
+                );
             }
         }
         for (name, id) in [
             ("bos_token_id", self.bos_token_id),
-            ("eos_token_id", self.eos_token_id.as_ref().and_then(TokenIds::first)),
+            (
+                "eos_token_id",
+                self.eos_token_id.as_ref().and_then(TokenIds::first),
+            ),
         ] {
             if let Some(id) = id {
                 if id >= self.vocab_size {
-                    return Err(format!("{name} {id} is outside the vocabulary ({})", self.vocab_size));
+                    return Err(format!(
+                        "{name} {id} is outside the vocabulary ({})",
+                        self.vocab_size
+                    ));
                 }
             }
         }
@@ -268,7 +286,10 @@ impl LlamaConfig {
         let dim = self.head_dim() as usize;
         let base = self.rope_theta;
         let old_ctx = f64::from(rs.original_max_position_embeddings);
-        let (low, high) = (f64::from(rs.low_freq_factor), f64::from(rs.high_freq_factor));
+        let (low, high) = (
+            f64::from(rs.low_freq_factor),
+            f64::from(rs.high_freq_factor),
+        );
         let (low_wavelen, high_wavelen) = (old_ctx / low, old_ctx / high);
         let factor = f64::from(rs.factor);
         Some(
@@ -295,7 +316,7 @@ impl LlamaConfig {
     /// The `general.architecture` and `llama.*` keys (and BOS/EOS ids) for this config,
     /// with the value types llama.cpp requires (UINT32 counts, FLOAT32 eps and base).
     pub fn to_gguf_metadata(&self) -> Metadata {
-        use MetadataValue::{F32, String as S, U32};
+        use MetadataValue::{String as S, F32, U32};
         let mut m = Metadata::new();
         m.set(keys::ARCHITECTURE, S("llama".into()));
         m.set(keys::VOCAB_SIZE, U32(self.vocab_size));
@@ -308,7 +329,10 @@ impl LlamaConfig {
         m.set(keys::ROPE_FREQ_BASE, F32(self.rope_theta));
         m.set(keys::RMS_EPS, F32(self.rms_norm_eps));
         m.set(keys::ROPE_DIMENSION_COUNT, U32(self.head_dim()));
-        if self.head_dim.is_some_and(|d| d != self.hidden_size / self.num_attention_heads) {
+        if self
+            .head_dim
+            .is_some_and(|d| d != self.hidden_size / self.num_attention_heads)
+        {
             m.set(keys::KEY_LENGTH, U32(self.head_dim()));
             m.set(keys::VALUE_LENGTH, U32(self.head_dim()));
         }
@@ -316,7 +340,10 @@ impl LlamaConfig {
             m.set(keys::LLAMA3_ROPE_FACTOR, F32(rs.factor));
             m.set(keys::LLAMA3_ROPE_LOW, F32(rs.low_freq_factor));
             m.set(keys::LLAMA3_ROPE_HIGH, F32(rs.high_freq_factor));
-            m.set(keys::LLAMA3_ROPE_ORIG_CTX, U32(rs.original_max_position_embeddings));
+            m.set(
+                keys::LLAMA3_ROPE_ORIG_CTX,
+                U32(rs.original_max_position_embeddings),
+            );
         }
         if let Some(b) = self.bos_token_id {
             m.set(keys::BOS_ID, U32(b));
@@ -392,7 +419,7 @@ impl LlamaConfig {
         let heads = req(keys::HEAD_COUNT)?;
         let rope_dim = u32_key(keys::ROPE_DIMENSION_COUNT)?;
         let key_len = u32_key(keys::KEY_LENGTH)?;
-        let default_hd = if heads > 0 { hidden / heads } else { 0 };
+        let default_hd = hidden.checked_div(heads).unwrap_or(0);
         let head_dim = key_len.or(rope_dim).filter(|&d| d != default_hd);
         let vocab = match u32_key(keys::VOCAB_SIZE)? {
             Some(v) => v,
@@ -419,7 +446,8 @@ impl LlamaConfig {
             num_key_value_heads: Some(u32_key(keys::HEAD_COUNT_KV)?.unwrap_or(heads)),
             head_dim,
             max_position_embeddings: req(keys::CONTEXT_LENGTH)?,
-            rms_norm_eps: f32_key(keys::RMS_EPS)?.ok_or("missing metadata key \"llama.attention.layer_norm_rms_epsilon\"")?,
+            rms_norm_eps: f32_key(keys::RMS_EPS)?
+                .ok_or("missing metadata key \"llama.attention.layer_norm_rms_epsilon\"")?,
             rope_theta: f32_key(keys::ROPE_FREQ_BASE)?.unwrap_or(10_000.0),
             rope_scaling,
             tie_word_embeddings: tied,

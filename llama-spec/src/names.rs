@@ -108,7 +108,10 @@ impl TensorName {
     fn layer(rest: &str, suffix: impl Fn(LayerTensor) -> &'static str) -> Option<Self> {
         let (idx, tail) = rest.split_once('.')?;
         // Reject "01", "+1" and the like: one spelling per tensor.
-        if idx.is_empty() || !idx.bytes().all(|b| b.is_ascii_digit()) || (idx.len() > 1 && idx.starts_with('0')) {
+        if idx.is_empty()
+            || !idx.bytes().all(|b| b.is_ascii_digit())
+            || (idx.len() > 1 && idx.starts_with('0'))
+        {
             return None;
         }
         let i: u32 = idx.parse().ok()?;
@@ -230,22 +233,43 @@ mod tests {
             let hf = n.hf().expect("hf name");
             assert_eq!(TensorName::from_hf(&hf), Some(n), "{hf}");
         }
-        assert_eq!(TensorName::from_gguf("blk.7.ffn_down.weight"), Some(TensorName::Layer(7, LayerTensor::FfnDown)));
+        assert_eq!(
+            TensorName::from_gguf("blk.7.ffn_down.weight"),
+            Some(TensorName::Layer(7, LayerTensor::FfnDown))
+        );
         assert_eq!(
             TensorName::from_hf("model.layers.12.self_attn.k_proj.weight").map(|n| n.gguf()),
             Some("blk.12.attn_k.weight".to_string())
         );
-        for bad in ["blk.01.attn_q.weight", "blk..attn_q.weight", "blk.1.attn_q", "model.layers.x.mlp.up_proj.weight"] {
-            assert_eq!(TensorName::from_gguf(bad).or(TensorName::from_hf(bad)), None, "{bad}");
+        for bad in [
+            "blk.01.attn_q.weight",
+            "blk..attn_q.weight",
+            "blk.1.attn_q",
+            "model.layers.x.mlp.up_proj.weight",
+        ] {
+            assert_eq!(
+                TensorName::from_gguf(bad).or(TensorName::from_hf(bad)),
+                None,
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn shapes_follow_gqa() {
         let c = cfg();
-        assert_eq!(TensorName::Layer(0, LayerTensor::AttnQ).hf_shape(&c), vec![16, 16]);
-        assert_eq!(TensorName::Layer(0, LayerTensor::AttnK).hf_shape(&c), vec![8, 16]);
-        assert_eq!(TensorName::Layer(0, LayerTensor::FfnDown).gguf_dims(&c), vec![24, 16]);
+        assert_eq!(
+            TensorName::Layer(0, LayerTensor::AttnQ).hf_shape(&c),
+            vec![16, 16]
+        );
+        assert_eq!(
+            TensorName::Layer(0, LayerTensor::AttnK).hf_shape(&c),
+            vec![8, 16]
+        );
+        assert_eq!(
+            TensorName::Layer(0, LayerTensor::FfnDown).gguf_dims(&c),
+            vec![24, 16]
+        );
     }
 
     /// The permutation equals the numpy expression in convert_hf_to_gguf.py:
@@ -270,6 +294,9 @@ mod tests {
         assert_eq!(unpermute_qk_rows(&p, 1, n_head), src);
         // Multi-byte rows move as a unit.
         let wide: Vec<u8> = (0..(rows * 4) as u32).map(|x| x as u8).collect();
-        assert_eq!(unpermute_qk_rows(&permute_qk_rows(&wide, 4, n_head), 4, n_head), wide);
+        assert_eq!(
+            unpermute_qk_rows(&permute_qk_rows(&wide, 4, n_head), 4, n_head),
+            wide
+        );
     }
 }

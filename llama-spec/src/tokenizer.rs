@@ -79,7 +79,10 @@ pub struct SpecialTokens {
 impl SpecialTokens {
     /// Ids at which generation stops.
     pub fn stop_ids(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = [self.eos, self.eot, self.eom].into_iter().flatten().collect();
+        let mut v: Vec<u32> = [self.eos, self.eot, self.eom]
+            .into_iter()
+            .flatten()
+            .collect();
         v.dedup();
         v
     }
@@ -143,7 +146,10 @@ impl PreTokenizer {
             "ByteLevel" if pre.get("use_regex")?.as_bool()? => Some(Self::Gpt2),
             "Sequence" => {
                 let items = pre.get("pretokenizers")?.as_array()?;
-                let types: Vec<&str> = items.iter().filter_map(|p| p.get("type")?.as_str()).collect();
+                let types: Vec<&str> = items
+                    .iter()
+                    .filter_map(|p| p.get("type")?.as_str())
+                    .collect();
                 match types.as_slice() {
                     ["Split", "ByteLevel"] => {
                         let regex = items[0].get("pattern")?.get("Regex")?.as_str()?;
@@ -190,7 +196,10 @@ impl GgufVocab {
             Some(other) => {
                 return Err(invalid(
                     path,
-                    format!("{} is {other:?}; only \"gpt2\" (byte-level BPE) is supported", keys::MODEL),
+                    format!(
+                        "{} is {other:?}; only \"gpt2\" (byte-level BPE) is supported",
+                        keys::MODEL
+                    ),
                 ))
             }
             None => return Err(invalid(path, format!("missing {}", keys::MODEL))),
@@ -199,7 +208,10 @@ impl GgufVocab {
         let pre = PreTokenizer::from_gguf_name(pre_name).ok_or_else(|| {
             invalid(
                 path,
-                format!("{} {pre_name:?} is not supported (llama-bpe, smollm, gpt-2)", keys::PRE),
+                format!(
+                    "{} {pre_name:?} is not supported (llama-bpe, smollm, gpt-2)",
+                    keys::PRE
+                ),
             )
         })?;
         let strings = |k: &str| -> Result<Vec<String>, TokenizerError> {
@@ -211,10 +223,16 @@ impl GgufVocab {
         };
         let tokens = strings(keys::TOKENS)?;
         let merges = strings(keys::MERGES)?;
-        let token_types: Vec<i32> = match md.get(keys::TOKEN_TYPE).and_then(MetadataValue::as_array) {
+        let token_types: Vec<i32> = match md.get(keys::TOKEN_TYPE).and_then(MetadataValue::as_array)
+        {
             Some(a) => a
                 .to_i64_vec()
-                .ok_or_else(|| invalid(path, format!("{} is not an integer array", keys::TOKEN_TYPE)))?
+                .ok_or_else(|| {
+                    invalid(
+                        path,
+                        format!("{} is not an integer array", keys::TOKEN_TYPE),
+                    )
+                })?
                 .into_iter()
                 .map(|t| t as i32)
                 .collect(),
@@ -223,7 +241,11 @@ impl GgufVocab {
         if token_types.len() != tokens.len() {
             return Err(invalid(
                 path,
-                format!("{} tokens but {} token types", tokens.len(), token_types.len()),
+                format!(
+                    "{} tokens but {} token types",
+                    tokens.len(),
+                    token_types.len()
+                ),
             ));
         }
         let id = |k: &str| -> Result<Option<u32>, TokenizerError> {
@@ -296,7 +318,8 @@ impl GgufVocab {
         let mut special = Vec::new();
         let mut user = Vec::new();
         for (i, (t, &ty)) in self.tokens.iter().zip(&self.token_types).enumerate() {
-            let is_llama3_reserved = self.pre == PreTokenizer::Llama3 && i as u32 >= LLAMA3_FIRST_SPECIAL;
+            let is_llama3_reserved =
+                self.pre == PreTokenizer::Llama3 && i as u32 >= LLAMA3_FIRST_SPECIAL;
             if ty == token_type::CONTROL || is_llama3_reserved {
                 special.push(AddedToken::from(t.clone(), true).normalized(false));
             } else if ty == token_type::USER_DEFINED {
@@ -305,13 +328,13 @@ impl GgufVocab {
         }
         tok.add_special_tokens(special)
             .map_err(|e| invalid(path, e.to_string()))?;
-        tok.add_tokens(user).map_err(|e| invalid(path, e.to_string()))?;
+        tok.add_tokens(user)
+            .map_err(|e| invalid(path, e.to_string()))?;
 
         if self.special.add_bos {
-            let bos = self
-                .special
-                .bos
-                .ok_or_else(|| invalid(path, "add_bos_token is set but there is no bos_token_id"))?;
+            let bos = self.special.bos.ok_or_else(|| {
+                invalid(path, "add_bos_token is set but there is no bos_token_id")
+            })?;
             let text = self.tokens[bos as usize].clone();
             let post = TemplateProcessing::builder()
                 .try_single(format!("{text} $A"))
@@ -360,9 +383,10 @@ pub fn hf_to_gguf_metadata(
         .ok_or_else(|| invalid(path, "model.vocab is not an object"))?;
     let mut by_id: Vec<Option<(String, i32)>> = Vec::new();
     let mut put = |id: u64, tok: &str, ty: i32| -> Result<(), TokenizerError> {
-        let id = usize::try_from(id).ok().filter(|&i| i < 10_000_000).ok_or_else(|| {
-            invalid(path, format!("token id {id} is out of range"))
-        })?;
+        let id = usize::try_from(id)
+            .ok()
+            .filter(|&i| i < 10_000_000)
+            .ok_or_else(|| invalid(path, format!("token id {id} is out of range")))?;
         if by_id.len() <= id {
             by_id.resize(id + 1, None);
         }
@@ -370,7 +394,9 @@ pub fn hf_to_gguf_metadata(
         Ok(())
     };
     for (tok, id) in vocab {
-        let id = id.as_u64().ok_or_else(|| invalid(path, format!("vocab id of {tok:?}")))?;
+        let id = id
+            .as_u64()
+            .ok_or_else(|| invalid(path, format!("vocab id of {tok:?}")))?;
         put(id, tok, token_type::NORMAL)?;
     }
     for added in json["added_tokens"].as_array().into_iter().flatten() {
@@ -419,7 +445,10 @@ pub fn hf_to_gguf_metadata(
     md.set(keys::MODEL, MetadataValue::String("gpt2".into()));
     md.set(keys::PRE, MetadataValue::String(pre.gguf_name().into()));
     md.set(keys::TOKENS, MetadataValue::string_array(tokens));
-    md.set(keys::TOKEN_TYPE, MetadataValue::Array(ArrayValue::I32(types)));
+    md.set(
+        keys::TOKEN_TYPE,
+        MetadataValue::Array(ArrayValue::I32(types)),
+    );
     md.set(keys::MERGES, MetadataValue::string_array(merges));
     Ok(md)
 }

@@ -43,7 +43,10 @@ fn renders_like_hf_apply_chat_template() {
         match (&got, c.get("expected").and_then(|e| e.as_str())) {
             (Ok(text), Some(want)) if text == want => {}
             (Err(_), None) => {} // HF raised; so must we
-            _ => failures.push(format!("{name} conv {} gen {gen}: got {got:?}, want {c}", c["conversation"])),
+            _ => failures.push(format!(
+                "{name} conv {} gen {gen}: got {got:?}, want {c}",
+                c["conversation"]
+            )),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -57,23 +60,40 @@ fn raise_exception_surfaces_the_message() {
         .render(&[Message::user("a"), Message::user("b")], true)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("roles must alternate") && err.contains("llama31_like"), "{err}");
+    assert!(
+        err.contains("roles must alternate") && err.contains("llama31_like"),
+        "{err}"
+    );
 }
 
 #[test]
 fn builtin_templates_are_the_tested_ones() {
     let f = fixture();
-    assert_eq!(f["templates"]["llama3"]["source"].as_str(), Some(LLAMA3_TEMPLATE));
-    assert_eq!(f["templates"]["chatml"]["source"].as_str(), Some(CHATML_TEMPLATE));
+    assert_eq!(
+        f["templates"]["llama3"]["source"].as_str(),
+        Some(LLAMA3_TEMPLATE)
+    );
+    assert_eq!(
+        f["templates"]["chatml"]["source"].as_str(),
+        Some(CHATML_TEMPLATE)
+    );
 }
 
 #[test]
 fn smollm2_template_comes_from_the_gguf() {
     let f = fixture();
     let file = GgufFile::open(common::smollm2()).expect("open");
-    let tpl = ChatTemplate::from_gguf(&file).expect("template").expect("present");
-    assert_eq!(Some(tpl.source()), f["templates"]["smollm2_gguf"]["source"].as_str());
-    assert_eq!((tpl.bos_token.as_str(), tpl.eos_token.as_str()), ("<|im_start|>", "<|im_end|>"));
+    let tpl = ChatTemplate::from_gguf(&file)
+        .expect("template")
+        .expect("present");
+    assert_eq!(
+        Some(tpl.source()),
+        f["templates"]["smollm2_gguf"]["source"].as_str()
+    );
+    assert_eq!(
+        (tpl.bos_token.as_str(), tpl.eos_token.as_str()),
+        ("<|im_start|>", "<|im_end|>")
+    );
     let text = tpl.render(&[Message::user("Hi")], true).expect("render");
     assert_eq!(
         text,
@@ -82,13 +102,22 @@ fn smollm2_template_comes_from_the_gguf() {
     // Rendered control tokens tokenize to single special ids.
     let (tok, _) = tokenizer::from_gguf(&file).expect("tokenizer");
     let ids = tok.encode(text.as_str(), false).expect("encode");
-    assert_eq!(ids.get_ids().iter().filter(|&&i| i == 1).count(), 3, "<|im_start|> x3");
-    assert_eq!(ids.get_ids().iter().filter(|&&i| i == 2).count(), 2, "<|im_end|> x2");
+    assert_eq!(
+        ids.get_ids().iter().filter(|&&i| i == 1).count(),
+        3,
+        "<|im_start|> x3"
+    );
+    assert_eq!(
+        ids.get_ids().iter().filter(|&&i| i == 2).count(),
+        2,
+        "<|im_end|> x2"
+    );
 }
 
 #[test]
 fn llama3_prompt_tokenizes_with_special_ids() {
-    let tpl = ChatTemplate::new(LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>", "llama3").expect("compile");
+    let tpl = ChatTemplate::new(LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>", "llama3")
+        .expect("compile");
     let text = tpl
         .render(&[Message::system("Be kind."), Message::user("你好")], true)
         .expect("render");
@@ -96,14 +125,30 @@ fn llama3_prompt_tokenizes_with_special_ids() {
     let ids = tok.encode(text.as_str(), false).expect("encode");
     let ids = ids.get_ids();
     assert_eq!(ids[0], 128_000);
-    assert_eq!(ids.iter().filter(|&&i| i == 128_009).count(), 2, "<|eot_id|> x2");
-    assert_eq!(ids.iter().filter(|&&i| i == 128_006).count(), 3, "<|start_header_id|> x3");
+    assert_eq!(
+        ids.iter().filter(|&&i| i == 128_009).count(),
+        2,
+        "<|eot_id|> x2"
+    );
+    assert_eq!(
+        ids.iter().filter(|&&i| i == 128_006).count(),
+        3,
+        "<|start_header_id|> x3"
+    );
 }
 
 #[test]
 fn broken_template_is_a_clear_error() {
-    let err = ChatTemplate::new("{% for m in messages %}", "", "", "bad.gguf (tokenizer.chat_template)")
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("bad.gguf") && err.contains("does not compile"), "{err}");
+    let err = ChatTemplate::new(
+        "{% for m in messages %}",
+        "",
+        "",
+        "bad.gguf (tokenizer.chat_template)",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("bad.gguf") && err.contains("does not compile"),
+        "{err}"
+    );
 }

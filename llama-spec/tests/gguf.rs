@@ -3,8 +3,7 @@
 mod common;
 
 use llama_spec::gguf::{
-    ArrayValue, FormatError, GgmlType, GgufFile, GgufWriter, Metadata, MetadataValue,
-    TensorSpec,
+    ArrayValue, FormatError, GgmlType, GgufFile, GgufWriter, Metadata, MetadataValue, TensorSpec,
 };
 use llama_spec::quant;
 use sha2::{Digest, Sha256};
@@ -25,7 +24,10 @@ fn reads_smollm2_like_gguf_py() {
     assert_eq!(tokens.len(), 49152);
     assert_eq!(tokens[1], "<|im_start|>");
     let q = f.tensor("blk.0.attn_q.weight").expect("attn_q");
-    assert_eq!((q.dims.as_slice(), q.ggml_type), (&[576u64, 576][..], GgmlType::Q4_1));
+    assert_eq!(
+        (q.dims.as_slice(), q.ggml_type),
+        (&[576u64, 576][..], GgmlType::Q4_1)
+    );
     assert_eq!(f.tensor_data(q).len(), 576 * 576 / 32 * 20);
 }
 
@@ -34,8 +36,8 @@ fn reads_smollm2_like_gguf_py() {
 #[test]
 fn every_smollm2_tensor_dequantizes_like_gguf_py() {
     let f = GgufFile::open(common::smollm2()).expect("open");
-    let text = std::fs::read_to_string(common::fixture("smollm2_dequant_sha256.json"))
-        .expect("fixture");
+    let text =
+        std::fs::read_to_string(common::fixture("smollm2_dequant_sha256.json")).expect("fixture");
     let expected: serde_json::Value = serde_json::from_str(&text).expect("json");
     let expected = expected.as_object().expect("object");
     assert_eq!(expected.len(), f.tensors().len());
@@ -82,7 +84,11 @@ fn read_write_read_is_byte_identical() {
     let a = std::fs::read(common::smollm2()).expect("read original");
     let b = std::fs::read(&out).expect("read copy");
     assert_eq!(a.len(), b.len());
-    assert!(a == b, "first difference at byte {:?}", a.iter().zip(&b).position(|(x, y)| x != y));
+    assert!(
+        a == b,
+        "first difference at byte {:?}",
+        a.iter().zip(&b).position(|(x, y)| x != y)
+    );
     let again = GgufFile::open(&out).expect("reopen");
     assert_eq!(again.header, src.header);
 }
@@ -91,15 +97,27 @@ fn read_write_read_is_byte_identical() {
 fn writer_rejects_wrong_sizes_and_leaves_no_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("x.gguf");
-    let specs = [TensorSpec { name: "a".into(), dims: vec![32, 2], ggml_type: GgmlType::Q8_0 }];
+    let specs = [TensorSpec {
+        name: "a".into(),
+        dims: vec![32, 2],
+        ggml_type: GgmlType::Q8_0,
+    }];
     let mut w = GgufWriter::create(&out, &Metadata::new(), &specs).expect("create");
     assert!(w.write_data(&[0u8; 69]).is_err(), "68 bytes expected");
     w.write_data(&[0u8; 34]).expect("half");
     let err = w.finish().unwrap_err().to_string();
     assert!(err.contains("x.gguf") && err.contains("34 of 68"), "{err}");
     assert!(!out.exists());
-    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0, "temp file removed");
-    let bad = [TensorSpec { name: "b".into(), dims: vec![33], ggml_type: GgmlType::Q4_0 }];
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("ls").count(),
+        0,
+        "temp file removed"
+    );
+    let bad = [TensorSpec {
+        name: "b".into(),
+        dims: vec![33],
+        ggml_type: GgmlType::Q4_0,
+    }];
     assert!(GgufWriter::create(&out, &Metadata::new(), &bad).is_err());
 }
 
@@ -111,7 +129,10 @@ fn errors_name_the_file_and_offset() {
     std::fs::write(&p, &bytes[..1_000_000]).expect("write");
     let err = GgufFile::open(&p).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("trunc.gguf") && msg.contains("byte offset"), "{msg}");
+    assert!(
+        msg.contains("trunc.gguf") && msg.contains("byte offset"),
+        "{msg}"
+    );
     assert!(
         matches!(
             err.format_error(),
@@ -122,7 +143,15 @@ fn errors_name_the_file_and_offset() {
     // Header intact but the data cut short.
     std::fs::write(&p, &bytes[..bytes.len() - 1000]).expect("write");
     let err = GgufFile::open(&p).unwrap_err();
-    assert!(matches!(err.format_error(), Some(FormatError::DataOutOfBounds { .. })), "{err}");
-    let missing = GgufFile::open(dir.path().join("nope.gguf")).unwrap_err().to_string();
+    assert!(
+        matches!(
+            err.format_error(),
+            Some(FormatError::DataOutOfBounds { .. })
+        ),
+        "{err}"
+    );
+    let missing = GgufFile::open(dir.path().join("nope.gguf"))
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("nope.gguf"), "{missing}");
 }

@@ -10,7 +10,10 @@ use proptest::prelude::*;
 /// A small but feature-complete file: every value type, nested and empty arrays, 3 tensors.
 fn sample() -> Vec<u8> {
     let mut md = Metadata::new();
-    md.set("general.architecture", MetadataValue::String("llama".into()));
+    md.set(
+        "general.architecture",
+        MetadataValue::String("llama".into()),
+    );
     md.set("u8", MetadataValue::U8(7));
     md.set("i8", MetadataValue::I8(-7));
     md.set("u16", MetadataValue::U16(700));
@@ -22,16 +25,34 @@ fn sample() -> Vec<u8> {
     md.set("i64", MetadataValue::I64(-(1 << 40)));
     md.set("f64", MetadataValue::F64(2.25));
     md.set("tokens", MetadataValue::string_array(["a", "bc", "日本"]));
-    md.set("types", MetadataValue::Array(ArrayValue::I32(vec![1, 3, 6])));
+    md.set(
+        "types",
+        MetadataValue::Array(ArrayValue::I32(vec![1, 3, 6])),
+    );
     md.set("empty", MetadataValue::Array(ArrayValue::F32(vec![])));
     md.set(
         "nested",
-        MetadataValue::Array(ArrayValue::Array(vec![ArrayValue::U8(vec![1, 2]), ArrayValue::Bool(vec![true])])),
+        MetadataValue::Array(ArrayValue::Array(vec![
+            ArrayValue::U8(vec![1, 2]),
+            ArrayValue::Bool(vec![true]),
+        ])),
     );
     let specs = [
-        TensorSpec { name: "a".into(), dims: vec![32, 2], ggml_type: GgmlType::Q8_0 },
-        TensorSpec { name: "b".into(), dims: vec![5], ggml_type: GgmlType::F32 },
-        TensorSpec { name: "c".into(), dims: vec![256, 1, 1, 2], ggml_type: GgmlType::Q4_K },
+        TensorSpec {
+            name: "a".into(),
+            dims: vec![32, 2],
+            ggml_type: GgmlType::Q8_0,
+        },
+        TensorSpec {
+            name: "b".into(),
+            dims: vec![5],
+            ggml_type: GgmlType::F32,
+        },
+        TensorSpec {
+            name: "c".into(),
+            dims: vec![256, 1, 1, 2],
+            ggml_type: GgmlType::Q4_K,
+        },
     ];
     let (mut bytes, infos) = serialize_header(&md, &specs).expect("header");
     let last = infos.last().expect("tensors");
@@ -48,7 +69,11 @@ fn sample_parses_and_round_trips() {
     let specs: Vec<TensorSpec> = h
         .tensors
         .iter()
-        .map(|t| TensorSpec { name: t.name.clone(), dims: t.dims.clone(), ggml_type: t.ggml_type })
+        .map(|t| TensorSpec {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ggml_type: t.ggml_type,
+        })
         .collect();
     let (again, _) = serialize_header(&h.metadata, &specs).expect("serialize");
     assert_eq!(&bytes[..again.len()], &again[..]);
@@ -58,7 +83,10 @@ fn sample_parses_and_round_trips() {
 fn every_truncation_is_an_error() {
     let bytes = sample();
     for n in 0..bytes.len() {
-        assert!(GgufHeader::parse(&bytes[..n]).is_err(), "prefix of {n} bytes parsed");
+        assert!(
+            GgufHeader::parse(&bytes[..n]).is_err(),
+            "prefix of {n} bytes parsed"
+        );
     }
 }
 
@@ -87,7 +115,10 @@ fn huge_counts_are_rejected_before_allocating() {
     let at = base.windows(6).position(|w| w == pos).expect("key") + 6 + 4 + 4;
     let mut b = base.clone();
     put_u64(&mut b, at, u64::MAX);
-    assert!(matches!(GgufHeader::parse(&b).unwrap_err().1, FormatError::CountTooLarge { .. }));
+    assert!(matches!(
+        GgufHeader::parse(&b).unwrap_err().1,
+        FormatError::CountTooLarge { .. }
+    ));
 }
 
 #[test]
@@ -95,15 +126,24 @@ fn specific_header_corruptions() {
     let base = sample();
     let mut b = base.clone();
     b[0] = b'X';
-    assert!(matches!(GgufHeader::parse(&b).unwrap_err().1, FormatError::BadMagic(_)));
+    assert!(matches!(
+        GgufHeader::parse(&b).unwrap_err().1,
+        FormatError::BadMagic(_)
+    ));
     let mut b = base.clone();
     b[4] = 2;
-    assert!(matches!(GgufHeader::parse(&b).unwrap_err().1, FormatError::UnsupportedVersion(2)));
+    assert!(matches!(
+        GgufHeader::parse(&b).unwrap_err().1,
+        FormatError::UnsupportedVersion(2)
+    ));
     // Unknown value type of the first key.
     let key_len = u64::from_le_bytes(base[24..32].try_into().expect("8")) as usize;
     let mut b = base.clone();
     b[32 + key_len] = 99;
-    assert!(matches!(GgufHeader::parse(&b).unwrap_err().1, FormatError::UnknownValueType(99)));
+    assert!(matches!(
+        GgufHeader::parse(&b).unwrap_err().1,
+        FormatError::UnknownValueType(99)
+    ));
 }
 
 proptest! {

@@ -39,7 +39,12 @@ fn check(tok: &Tokenizer, which: &str, expected: impl Fn(&Case) -> &[u32]) {
     for c in &cases {
         let got = tok.encode(c.text.as_str(), false).expect("encode");
         if got.get_ids() != expected(c) {
-            failures.push(format!("{:?}: got {:?} want {:?}", c.text, got.get_ids(), expected(c)));
+            failures.push(format!(
+                "{:?}: got {:?} want {:?}",
+                c.text,
+                got.get_ids(),
+                expected(c)
+            ));
             continue;
         }
         let back = tok.decode(got.get_ids(), false).expect("decode");
@@ -68,7 +73,10 @@ fn llama3_tokenizer_json_matches_hf() {
 fn llama3_rebuilt_from_gguf_metadata_matches_hf() {
     let path = common::llama3_tokenizer();
     let md = tokenizer::hf_to_gguf_metadata(&path, Some(128_256)).expect("convert");
-    assert_eq!(md.get(keys::PRE).and_then(MetadataValue::as_str), Some("llama-bpe"));
+    assert_eq!(
+        md.get(keys::PRE).and_then(MetadataValue::as_str),
+        Some("llama-bpe")
+    );
     let vocab = GgufVocab::from_metadata(&md, &path).expect("vocab");
     assert_eq!(vocab.tokens.len(), 128_256);
     assert_eq!(vocab.pre, PreTokenizer::Llama3);
@@ -76,7 +84,9 @@ fn llama3_rebuilt_from_gguf_metadata_matches_hf() {
     let tok = vocab.build(&path).expect("build");
     check(&tok, "llama3 from GGUF metadata", |c| &c.llama3);
     // Reserved ids >= 128000 are special: they never come out of plain text pieces.
-    let ids = tok.encode("<|reserved_special_token_5|>", false).expect("encode");
+    let ids = tok
+        .encode("<|reserved_special_token_5|>", false)
+        .expect("encode");
     assert_eq!(ids.get_ids(), &[128_010]);
 }
 
@@ -108,9 +118,16 @@ fn bad_metadata_is_a_clear_error() {
     let path = common::llama3_tokenizer();
     let mut md = tokenizer::hf_to_gguf_metadata(&path, None).expect("convert");
     md.set(keys::PRE, MetadataValue::String("qwen2".into()));
-    let err = GgufVocab::from_metadata(&md, &path).unwrap_err().to_string();
-    assert!(err.contains("llama3-tokenizer.json") && err.contains("qwen2"), "{err}");
+    let err = GgufVocab::from_metadata(&md, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("llama3-tokenizer.json") && err.contains("qwen2"),
+        "{err}"
+    );
     md.set(keys::MODEL, MetadataValue::String("llama".into()));
-    let err = GgufVocab::from_metadata(&md, &path).unwrap_err().to_string();
+    let err = GgufVocab::from_metadata(&md, &path)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("gpt2"), "{err}");
 }

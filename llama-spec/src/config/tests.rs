@@ -3,7 +3,9 @@ use crate::gguf::{GgmlType, GgufWriter, TensorSpec};
 use crate::names::{TensorName, TENSOR_MAP_GGUF_ROPE_FREQS};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/configs").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/configs")
+        .join(name)
 }
 
 pub(crate) fn smollm2_gguf() -> PathBuf {
@@ -16,9 +18,15 @@ fn reads_llama31_config() {
     assert_eq!(c.n_kv_heads(), 8);
     assert_eq!(c.head_dim(), 128);
     assert_eq!(c.gqa_groups(), 4);
-    assert_eq!(c.eos_token_id.as_ref().map(TokenIds::ids), Some(vec![128001, 128008, 128009]));
+    assert_eq!(
+        c.eos_token_id.as_ref().map(TokenIds::ids),
+        Some(vec![128001, 128008, 128009])
+    );
     let rs = c.rope_scaling.as_ref().expect("rope scaling");
-    assert_eq!((rs.factor, rs.original_max_position_embeddings), (8.0, 8192));
+    assert_eq!(
+        (rs.factor, rs.original_max_position_embeddings),
+        (8.0, 8192)
+    );
     assert!(c.extra.contains_key("torch_dtype"), "unknown keys are kept");
 }
 
@@ -57,7 +65,10 @@ fn validate_names_the_problem() {
     let p = dir.path().join("config.json");
     std::fs::write(&p, r#"{"hidden_size": 8}"#).expect("write");
     let err = LlamaConfig::from_file(&p).unwrap_err().to_string();
-    assert!(err.contains("config.json") && err.contains("missing field"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("missing field"),
+        "{err}"
+    );
 }
 
 /// Write a tiny GGUF that carries only the config (and 1-element placeholder tensors).
@@ -104,13 +115,23 @@ fn gguf_round_trip_is_lossless() {
         let file = gguf_with(&c, dir.path());
         let md = file.metadata();
         // The types llama.cpp enforces.
-        assert!(matches!(md.get(keys::BLOCK_COUNT), Some(MetadataValue::U32(_))));
+        assert!(matches!(
+            md.get(keys::BLOCK_COUNT),
+            Some(MetadataValue::U32(_))
+        ));
         assert!(matches!(md.get(keys::RMS_EPS), Some(MetadataValue::F32(_))));
-        assert!(matches!(md.get(keys::ROPE_FREQ_BASE), Some(MetadataValue::F32(_))));
+        assert!(matches!(
+            md.get(keys::ROPE_FREQ_BASE),
+            Some(MetadataValue::F32(_))
+        ));
         let back = LlamaConfig::from_gguf(&file).expect("from gguf");
         // GGUF keeps one EOS id and no HF-only extras; everything else must survive.
         c.extra.clear();
-        c.eos_token_id = c.eos_token_id.as_ref().and_then(TokenIds::first).map(TokenIds::One);
+        c.eos_token_id = c
+            .eos_token_id
+            .as_ref()
+            .and_then(TokenIds::first)
+            .map(TokenIds::One);
         c.num_key_value_heads = Some(c.n_kv_heads());
         assert_eq!(back, c, "{name}");
     }
@@ -123,9 +144,16 @@ fn reads_the_shipped_smollm2_gguf() {
     let expected = LlamaConfig::from_file(fixture("smollm2-135m-instruct.json")).expect("parse");
     assert_eq!(
         (c.hidden_size, c.intermediate_size, c.num_hidden_layers),
-        (expected.hidden_size, expected.intermediate_size, expected.num_hidden_layers)
+        (
+            expected.hidden_size,
+            expected.intermediate_size,
+            expected.num_hidden_layers
+        )
     );
-    assert_eq!((c.num_attention_heads, c.n_kv_heads(), c.head_dim()), (9, 3, 64));
+    assert_eq!(
+        (c.num_attention_heads, c.n_kv_heads(), c.head_dim()),
+        (9, 3, 64)
+    );
     assert_eq!((c.rope_theta, c.rms_norm_eps), (100_000.0, 1e-5));
     assert!(c.tie_word_embeddings);
     assert_eq!((c.vocab_size, c.bos_token_id), (49152, Some(1)));
@@ -138,10 +166,16 @@ fn wrong_key_type_is_an_error() {
     let mut md = c.to_gguf_metadata();
     md.set(keys::RMS_EPS, MetadataValue::F64(1e-5));
     let path = dir.path().join("bad.gguf");
-    let spec = TensorSpec { name: "token_embd.weight".into(), dims: vec![1], ggml_type: GgmlType::F32 };
+    let spec = TensorSpec {
+        name: "token_embd.weight".into(),
+        dims: vec![1],
+        ggml_type: GgmlType::F32,
+    };
     let mut w = GgufWriter::create(&path, &md, &[spec]).expect("create");
     w.write_data(&[0; 4]).expect("data");
     w.finish().expect("finish");
-    let err = LlamaConfig::from_gguf(&GgufFile::open(&path).expect("open")).unwrap_err().to_string();
+    let err = LlamaConfig::from_gguf(&GgufFile::open(&path).expect("open"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bad.gguf") && err.contains("FLOAT32"), "{err}");
 }

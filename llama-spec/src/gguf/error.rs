@@ -42,10 +42,16 @@ pub enum FormatError {
     #[error("tensor {name:?}: {n_dims} dimensions, at most 4 are allowed")]
     TooManyDims { name: String, n_dims: u32 },
     #[error("tensor {name:?}: dimension {dim} is {value}")]
-    BadDim { name: String, dim: usize, value: u64 },
+    BadDim {
+        name: String,
+        dim: usize,
+        value: u64,
+    },
     #[error("tensor {name:?}: unknown ggml type {id}")]
     UnknownTensorType { name: String, id: u32 },
-    #[error("tensor {name:?}: row of {row} elements is not a multiple of the {ty} block size {block}")]
+    #[error(
+        "tensor {name:?}: row of {row} elements is not a multiple of the {ty} block size {block}"
+    )]
     RowNotBlockAligned {
         name: String,
         row: u64,

@@ -228,7 +228,9 @@ impl GgufHeader {
         let alignment = match metadata.get(KEY_ALIGNMENT) {
             None => DEFAULT_ALIGNMENT,
             Some(MetadataValue::U32(a)) if *a != 0 && a.is_power_of_two() => u64::from(*a),
-            Some(MetadataValue::U32(a)) => return Err((0, FormatError::BadAlignment(u64::from(*a)))),
+            Some(MetadataValue::U32(a)) => {
+                return Err((0, FormatError::BadAlignment(u64::from(*a))))
+            }
             Some(other) => {
                 return Err((
                     0,
@@ -263,7 +265,14 @@ impl GgufHeader {
                 let v = c.u64("tensor dimension")?;
                 // ggml stores dims as int64: zero and values above i64::MAX are invalid.
                 if v == 0 || v > i64::MAX as u64 {
-                    return Err((info_pos, FormatError::BadDim { name, dim, value: v }));
+                    return Err((
+                        info_pos,
+                        FormatError::BadDim {
+                            name,
+                            dim,
+                            value: v,
+                        },
+                    ));
                 }
                 dims.push(v);
             }
@@ -296,7 +305,9 @@ impl GgufHeader {
             let n_bytes = dims
                 .iter()
                 .skip(1)
-                .try_fold(ggml_type.row_bytes(row).unwrap_or(0), |acc, &d| acc.checked_mul(d))
+                .try_fold(ggml_type.row_bytes(row).unwrap_or(0), |acc, &d| {
+                    acc.checked_mul(d)
+                })
                 .filter(|&n| n <= i64::MAX as u64);
             let Some(n_bytes) = n_bytes else {
                 return Err((info_pos, FormatError::SizeOverflow { name }));
@@ -329,7 +340,10 @@ impl GgufHeader {
         let file_len = bytes.len() as u64;
         if tensors.is_empty() {
             // A file with no tensors may end right after the header.
-        } else if data_offset.checked_add(data_len).is_none_or(|end| end > file_len) {
+        } else if data_offset
+            .checked_add(data_len)
+            .is_none_or(|end| end > file_len)
+        {
             return Err((
                 data_offset.min(file_len),
                 FormatError::DataOutOfBounds {

@@ -73,7 +73,7 @@ ggml_types! {
 impl GgmlType {
     /// Bytes taken by a row of `n` elements, or `None` if `n` is not a multiple of the block size.
     pub fn row_bytes(self, n: u64) -> Option<u64> {
-        if n % self.block_size() != 0 {
+        if !n.is_multiple_of(self.block_size()) {
             return None;
         }
         (n / self.block_size()).checked_mul(self.type_size())
@@ -280,7 +280,9 @@ impl MetadataValue {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        MetadataValue::Array(ArrayValue::String(items.into_iter().map(Into::into).collect()))
+        MetadataValue::Array(ArrayValue::String(
+            items.into_iter().map(Into::into).collect(),
+        ))
     }
 
     /// A short human-readable rendering, arrays abbreviated (for `inspect`).

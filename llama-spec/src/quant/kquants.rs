@@ -1,6 +1,8 @@
 //! The 256-element "K" super-block formats Q4_K, Q5_K, Q6_K and Q8_K: line-by-line ports of
 //! ggml-quants.c (`make_qkx2_quants`, `make_qx_quants`, `quantize_row_q*_K_ref`,
 //! `dequantize_row_q*_K`). Operation order is kept so that results are bit-identical.
+// Index loops are kept so the code reads line by line against ggml-quants.c.
+#![allow(clippy::needless_range_loop)]
 
 use super::float::{f16_to_f32, f32_to_f16};
 use super::nearest_int;
@@ -286,7 +288,11 @@ fn quantize_scales_mins(
             max_min = m;
         }
     }
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     for j in 0..QK_K / 32 {
         // C: `uint8_t ls = nearest_int(...)` wraps to 8 bits before the MIN.
@@ -515,7 +521,10 @@ pub fn quantize_row_q8_k(x: &[f32], y: &mut [u8]) {
             *q = nearest_int(iscale * v).min(127) as i8 as u8;
         }
         for j in 0..QK_K / 16 {
-            let sum: i32 = qs[16 * j..16 * j + 16].iter().map(|&q| q as i8 as i32).sum();
+            let sum: i32 = qs[16 * j..16 * j + 16]
+                .iter()
+                .map(|&q| q as i8 as i32)
+                .sum();
             bsums[2 * j..2 * j + 2].copy_from_slice(&(sum as i16).to_le_bytes());
         }
         d_out.copy_from_slice(&(1.0 / iscale).to_le_bytes());

@@ -1,4 +1,6 @@
 //! The 32-element block formats Q4_0, Q4_1 and Q8_0 (ports of ggml-quants.c's reference code).
+// Index loops are kept so the code reads line by line against ggml-quants.c.
+#![allow(clippy::needless_range_loop)]
 
 use super::float::{f16_to_f32, f32_to_f16};
 

@@ -56,7 +56,11 @@ fn dequantize_matches_ggml_bit_for_bit() {
         let expected = f32s(&fixture(&format!("{name}.deq.f32")));
         let ours = dequantize_to_vec(ty, &q, expected.len()).expect("dequantize");
         for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
-            assert_eq!(a.to_bits(), b.to_bits(), "{name}: value {i}: {a} vs ggml {b}");
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{name}: value {i}: {a} vs ggml {b}"
+            );
         }
     }
 }
@@ -99,7 +103,10 @@ fn round_trip_error_is_bounded_and_requantization_is_stable() {
             .zip(&y2)
             .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         let amax = y.iter().fold(0f32, |m, v| m.max(v.abs()));
-        assert!(drift <= bound * amax, "{name}: requantization drift {drift}");
+        assert!(
+            drift <= bound * amax,
+            "{name}: requantization drift {drift}"
+        );
     }
 }
 
