@@ -63,15 +63,7 @@ fn read_write_read_is_byte_identical() {
     let src = GgufFile::open(common::smollm2()).expect("open");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("copy.gguf");
-    let specs: Vec<TensorSpec> = src
-        .tensors()
-        .iter()
-        .map(|t| TensorSpec {
-            name: t.name.clone(),
-            dims: t.dims.clone(),
-            ggml_type: t.ggml_type,
-        })
-        .collect();
+    let specs: Vec<TensorSpec> = src.tensors().iter().map(TensorSpec::from).collect();
     let mut w = GgufWriter::create(&out, src.metadata(), &specs).expect("create");
     assert!(!out.exists(), "nothing appears before finish()");
     for t in src.tensors() {

@@ -66,15 +66,7 @@ fn sample_parses_and_round_trips() {
     let h = GgufHeader::parse(&bytes).expect("parse");
     assert_eq!(h.tensors.len(), 3);
     assert_eq!(h.metadata.len(), 15);
-    let specs: Vec<TensorSpec> = h
-        .tensors
-        .iter()
-        .map(|t| TensorSpec {
-            name: t.name.clone(),
-            dims: t.dims.clone(),
-            ggml_type: t.ggml_type,
-        })
-        .collect();
+    let specs: Vec<TensorSpec> = h.tensors.iter().map(TensorSpec::from).collect();
     let (again, _) = serialize_header(&h.metadata, &specs).expect("serialize");
     assert_eq!(&bytes[..again.len()], &again[..]);
 }

@@ -19,6 +19,16 @@ pub struct TensorSpec {
     pub ggml_type: GgmlType,
 }
 
+impl From<&TensorInfo> for TensorSpec {
+    fn from(t: &TensorInfo) -> Self {
+        Self {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ggml_type: t.ggml_type,
+        }
+    }
+}
+
 pub struct GgufWriter {
     path: PathBuf,
     out: AtomicFile,
