@@ -15,8 +15,10 @@ pub use kquants::{
     BlockQ6K, BlockQ8K, QK_K,
 };
 pub use legacy::{
-    dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q8_0, quantize_row_q4_0,
-    quantize_row_q4_1, quantize_row_q8_0, BlockQ4_0, BlockQ4_1, BlockQ8_0, QK4_0, QK4_1, QK8_0,
+    dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q5_0, dequantize_row_q5_1,
+    dequantize_row_q8_0, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q5_0,
+    quantize_row_q5_1, quantize_row_q8_0, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0,
+    QK4_0, QK4_1, QK5_0, QK5_1, QK8_0,
 };
 
 use crate::gguf::GgmlType;
@@ -44,6 +46,8 @@ pub const SUPPORTED: &[GgmlType] = &[
     GgmlType::BF16,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
     GgmlType::Q8_0,
     GgmlType::Q4_K,
     GgmlType::Q5_K,
@@ -92,6 +96,8 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Quant
         }
         GgmlType::Q4_0 => dequantize_row_q4_0(src, dst),
         GgmlType::Q4_1 => dequantize_row_q4_1(src, dst),
+        GgmlType::Q5_0 => dequantize_row_q5_0(src, dst),
+        GgmlType::Q5_1 => dequantize_row_q5_1(src, dst),
         GgmlType::Q8_0 => dequantize_row_q8_0(src, dst),
         GgmlType::Q4_K => dequantize_row_q4_k(src, dst),
         GgmlType::Q5_K => dequantize_row_q5_k(src, dst),
@@ -123,6 +129,8 @@ pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantEr
         }
         GgmlType::Q4_0 => quantize_row_q4_0(src, dst),
         GgmlType::Q4_1 => quantize_row_q4_1(src, dst),
+        GgmlType::Q5_0 => quantize_row_q5_0(src, dst),
+        GgmlType::Q5_1 => quantize_row_q5_1(src, dst),
         GgmlType::Q8_0 => quantize_row_q8_0(src, dst),
         GgmlType::Q4_K => quantize_row_q4_k(src, dst),
         GgmlType::Q5_K => quantize_row_q5_k(src, dst),

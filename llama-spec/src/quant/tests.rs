@@ -22,6 +22,8 @@ const CASES: &[(&str, GgmlType)] = &[
     ("bf16", GgmlType::BF16),
     ("q4_0", GgmlType::Q4_0),
     ("q4_1", GgmlType::Q4_1),
+    ("q5_0", GgmlType::Q5_0),
+    ("q5_1", GgmlType::Q5_1),
     ("q8_0", GgmlType::Q8_0),
     ("q4_K", GgmlType::Q4_K),
     ("q5_K", GgmlType::Q5_K),
@@ -76,7 +78,7 @@ fn round_trip_error_is_bounded_and_requantization_is_stable() {
             GgmlType::F16 | GgmlType::BF16 => 4e-3,
             GgmlType::Q8_0 | GgmlType::Q8_K => 5e-3,
             GgmlType::Q6_K => 0.03,
-            GgmlType::Q5_K => 0.07,
+            GgmlType::Q5_K | GgmlType::Q5_0 | GgmlType::Q5_1 => 0.07,
             // 4 bits: the extreme opposite to the scale's sign clamps to 7*d = 7/8 amax.
             _ => 0.126,
         };
