@@ -1,0 +1,344 @@
+//! The Llama forward pass over a batch of tokens at consecutive positions, writing K/V into
+//! the session's cache. Numerics follow llama.cpp's CPU graph (without flash attention):
+//! RMSNorm with a double-precision sum, ggml's RoPE angle recurrence, Q and the attention
+//! probabilities rounded to f16 against the f16 KV cache.
+
+use half::f16;
+
+use crate::kernels::attention::{attention, Attn};
+use crate::kernels::matmul::{matmul, ActBuf, MatOut};
+use crate::kernels::pool::ThreadPool;
+use crate::kernels::Isa;
+use crate::model::Model;
+
+/// Cos/sin of every (position, pair) up to the context size, computed as ggml does
+/// (`theta *= theta_scale` per pair, divided by the Llama-3 frequency factors).
+pub(crate) struct RopeTable {
+    half: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl RopeTable {
+    pub fn new(n_ctx: usize, head_dim: usize, base: f32, freq_factors: Option<&[f32]>) -> Self {
+        let half = head_dim / 2;
+        let theta_scale = base.powf(-2.0 / head_dim as f32);
+        let mut cos = vec![0f32; n_ctx * half];
+        let mut sin = vec![0f32; n_ctx * half];
+        for p in 0..n_ctx {
+            let mut theta = p as f32;
+            for i in 0..half {
+                let ff = freq_factors.map_or(1.0, |f| f[i]);
+                let t = theta / ff;
+                cos[p * half + i] = t.cos();
+                sin[p * half + i] = t.sin();
+                theta *= theta_scale;
+            }
+        }
+        Self { half, cos, sin }
+    }
+
+    /// Rotate adjacent pairs of every head in `v` (llama.cpp's "normal" RoPE on the permuted
+    /// Q/K layout of GGUF files).
+    fn apply(&self, v: &mut [f32], pos: usize) {
+        let (c, s) = (
+            &self.cos[pos * self.half..(pos + 1) * self.half],
+            &self.sin[pos * self.half..(pos + 1) * self.half],
+        );
+        for head in v.chunks_exact_mut(2 * self.half) {
+            for i in 0..self.half {
+                let (x0, x1) = (head[2 * i], head[2 * i + 1]);
+                // GCC contracts ggml's `x0*cos - x1*sin` into one FMA (the first product).
+                head[2 * i] = x0.mul_add(c[i], -(x1 * s[i]));
+                head[2 * i + 1] = x0.mul_add(s[i], x1 * c[i]);
+            }
+        }
+    }
+}
+
+/// The f16 KV cache of one session: per layer, `n_ctx` rows of `n_kv_head * head_dim`.
+pub(crate) struct KvCache {
+    pub n_ctx: usize,
+    kv_dim: usize,
+    k: Vec<Vec<f16>>,
+    v: Vec<Vec<f16>>,
+}
+
+impl KvCache {
+    pub fn new(n_layers: usize, n_ctx: usize, kv_dim: usize) -> Self {
+        Self {
+            n_ctx,
+            kv_dim,
+            k: (0..n_layers)
+                .map(|_| vec![f16::ZERO; n_ctx * kv_dim])
+                .collect(),
+            v: (0..n_layers)
+                .map(|_| vec![f16::ZERO; n_ctx * kv_dim])
+                .collect(),
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        2 * self.k.len() * self.n_ctx * self.kv_dim * 2
+    }
+}
+
+/// Buffers for a batch of up to `n_batch` tokens, allocated once per session.
+pub(crate) struct Scratch {
+    pub n_batch: usize,
+    x: Vec<f32>,      // [n, hidden] residual stream
+    xb: Vec<f32>,     // [n, hidden] normed input
+    xb2: Vec<f32>,    // [n, hidden] matmul output
+    q: Vec<f32>,      // [n, n_head * head_dim]
+    k: Vec<f32>,      // [n, kv_dim]
+    v: Vec<f32>,      // [n, kv_dim]
+    att: Vec<f32>,    // [n, n_head * head_dim]
+    gate: Vec<f32>,   // [n, ffn]
+    up: Vec<f32>,     // [n, ffn]
+    scores: Vec<f32>, // [n_threads, n_ctx]
+    acts: ActBuf,
+    /// Logits of the last token, or of every token with `LogitsMode::All`.
+    pub logits: Vec<f32>,
+}
+
+impl Scratch {
+    pub fn new(m: &Model, n_batch: usize, n_ctx: usize, n_threads: usize) -> Self {
+        let c = &m.config;
+        let h = c.hidden_size as usize;
+        let qd = (c.num_attention_heads * c.head_dim()) as usize;
+        let kvd = (c.n_kv_heads() * c.head_dim()) as usize;
+        let ff = c.intermediate_size as usize;
+        Self {
+            n_batch,
+            x: vec![0.0; n_batch * h],
+            xb: vec![0.0; n_batch * h],
+            xb2: vec![0.0; n_batch * h],
+            q: vec![0.0; n_batch * qd],
+            k: vec![0.0; n_batch * kvd],
+            v: vec![0.0; n_batch * kvd],
+            att: vec![0.0; n_batch * qd],
+            gate: vec![0.0; n_batch * ff],
+            up: vec![0.0; n_batch * ff],
+            scores: vec![0.0; n_threads * crate::kernels::attention::scratch_per_thread(n_ctx)],
+            acts: ActBuf::with_capacity(n_batch, h.max(ff).max(qd)),
+            logits: vec![0.0; c.vocab_size as usize],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogitsMode {
+    Last,
+    All,
+}
+
+/// ggml's RMSNorm followed by the weight multiply.
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = (v * scale) * g;
+    }
+}
+
+pub(crate) struct Engine<'a> {
+    pub model: &'a Model,
+    pub pool: &'a ThreadPool,
+    pub isa: &'a Isa,
+    pub rope: &'a RopeTable,
+}
+
+impl Engine<'_> {
+    /// Run `tokens` (at most `s.n_batch`) at positions `pos0..`, filling the KV cache and
+    /// `s.logits`.
+    pub fn forward(
+        &self,
+        kv: &mut KvCache,
+        s: &mut Scratch,
+        tokens: &[u32],
+        pos0: usize,
+        mode: LogitsMode,
+    ) {
+        let m = self.model;
+        let c = &m.config;
+        let n = tokens.len();
+        assert!(n <= s.n_batch && pos0 + n <= kv.n_ctx);
+        let h = c.hidden_size as usize;
+        let hd = c.head_dim() as usize;
+        let n_head = c.num_attention_heads as usize;
+        let n_kv = c.n_kv_heads() as usize;
+        let qd = n_head * hd;
+        let kvd = n_kv * hd;
+        let ff = c.intermediate_size as usize;
+        let eps = c.rms_norm_eps;
+        let (pool, isa) = (self.pool, self.isa);
+
+        // 1. Token embeddings.
+        let embd = m.matrix(m.w.token_embd);
+        for (t, &tok) in tokens.iter().enumerate() {
+            llama_spec::quant::dequantize(
+                embd.ty,
+                embd.row(tok as usize),
+                &mut s.x[t * h..(t + 1) * h],
+            )
+            .expect("embedding type checked at load");
+        }
+
+        for (li, layer) in m.w.layers.iter().enumerate() {
+            // 2. Attention block: norm, Q/K/V, RoPE, cache, attention, output projection.
+            for t in 0..n {
+                rms_norm(
+                    &s.x[t * h..(t + 1) * h],
+                    &layer.attn_norm,
+                    eps,
+                    &mut s.xb[t * h..(t + 1) * h],
+                );
+            }
+            matmul(
+                pool,
+                isa,
+                &mut s.acts,
+                &s.xb,
+                n,
+                &mut [
+                    MatOut {
+                        w: m.matrix(layer.wq),
+                        out: &mut s.q,
+                    },
+                    MatOut {
+                        w: m.matrix(layer.wk),
+                        out: &mut s.k,
+                    },
+                    MatOut {
+                        w: m.matrix(layer.wv),
+                        out: &mut s.v,
+                    },
+                ],
+            );
+            for t in 0..n {
+                self.rope.apply(&mut s.q[t * qd..(t + 1) * qd], pos0 + t);
+                self.rope.apply(&mut s.k[t * kvd..(t + 1) * kvd], pos0 + t);
+                let row = (pos0 + t) * kvd;
+                for (d, &v) in kv.k[li][row..row + kvd]
+                    .iter_mut()
+                    .zip(&s.k[t * kvd..(t + 1) * kvd])
+                {
+                    *d = f16::from_f32(v);
+                }
+                for (d, &v) in kv.v[li][row..row + kvd]
+                    .iter_mut()
+                    .zip(&s.v[t * kvd..(t + 1) * kvd])
+                {
+                    *d = f16::from_f32(v);
+                }
+            }
+            attention(
+                self.pool,
+                self.isa,
+                &Attn {
+                    q: &s.q,
+                    k_cache: &kv.k[li],
+                    v_cache: &kv.v[li],
+                    n_tokens: n,
+                    pos0,
+                    n_head: c.num_attention_heads as usize,
+                    n_kv_head: c.n_kv_heads() as usize,
+                    head_dim: hd,
+                    n_ctx: kv.n_ctx,
+                },
+                &mut s.scores,
+                &mut s.att,
+            );
+            matmul(
+                pool,
+                isa,
+                &mut s.acts,
+                &s.att,
+                n,
+                &mut [MatOut {
+                    w: m.matrix(layer.wo),
+                    out: &mut s.xb2,
+                }],
+            );
+            for (x, &d) in s.x[..n * h].iter_mut().zip(&s.xb2[..n * h]) {
+                *x += d;
+            }
+
+            // 3. Feed-forward block: norm, gate/up, SwiGLU, down projection.
+            for t in 0..n {
+                rms_norm(
+                    &s.x[t * h..(t + 1) * h],
+                    &layer.ffn_norm,
+                    eps,
+                    &mut s.xb[t * h..(t + 1) * h],
+                );
+            }
+            matmul(
+                pool,
+                isa,
+                &mut s.acts,
+                &s.xb,
+                n,
+                &mut [
+                    MatOut {
+                        w: m.matrix(layer.w_gate),
+                        out: &mut s.gate,
+                    },
+                    MatOut {
+                        w: m.matrix(layer.w_up),
+                        out: &mut s.up,
+                    },
+                ],
+            );
+            for t in 0..n {
+                crate::kernels::swiglu(
+                    isa,
+                    &mut s.gate[t * ff..(t + 1) * ff],
+                    &s.up[t * ff..(t + 1) * ff],
+                );
+            }
+            matmul(
+                pool,
+                isa,
+                &mut s.acts,
+                &s.gate,
+                n,
+                &mut [MatOut {
+                    w: m.matrix(layer.w_down),
+                    out: &mut s.xb2,
+                }],
+            );
+            for (x, &d) in s.x[..n * h].iter_mut().zip(&s.xb2[..n * h]) {
+                *x += d;
+            }
+        }
+
+        // 4. Final norm and the LM head, for the last token or for all.
+        let first = if mode == LogitsMode::All { 0 } else { n - 1 };
+        let rows = n - first;
+        for t in first..n {
+            rms_norm(
+                &s.x[t * h..(t + 1) * h],
+                &m.w.output_norm,
+                eps,
+                &mut s.xb[(t - first) * h..(t - first + 1) * h],
+            );
+        }
+        let vocab = c.vocab_size as usize;
+        if s.logits.len() < rows * vocab {
+            s.logits.resize(rows * vocab, 0.0);
+        }
+        matmul(
+            pool,
+            isa,
+            &mut s.acts,
+            &s.xb,
+            rows,
+            &mut [MatOut {
+                w: m.matrix(m.w.output),
+                out: &mut s.logits,
+            }],
+        );
+    }
+}

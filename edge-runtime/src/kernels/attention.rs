@@ -1,0 +1,130 @@
+//! Causal multi-head attention with grouped K/V heads over the f16 KV cache, parallel over
+//! (token, head) pairs.
+//!
+//! Numerics are those of llama.cpp's CPU graph without flash attention: Q rounded to f16 and
+//! dotted with the f16 K rows (`ggml_vec_dot_f16`: 32 FMA lanes, then ggml's reduction), the
+//! softmax of ggml (vector `expf`, 8-lane sums into a double), probabilities rounded to f16 and
+//! multiplied with V the same way. llama.cpp's cache views span more cells than the current
+//! position; masked cells contribute exact zeros, so only the lane layout matters.
+
+use half::f16;
+
+use super::ggml_math::{dot_f16, reduce32, softmax_exp_sum};
+use super::pool::{split, SyncPtr, ThreadPool};
+use super::Isa;
+
+/// Maximum head dimension (Llama uses 64 or 128); checked at model load.
+pub const MAX_HEAD_DIM: usize = 256;
+
+pub struct Attn<'a> {
+    /// `[n_tokens, n_head * head_dim]`, RoPE applied.
+    pub q: &'a [f32],
+    /// `[n_ctx, n_kv_head * head_dim]`, positions `0..pos0 + n_tokens` filled.
+    pub k_cache: &'a [f16],
+    pub v_cache: &'a [f16],
+    pub n_tokens: usize,
+    pub pos0: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub n_ctx: usize,
+}
+
+/// One (token, head) pair's inputs.
+pub(crate) struct Head<'a> {
+    pub q: &'a [f32],
+    pub k_cache: &'a [f16],
+    pub v_cache: &'a [f16],
+    /// Row stride of the caches (`n_kv_head * head_dim`) and this head's offset in a row.
+    pub stride: usize,
+    pub offset: usize,
+    pub n_kv: usize,
+    pub scale: f32,
+}
+
+/// Scratch floats one thread needs for `n_ctx` positions.
+pub fn scratch_per_thread(n_ctx: usize) -> usize {
+    n_ctx + 8
+}
+
+/// Token `t` (at position `pos0 + t`) attends to positions `0..=pos0 + t`. `scores` needs
+/// `n_threads * scratch_per_thread(n_ctx)` floats; `out` is `[n_tokens, n_head * head_dim]`.
+pub fn attention(pool: &ThreadPool, isa: &Isa, a: &Attn, scores: &mut [f32], out: &mut [f32]) {
+    let hd = a.head_dim;
+    assert!(hd <= MAX_HEAD_DIM && hd.is_multiple_of(8));
+    let qd = a.n_head * hd;
+    let kvd = a.n_kv_head * hd;
+    let groups = a.n_head / a.n_kv_head;
+    let per = scratch_per_thread(a.n_ctx);
+    assert!(scores.len() >= pool.n_threads() * per);
+    assert!(out.len() >= a.n_tokens * qd && a.q.len() >= a.n_tokens * qd);
+    assert!(a.pos0 + a.n_tokens <= a.n_ctx);
+    assert!(
+        a.k_cache.len() >= (a.pos0 + a.n_tokens) * kvd
+            && a.v_cache.len() >= (a.pos0 + a.n_tokens) * kvd
+    );
+    let scale = 1.0 / (hd as f32).sqrt();
+    let out = SyncPtr(out.as_mut_ptr());
+    let scores_all = SyncPtr(scores.as_mut_ptr());
+    let t_count = pool.n_threads();
+    let isa = *isa;
+    pool.run(&|tid| {
+        // SAFETY: each thread owns its own slice of the scores buffer (size asserted).
+        let scores = unsafe { scores_all.slice(tid * per, per) };
+        for job in split(a.n_tokens * a.n_head, t_count, tid) {
+            let (t, hh) = (job / a.n_head, job % a.n_head);
+            let h = Head {
+                q: &a.q[t * qd + hh * hd..t * qd + (hh + 1) * hd],
+                k_cache: a.k_cache,
+                v_cache: a.v_cache,
+                stride: kvd,
+                offset: (hh / groups) * hd,
+                n_kv: a.pos0 + t + 1,
+                scale,
+            };
+            // SAFETY: (token, head) pairs are disjoint across threads; in bounds as asserted.
+            let o = unsafe { out.slice(t * qd + hh * hd, hd) };
+            #[cfg(target_arch = "x86_64")]
+            if isa.avx2 {
+                super::x86::attend(&h, scores, o);
+                continue;
+            }
+            let _ = isa;
+            attend_scalar(&h, scores, o);
+        }
+    });
+}
+
+/// The scalar reference for one (token, head).
+pub(crate) fn attend_scalar(h: &Head, scores: &mut [f32], out: &mut [f32]) {
+    let hd = h.q.len();
+    let mut q16 = [0f32; MAX_HEAD_DIM];
+    for (d, &v) in q16[..hd].iter_mut().zip(h.q) {
+        *d = f16::from_f32(v).to_f32();
+    }
+    let padded = h.n_kv.div_ceil(8) * 8;
+    scores[h.n_kv..padded].fill(f32::NEG_INFINITY);
+    let mut max = f32::NEG_INFINITY;
+    for (p, s) in scores[..h.n_kv].iter_mut().enumerate() {
+        let kr = &h.k_cache[p * h.stride + h.offset..][..hd];
+        *s = dot_f16(kr, &q16[..hd]) * h.scale;
+        max = max.max(*s);
+    }
+    let sum = softmax_exp_sum(&mut scores[..padded], max);
+    let inv = (1.0 / sum) as f32;
+    let probs = &mut scores[..h.n_kv];
+    for s in probs.iter_mut() {
+        *s = f16::from_f32(*s * inv).to_f32();
+    }
+    // Probabilities · V as ggml's f16 dot over positions: lane p % 32 per output dimension.
+    let mut acc = [[0f32; 32]; MAX_HEAD_DIM];
+    for (p, &w) in probs.iter().enumerate() {
+        let vr = &h.v_cache[p * h.stride + h.offset..][..hd];
+        for (acc, v) in acc.iter_mut().zip(vr) {
+            acc[p % 32] = v.to_f32().mul_add(w, acc[p % 32]);
+        }
+    }
+    for (o, acc) in out.iter_mut().zip(&acc) {
+        *o = reduce32(acc);
+    }
+}

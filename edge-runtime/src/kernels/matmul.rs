@@ -1,0 +1,177 @@
+//! `out = x · Wᵀ` for a batch of activation rows against quantized weight matrices, split by
+//! weight rows over the thread pool. Several matrices that share the same input (Q/K/V, or
+//! gate/up) run in one parallel region to save barriers.
+
+use llama_spec::gguf::GgmlType;
+
+use super::pool::{split, SyncPtr, ThreadPool};
+use super::{quantize_q8, quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Isa, RowDot, QK, QK_K};
+
+/// A weight matrix inside the mapped file: `rows` rows of `cols` elements of type `ty`.
+#[derive(Debug, Clone, Copy)]
+pub struct QMatrix<'a> {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+}
+
+impl QMatrix<'_> {
+    pub fn row_bytes(&self) -> usize {
+        self.data.len() / self.rows.max(1)
+    }
+    pub fn row(&self, r: usize) -> &[u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+}
+
+/// Reusable quantized-activation buffers (allocated once per session).
+#[derive(Default)]
+pub struct ActBuf {
+    q8: Vec<BlockQ8>,
+    q8k: Vec<BlockQ8K>,
+}
+
+impl ActBuf {
+    pub fn with_capacity(max_rows: usize, max_cols: usize) -> Self {
+        Self {
+            q8: vec![BlockQ8::default(); max_rows * max_cols.div_ceil(QK)],
+            q8k: vec![BlockQ8K::default(); max_rows * max_cols.div_ceil(QK_K)],
+        }
+    }
+
+    /// Quantize `n` rows of `cols` from `x` into the formats `formats` need, in parallel.
+    fn prepare(
+        &mut self,
+        pool: &ThreadPool,
+        x: &[f32],
+        n: usize,
+        cols: usize,
+        q8: bool,
+        q8k: bool,
+    ) {
+        if q8 {
+            let nb = cols / QK;
+            let need = n * nb;
+            if self.q8.len() < need {
+                self.q8.resize(need, BlockQ8::default());
+            }
+            let out = SyncPtr(self.q8.as_mut_ptr());
+            pool.for_range(n, &|rows| {
+                for r in rows {
+                    // SAFETY: row r's blocks [r*nb, (r+1)*nb) are written by this thread only.
+                    let dst = unsafe { out.slice(r * nb, nb) };
+                    quantize_q8(&x[r * cols..(r + 1) * cols], dst);
+                }
+            });
+        }
+        if q8k {
+            let nb = cols / QK_K;
+            let need = n * nb;
+            if self.q8k.len() < need {
+                self.q8k.resize(need, BlockQ8K::default());
+            }
+            let out = SyncPtr(self.q8k.as_mut_ptr());
+            pool.for_range(n, &|rows| {
+                for r in rows {
+                    // SAFETY: row r's blocks are written by this thread only.
+                    let dst = unsafe { out.slice(r * nb, nb) };
+                    quantize_q8k(&x[r * cols..(r + 1) * cols], dst);
+                }
+            });
+        }
+    }
+}
+
+/// One matrix of a fused matmul and where its `n × rows` output goes.
+pub struct MatOut<'a, 'b> {
+    pub w: QMatrix<'a>,
+    pub out: &'b mut [f32],
+}
+
+/// For every matrix `m` in `mats`: `m.out[t*rows + r] = dot(W_r, x_t)` for the `n` rows of `x`
+/// (each `cols` long; all matrices must share `cols`).
+pub fn matmul(
+    pool: &ThreadPool,
+    isa: &Isa,
+    acts: &mut ActBuf,
+    x: &[f32],
+    n: usize,
+    mats: &mut [MatOut],
+) {
+    let Some(cols) = mats.first().map(|m| m.w.cols) else {
+        return;
+    };
+    assert!(mats
+        .iter()
+        .all(|m| m.w.cols == cols && m.out.len() >= n * m.w.rows));
+    assert!(x.len() >= n * cols);
+    let fmts: Vec<ActFormat> = mats
+        .iter()
+        .map(|m| ActFormat::for_weights(m.w.ty).expect("weight types are checked at load"))
+        .collect();
+    acts.prepare(
+        pool,
+        x,
+        n,
+        cols,
+        fmts.contains(&ActFormat::Q8),
+        fmts.contains(&ActFormat::Q8K),
+    );
+    let kernels: Vec<RowDot> = mats
+        .iter()
+        .map(|m| {
+            isa.row_dot(m.w.ty)
+                .expect("weight types are checked at load")
+        })
+        .collect();
+    let outs: Vec<(SyncPtr<f32>, QMatrix)> = mats
+        .iter_mut()
+        .map(|m| (SyncPtr(m.out.as_mut_ptr()), m.w))
+        .collect();
+    let total_rows: usize = outs.iter().map(|(_, w)| w.rows).sum();
+    let (q8, q8k) = (&acts.q8[..], &acts.q8k[..]);
+    let t = pool.n_threads();
+    pool.run(&|tid| {
+        // Global row range of this thread across all matrices.
+        let mine = split(total_rows, t, tid);
+        let mut base = 0;
+        for ((out, w), k) in outs.iter().zip(&kernels) {
+            let lo = mine.start.max(base);
+            let hi = mine.end.min(base + w.rows);
+            if lo < hi {
+                rows_kernel(*k, w, x, q8, q8k, n, cols, (lo - base)..(hi - base), *out);
+            }
+            base += w.rows;
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rows_kernel(
+    k: RowDot,
+    w: &QMatrix,
+    x: &[f32],
+    q8: &[BlockQ8],
+    q8k: &[BlockQ8K],
+    n: usize,
+    cols: usize,
+    rows: std::ops::Range<usize>,
+    out: SyncPtr<f32>,
+) {
+    // Tokens innermost: a weight row is read from memory once and reused from cache for all
+    // `n` activation rows (the prefill case).
+    for r in rows {
+        let wr = w.row(r);
+        for t in 0..n {
+            let v = match k {
+                RowDot::F32(f) => f(wr, &x[t * cols..(t + 1) * cols]),
+                RowDot::Q8(f) => f(wr, &q8[t * (cols / QK)..(t + 1) * (cols / QK)]),
+                RowDot::Q8K(f) => f(wr, &q8k[t * (cols / QK_K)..(t + 1) * (cols / QK_K)]),
+            };
+            // SAFETY: (t, r) with r in this thread's disjoint row range; in bounds as asserted.
+            unsafe { out.write(t * w.rows + r, v) };
+        }
+    }
+}

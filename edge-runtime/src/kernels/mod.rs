@@ -1,0 +1,196 @@
+//! Quantized dot-product kernels. Weights stay in their GGUF block format (borrowed from the
+//! mmap); activations are quantized once per matmul to the format each weight type pairs with
+//! (as in ggml: Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants), and rows
+//! are reduced with integer dot products.
+//!
+//! Every kernel has a scalar twin in [`scalar`]; SIMD versions are chosen at run time
+//! ([`Isa::detect`]) and tested against the scalar ones.
+
+pub mod attention;
+pub mod ggml_math;
+pub mod matmul;
+pub mod pool;
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use llama_spec::gguf::GgmlType;
+
+pub const QK: usize = 32;
+pub const QK_K: usize = 256;
+
+/// A quantized activation block for the 32-element formats: ggml's Q8_0 and Q8_1 in one.
+/// `d` is the f16-rounded scale (as ggml stores it), `s` the f16-rounded `d * sum(qs)` that
+/// Q4_1/Q5_1 dot products need for their offset term.
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlockQ8 {
+    pub d: f32,
+    pub s: f32,
+    pub qs: [i8; QK],
+}
+
+/// ggml's Q8_K: the activation format of the K-quants.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ8K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+
+impl Default for BlockQ8K {
+    fn default() -> Self {
+        Self {
+            d: 0.0,
+            qs: [0; QK_K],
+            bsums: [0; QK_K / 16],
+        }
+    }
+}
+
+/// The activation format a weight type is multiplied with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActFormat {
+    F32,
+    Q8,
+    Q8K,
+}
+
+impl ActFormat {
+    pub fn for_weights(ty: GgmlType) -> Option<Self> {
+        use GgmlType as T;
+        match ty {
+            T::F32 | T::F16 | T::BF16 => Some(Self::F32),
+            T::Q4_0 | T::Q4_1 | T::Q5_0 | T::Q5_1 | T::Q8_0 => Some(Self::Q8),
+            T::Q4_K | T::Q5_K | T::Q6_K => Some(Self::Q8K),
+            _ => None,
+        }
+    }
+}
+
+/// Weight types the runtime can multiply with.
+pub fn supported(ty: GgmlType) -> bool {
+    ActFormat::for_weights(ty).is_some()
+}
+
+fn f16(b: &[u8], i: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
+}
+
+/// Quantize to [`BlockQ8`] with ggml's SIMD rounding (`id = 127/amax`, ties to even).
+pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
+    for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in b.qs.iter_mut().zip(xb) {
+            let r = (v * id).round_ties_even() as i32;
+            *q = r as i8;
+            sum += r;
+        }
+        b.d = half::f16::from_f32(d).to_f32();
+        b.s = half::f16::from_f32(d * sum as f32).to_f32();
+    }
+}
+
+/// Quantize to [`BlockQ8K`] exactly as ggml's `quantize_row_q8_K`.
+pub fn quantize_q8k(x: &[f32], out: &mut [BlockQ8K]) {
+    for (xb, b) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+        let mut max = 0f32;
+        let mut amax = 0f32;
+        for &v in xb {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            *b = BlockQ8K::default();
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in b.qs.iter_mut().zip(xb) {
+            // ggml's nearest_int (round half to even via the magic number).
+            let val = iscale * v + 12_582_912.0;
+            let n = (val.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000;
+            *q = n.min(127) as i8;
+        }
+        for (j, s) in b.bsums.iter_mut().enumerate() {
+            *s = b.qs[16 * j..16 * j + 16]
+                .iter()
+                .map(|&q| i16::from(q))
+                .sum();
+        }
+        b.d = 1.0 / iscale;
+    }
+}
+
+/// Row dot-product kernels for one weight type, resolved once per matmul.
+#[derive(Clone, Copy)]
+pub enum RowDot {
+    F32(fn(&[u8], &[f32]) -> f32),
+    Q8(fn(&[u8], &[BlockQ8]) -> f32),
+    Q8K(fn(&[u8], &[BlockQ8K]) -> f32),
+}
+
+/// Which instruction-set extensions the kernels may use, detected at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Isa {
+    pub avx2: bool,
+}
+
+impl Isa {
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = std::env::var_os("EDGE_RUNTIME_SCALAR").is_none()
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            Self { avx2 }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Self { avx2: false }
+        }
+    }
+
+    /// The scalar reference kernels only.
+    pub fn scalar() -> Self {
+        Self { avx2: false }
+    }
+
+    pub fn name(&self) -> &'static str {
+        if self.avx2 {
+            "avx2"
+        } else {
+            "scalar"
+        }
+    }
+
+    /// The row kernel for weights of type `ty`.
+    pub fn row_dot(&self, ty: GgmlType) -> Option<RowDot> {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            if let Some(k) = x86::row_dot(ty) {
+                return Some(k);
+            }
+        }
+        scalar::row_dot(ty)
+    }
+}
+
+/// `x = silu(x) * g` as ggml computes it.
+pub fn swiglu(isa: &Isa, x: &mut [f32], g: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa.avx2 {
+        return x86::swiglu(x, g);
+    }
+    let _ = isa;
+    ggml_math::swiglu(x, g)
+}
+
+#[cfg(test)]
+mod tests;

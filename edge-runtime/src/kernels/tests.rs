@@ -1,0 +1,193 @@
+//! Kernels against f32 math: each scalar kernel equals the dot product of the dequantized
+//! weights with the dequantized activations (up to float summation order); each SIMD kernel
+//! equals its scalar twin.
+
+use super::*;
+use llama_spec::quant;
+
+fn lcg(seed: &mut u64) -> f32 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+}
+
+pub(super) fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|i| lcg(&mut s) * (1.0 + (i % 7) as f32))
+        .collect()
+}
+
+const TYPES: &[GgmlType] = &[
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// f32 reference: dequantized weights · dequantized activations.
+fn reference(ty: GgmlType, w: &[u8], x: &[f32]) -> f64 {
+    let n = x.len();
+    let wf = quant::dequantize_to_vec(ty, w, n).expect("dequantize");
+    let xf: Vec<f32> = match ActFormat::for_weights(ty).expect("supported") {
+        ActFormat::F32 => x.to_vec(),
+        ActFormat::Q8 => {
+            let mut b = vec![BlockQ8::default(); n / QK];
+            quantize_q8(x, &mut b);
+            b.iter()
+                .flat_map(|b| b.qs.map(|q| q as f32 * b.d))
+                .collect()
+        }
+        ActFormat::Q8K => {
+            let mut b = vec![BlockQ8K::default(); n / QK_K];
+            quantize_q8k(x, &mut b);
+            b.iter()
+                .flat_map(|b| b.qs.map(|q| q as f32 * b.d))
+                .collect()
+        }
+    };
+    wf.iter()
+        .zip(&xf)
+        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+        .sum()
+}
+
+pub(super) fn run(k: RowDot, w: &[u8], x: &[f32]) -> f32 {
+    let n = x.len();
+    match k {
+        RowDot::F32(f) => f(w, x),
+        RowDot::Q8(f) => {
+            let mut b = vec![BlockQ8::default(); n / QK];
+            quantize_q8(x, &mut b);
+            f(w, &b)
+        }
+        RowDot::Q8K(f) => {
+            let mut b = vec![BlockQ8K::default(); n / QK_K];
+            quantize_q8k(x, &mut b);
+            f(w, &b)
+        }
+    }
+}
+
+#[test]
+fn scalar_kernels_equal_f32_math() {
+    let n = 1024;
+    for &ty in TYPES {
+        for seed in 0..4 {
+            let wf = random(n, seed * 2 + 1);
+            let x = random(n, seed * 2 + 2);
+            let w = quant::quantize_to_vec(ty, &wf).expect("quantize");
+            let want = reference(ty, &w, &x);
+            let got = run(scalar::row_dot(ty).expect("kernel"), &w, &x);
+            let scale: f64 = x.iter().map(|v| f64::from(v.abs())).sum::<f64>() * 10.0;
+            // The Q4_1/Q5_1 offset term uses ggml's f16-rounded block sums.
+            let tol = scale
+                * if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
+                    2e-4
+                } else {
+                    1e-6
+                };
+            assert!(
+                (f64::from(got) - want).abs() <= tol,
+                "{ty}: scalar {got} vs f32 reference {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn activation_quantization_matches_ggml_q8_k_reference() {
+    let x = random(512, 9);
+    let mut ours = vec![BlockQ8K::default(); 2];
+    quantize_q8k(&x, &mut ours);
+    let ggml = quant::quantize_to_vec(GgmlType::Q8_K, &x).expect("q8_k");
+    for (b, g) in ours.iter().zip(ggml.chunks(292)) {
+        assert_eq!(b.d.to_le_bytes(), g[0..4]);
+        assert!(b.qs.iter().zip(&g[4..260]).all(|(&q, &r)| q as u8 == r));
+        for (j, s) in b.bsums.iter().enumerate() {
+            assert_eq!(s.to_le_bytes(), g[260 + 2 * j..262 + 2 * j]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_kernels_equal_scalar_bit_for_bit() {
+    let isa = Isa::detect();
+    if !isa.avx2 {
+        eprintln!("SKIPPED: this CPU has no AVX2/FMA/F16C; only the scalar kernels are tested");
+        return;
+    }
+    let n = 2048;
+    for &ty in TYPES {
+        let (Some(fast), Some(slow)) = (isa.row_dot(ty), scalar::row_dot(ty)) else {
+            continue;
+        };
+        for seed in 0..8 {
+            let w = quant::quantize_to_vec(ty, &random(n, seed * 2 + 11)).expect("quantize");
+            let x = random(n, seed * 2 + 12);
+            let (a, b) = (run(fast, &w, &x), run(slow, &w, &x));
+            assert_eq!(a.to_bits(), b.to_bits(), "{ty}: simd {a} vs scalar {b}");
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
+    use super::attention::{attend_scalar, Head, MAX_HEAD_DIM};
+    use half::f16;
+    if !Isa::detect().avx2 {
+        eprintln!("SKIPPED: this CPU has no AVX2/FMA/F16C; only the scalar kernels are tested");
+        return;
+    }
+    let (hd, stride, n_ctx) = (64, 192, 300);
+    let k: Vec<f16> = random(n_ctx * stride, 3)
+        .iter()
+        .map(|&v| f16::from_f32(v))
+        .collect();
+    let v: Vec<f16> = random(n_ctx * stride, 4)
+        .iter()
+        .map(|&v| f16::from_f32(v * 0.1))
+        .collect();
+    let q = random(hd, 5);
+    for n_kv in [1, 2, 3, 7, 8, 9, 31, 32, 33, 100, 257, 300] {
+        let h = Head {
+            q: &q,
+            k_cache: &k,
+            v_cache: &v,
+            stride,
+            offset: 64,
+            n_kv,
+            scale: 0.125,
+        };
+        let (mut s1, mut s2) = (vec![0f32; n_ctx + 8], vec![0f32; n_ctx + 8]);
+        let (mut o1, mut o2) = (vec![0f32; hd], vec![0f32; hd]);
+        attend_scalar(&h, &mut s1, &mut o1);
+        super::x86::attend(&h, &mut s2, &mut o2);
+        assert!(
+            o1.iter().zip(&o2).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "n_kv {n_kv}: {o1:?} vs {o2:?}"
+        );
+    }
+    assert!(MAX_HEAD_DIM >= hd);
+    for n in [8, 13, 1536] {
+        let g = random(n, 6);
+        let x: Vec<f32> = random(n, 7).iter().map(|v| v * 12.0).collect();
+        let (mut a, mut b) = (x.clone(), x);
+        ggml_math::swiglu(&mut a, &g);
+        super::x86::swiglu(&mut b, &g);
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "swiglu n={n}"
+        );
+    }
+}

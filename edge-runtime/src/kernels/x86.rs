@@ -1,0 +1,370 @@
+//! AVX2 kernels (x86_64), selected only when `Isa::detect` found AVX2, FMA and F16C. Each one
+//! performs the same float operations in the same order as its scalar twin in `scalar.rs`
+//! (8 lanes of 4-element integer sums, one FMA per lane and block, ggml's horizontal sum), so
+//! the two agree bit for bit; the tests check that.
+
+// Index loops mirror the C intrinsics code they reproduce.
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+
+use super::{BlockQ8, RowDot};
+use llama_spec::gguf::GgmlType;
+
+pub fn row_dot(ty: GgmlType) -> Option<RowDot> {
+    Some(match ty {
+        GgmlType::Q4_0 => RowDot::Q8(dot_q4_0),
+        GgmlType::Q4_1 => RowDot::Q8(dot_q4_1),
+        GgmlType::Q5_0 => RowDot::Q8(dot_q5_0),
+        GgmlType::Q5_1 => RowDot::Q8(dot_q5_1),
+        GgmlType::Q8_0 => RowDot::Q8(dot_q8_0),
+        _ => return None,
+    })
+}
+
+#[inline(always)]
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
+}
+
+/// ggml's `hsum_float_8`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum_float_8(x: __m256) -> f32 {
+    let mut r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    _mm_cvtss_f32(r)
+}
+
+/// 16 bytes of nibbles -> 32 bytes: low nibbles first, then high nibbles (element order).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn bytes_from_nibbles_32(qs: &[u8]) -> __m256i {
+    assert!(qs.len() >= 16);
+    // SAFETY: 16 readable bytes (asserted); unaligned load.
+    let tmp = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+    let bytes = _mm256_insertf128_si256(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4), 1);
+    _mm256_and_si256(_mm256_set1_epi8(0x0f), bytes)
+}
+
+/// Byte j = 0xFF where bit j of `qh` is set.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn bytes_from_bits_32(qh: u32) -> __m256i {
+    let shuf = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), shuf);
+    let bits = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+    _mm256_cmpeq_epi8(bits, _mm256_set1_epi64x(-1))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load32(p: &[i8; 32]) -> __m256i {
+    // SAFETY: a 32-byte array; unaligned load.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
+
+/// Unsigned x signed bytes -> 8 lanes of 4-product sums, as floats.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn mul_sum_us8(ax: __m256i, sy: __m256i) -> __m256 {
+    let dot = _mm256_maddubs_epi16(ax, sy);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot))
+}
+
+/// Signed x signed bytes (sign trick) -> 8 lanes of 4-product sums, as floats.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
+    mul_sum_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_0_avx2(row: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (b, y) in row.chunks_exact(18).zip(a) {
+        let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(&b[2..]), _mm256_set1_epi8(8));
+        acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, load32(&y.qs)), acc);
+    }
+    hsum_float_8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_1_avx2(row: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    for (b, y) in row.chunks_exact(20).zip(a) {
+        summs += f16_at(b, 2) * y.s;
+        let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+        let qx = bytes_from_nibbles_32(&b[4..]);
+        acc = _mm256_fmadd_ps(d, mul_sum_us8(qx, load32(&y.qs)), acc);
+    }
+    hsum_float_8(acc) + summs
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_0_avx2(row: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (b, y) in row.chunks_exact(22).zip(a) {
+        let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(qh), _mm256_set1_epi8(0xf0u8 as i8));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(&b[6..]), hi);
+        acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, load32(&y.qs)), acc);
+    }
+    hsum_float_8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_1_avx2(row: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    for (b, y) in row.chunks_exact(24).zip(a) {
+        summs += f16_at(b, 2) * y.s;
+        let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        let hi = _mm256_and_si256(bytes_from_bits_32(qh), _mm256_set1_epi8(0x10));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(&b[8..]), hi);
+        let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+        acc = _mm256_fmadd_ps(mul_sum_us8(qx, load32(&y.qs)), d, acc);
+    }
+    hsum_float_8(acc) + summs
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8_0_avx2(row: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (b, y) in row.chunks_exact(34).zip(a) {
+        let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+        let w = &b[2..34];
+        // SAFETY: 32 readable bytes (the block's quants); unaligned load.
+        let qx = unsafe { _mm256_loadu_si256(w.as_ptr().cast()) };
+        acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, load32(&y.qs)), acc);
+    }
+    hsum_float_8(acc)
+}
+
+macro_rules! safe_entry {
+    ($($name:ident => $inner:ident),*) => {$(
+        fn $name(row: &[u8], a: &[BlockQ8]) -> f32 {
+            // SAFETY: `row_dot` hands these out only after `Isa::detect` confirmed AVX2, FMA
+            // and F16C at run time.
+            unsafe { $inner(row, a) }
+        }
+    )*};
+}
+
+safe_entry!(dot_q4_0 => q4_0_avx2, dot_q4_1 => q4_1_avx2, dot_q5_0 => q5_0_avx2,
+            dot_q5_1 => q5_1_avx2, dot_q8_0 => q8_0_avx2);
+
+// ---------------------------------------------------------------------------------------------
+// Attention and activation helpers (same operations as ggml_math.rs / attention.rs).
+
+/// ggml's `ggml_v_expf` for AVX2+FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn v_expf(x: __m256) -> __m256 {
+    let r = _mm256_set1_ps(12_582_912.0);
+    let z = _mm256_fmadd_ps(x, _mm256_set1_ps(f32::from_bits(0x3fb8_aa3b)), r);
+    let n = _mm256_sub_ps(z, r);
+    let b = _mm256_fnmadd_ps(
+        n,
+        _mm256_set1_ps(f32::from_bits(0x35bf_be8e)),
+        _mm256_fnmadd_ps(n, _mm256_set1_ps(f32::from_bits(0x3f31_7200)), x),
+    );
+    let e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    let k = _mm256_castsi256_ps(_mm256_add_epi32(
+        e,
+        _mm256_castps_si256(_mm256_set1_ps(1.0)),
+    ));
+    let abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0), n);
+    let c = _mm256_castps_si256(_mm256_cmp_ps(abs_n, _mm256_set1_ps(126.0), _CMP_GT_OQ));
+    let u = _mm256_mul_ps(b, b);
+    let j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(
+            _mm256_fmadd_ps(
+                _mm256_set1_ps(f32::from_bits(0x3c07_2010)),
+                b,
+                _mm256_set1_ps(f32::from_bits(0x3d2b_9f17)),
+            ),
+            u,
+            _mm256_fmadd_ps(
+                _mm256_set1_ps(f32::from_bits(0x3e2a_af33)),
+                b,
+                _mm256_set1_ps(f32::from_bits(0x3eff_fedb)),
+            ),
+        ),
+        u,
+        _mm256_mul_ps(_mm256_set1_ps(f32::from_bits(0x3f7f_fff6)), b),
+    );
+    if _mm256_movemask_ps(_mm256_castsi256_ps(c)) == 0 {
+        return _mm256_fmadd_ps(j, k, k);
+    }
+    let g = _mm256_and_si256(
+        _mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+        _mm256_set1_epi32(0x8200_0000u32 as i32),
+    );
+    let s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f00_0000)));
+    let s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    let d = _mm256_castps_si256(_mm256_cmp_ps(abs_n, _mm256_set1_ps(192.0), _CMP_GT_OQ));
+    _mm256_or_ps(
+        _mm256_and_ps(_mm256_castsi256_ps(d), _mm256_mul_ps(s1, s1)),
+        _mm256_andnot_ps(
+            _mm256_castsi256_ps(d),
+            _mm256_or_ps(
+                _mm256_and_ps(
+                    _mm256_castsi256_ps(c),
+                    _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1),
+                ),
+                _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)),
+            ),
+        ),
+    )
+}
+
+/// `x = silu(x) * g` (ggml's `ggml_vec_swiglu_f32`).
+pub fn swiglu(x: &mut [f32], g: &[f32]) {
+    // SAFETY: only called when `Isa::detect` found AVX2, FMA and F16C.
+    unsafe { swiglu_avx2(x, g) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn swiglu_avx2(x: &mut [f32], g: &[f32]) {
+    assert!(g.len() >= x.len());
+    let whole = x.len() / 8 * 8;
+    for i in (0..whole).step_by(8) {
+        // SAFETY: i + 8 <= whole <= len of both slices (asserted); unaligned loads/stores.
+        unsafe {
+            let v = _mm256_loadu_ps(x.as_ptr().add(i));
+            let e = v_expf(_mm256_sub_ps(_mm256_setzero_ps(), v));
+            let s = _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0), e));
+            _mm256_storeu_ps(
+                x.as_mut_ptr().add(i),
+                _mm256_mul_ps(s, _mm256_loadu_ps(g.as_ptr().add(i))),
+            );
+        }
+    }
+    for i in whole..x.len() {
+        x[i] = x[i] / (1.0 + (-x[i]).exp()) * g[i];
+    }
+}
+
+/// 8 f16 values -> f32.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn load_f16x8(p: &[half::f16]) -> __m256 {
+    assert!(p.len() >= 8);
+    // SAFETY: 8 readable f16 values (asserted); unaligned load.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.as_ptr().cast())) }
+}
+
+/// `GGML_F32x8_REDUCE` of four 8-lane accumulators.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn reduce4(a: [__m256; 4]) -> f32 {
+    let x0 = _mm256_add_ps(a[0], a[2]);
+    let x1 = _mm256_add_ps(a[1], a[3]);
+    let x0 = _mm256_add_ps(x0, x1);
+    let t0 = _mm_add_ps(_mm256_castps256_ps128(x0), _mm256_extractf128_ps(x0, 1));
+    let t1 = _mm_hadd_ps(t0, t0);
+    _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
+}
+
+/// One (token, head) of attention; see `attention::attend_scalar` for the definition.
+pub(crate) fn attend(h: &super::attention::Head, scores: &mut [f32], out: &mut [f32]) {
+    // SAFETY: only called when `Isa::detect` found AVX2, FMA and F16C.
+    unsafe { attend_avx2(h, scores, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn attend_avx2(h: &super::attention::Head, scores: &mut [f32], out: &mut [f32]) {
+    use super::attention::MAX_HEAD_DIM;
+    let hd = h.q.len();
+    if !hd.is_multiple_of(32) {
+        // The f16 dot's scalar tail (double precision) is rare enough to leave to the reference.
+        return super::attention::attend_scalar(h, scores, out);
+    }
+    let nv = hd / 8;
+    // Q rounded to f16, as 8-lane vectors.
+    let mut q = [_mm256_setzero_ps(); MAX_HEAD_DIM / 8];
+    for (i, qv) in q[..nv].iter_mut().enumerate() {
+        // SAFETY: i*8 + 8 <= hd = q.len(); unaligned load.
+        let v = unsafe { _mm256_loadu_ps(h.q.as_ptr().add(8 * i)) };
+        *qv = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    let n_kv = h.n_kv;
+    let padded = n_kv.div_ceil(8) * 8;
+    scores[n_kv..padded].fill(f32::NEG_INFINITY);
+    let mut max = f32::NEG_INFINITY;
+    for p in 0..n_kv {
+        let kr = &h.k_cache[p * h.stride + h.offset..][..hd];
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in (0..nv).step_by(4) {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(load_f16x8(&kr[8 * (i + j)..]), q[i + j], *a);
+            }
+        }
+        let s = reduce4(acc) * h.scale;
+        scores[p] = s;
+        max = max.max(s);
+    }
+    // Softmax numerators and their sum, 8 lanes at a time.
+    let mut sum = 0f64;
+    for c in (0..padded).step_by(8) {
+        // SAFETY: c + 8 <= padded <= scores.len(); unaligned load/store.
+        unsafe {
+            let v = v_expf(_mm256_sub_ps(
+                _mm256_loadu_ps(scores.as_ptr().add(c)),
+                _mm256_set1_ps(max),
+            ));
+            _mm256_storeu_ps(scores.as_mut_ptr().add(c), v);
+            let mut r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+            r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+            r = _mm_add_ss(r, _mm_movehdup_ps(r));
+            sum += f64::from(_mm_cvtss_f32(r));
+        }
+    }
+    let inv = _mm256_set1_ps((1.0 / sum) as f32);
+    for c in (0..padded).step_by(8) {
+        // SAFETY: as above.
+        unsafe {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(scores.as_ptr().add(c)), inv);
+            let r = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+            _mm256_storeu_ps(scores.as_mut_ptr().add(c), r);
+        }
+    }
+    // Probabilities · V: lane p % 32, vectorized over output dimensions.
+    let mut acc = [[_mm256_setzero_ps(); MAX_HEAD_DIM / 8]; 32];
+    for p in 0..n_kv {
+        let w = _mm256_set1_ps(scores[p]);
+        let vr = &h.v_cache[p * h.stride + h.offset..][..hd];
+        let lane = &mut acc[p % 32];
+        for (i, a) in lane[..nv].iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(load_f16x8(&vr[8 * i..]), w, *a);
+        }
+    }
+    for i in 0..nv {
+        let mut y = [_mm256_setzero_ps(); 8];
+        for (l, y) in y.iter_mut().enumerate() {
+            *y = _mm256_add_ps(
+                _mm256_add_ps(acc[l][i], acc[16 + l][i]),
+                _mm256_add_ps(acc[8 + l][i], acc[24 + l][i]),
+            );
+        }
+        let t = [
+            _mm256_add_ps(y[0], y[4]),
+            _mm256_add_ps(y[1], y[5]),
+            _mm256_add_ps(y[2], y[6]),
+            _mm256_add_ps(y[3], y[7]),
+        ];
+        let r = _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3]));
+        // SAFETY: 8 * i + 8 <= hd = out.len(); unaligned store.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), r) };
+    }
+}

@@ -1,0 +1,432 @@
+//! [`Session`]: one conversation's KV cache, and generation as a streaming iterator.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llama_spec::chat::Message;
+
+use crate::error::{Error, Result};
+use crate::forward::{Engine, KvCache, LogitsMode, RopeTable, Scratch};
+use crate::kernels::pool::ThreadPool;
+use crate::kernels::Isa;
+use crate::model::Model;
+use crate::sampler::{Sampler, SamplerConfig};
+use crate::text::TextStream;
+
+/// Options for [`Session::new`].
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Context size in tokens (KV cache length). Capped at the model's training context.
+    pub n_ctx: usize,
+    /// Threads for the forward pass (the calling thread included).
+    pub n_threads: usize,
+    /// Tokens evaluated per forward call during prefill.
+    pub n_batch: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            n_ctx: 2048,
+            n_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n_batch: 128,
+        }
+    }
+}
+
+/// Cancels a running generation from any thread; checked before every token.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Options for [`Session::generate`] and [`Session::chat`].
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampler: SamplerConfig,
+    /// Generation stops before any of these strings; they are not emitted.
+    pub stop: Vec<String>,
+    pub cancel: CancelToken,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            sampler: SamplerConfig::default(),
+            stop: Vec::new(),
+            cancel: CancelToken::new(),
+        }
+    }
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token (EOS/EOT/EOM from the GGUF).
+    StopToken,
+    StopString,
+    MaxTokens,
+    Cancelled,
+    /// The KV cache is full (`n_ctx` reached); the session keeps its state.
+    ContextFull,
+}
+
+/// Timing of one generation.
+#[derive(Debug, Clone, Default)]
+pub struct GenerationStats {
+    /// Prompt tokens evaluated (after reusing the cached prefix).
+    pub prompt_tokens: usize,
+    /// Prompt tokens found already in the KV cache.
+    pub reused_tokens: usize,
+    pub prompt_time: Duration,
+    pub generated_tokens: usize,
+    pub generation_time: Duration,
+}
+
+impl GenerationStats {
+    pub fn prompt_tokens_per_second(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prompt_time.as_secs_f64().max(1e-9)
+    }
+    pub fn tokens_per_second(&self) -> f64 {
+        self.generated_tokens as f64 / self.generation_time.as_secs_f64().max(1e-9)
+    }
+}
+
+/// One conversation: the KV cache, scratch buffers and thread pool. Reusing a session across
+/// turns prefills only the tokens after the longest prefix already in its cache.
+pub struct Session {
+    model: Arc<Model>,
+    opts: SessionOptions,
+    kv: KvCache,
+    scratch: Scratch,
+    pool: ThreadPool,
+    isa: Isa,
+    rope: RopeTable,
+    tokens: Vec<u32>,
+    has_logits: bool,
+}
+
+impl Session {
+    pub fn new(model: Arc<Model>, mut opts: SessionOptions) -> Result<Self> {
+        let c = &model.config;
+        opts.n_ctx = opts.n_ctx.clamp(1, c.max_position_embeddings as usize);
+        opts.n_threads = opts.n_threads.max(1);
+        opts.n_batch = opts.n_batch.clamp(1, opts.n_ctx);
+        let kv = KvCache::new(
+            c.num_hidden_layers as usize,
+            opts.n_ctx,
+            (c.n_kv_heads() * c.head_dim()) as usize,
+        );
+        let scratch = Scratch::new(&model, opts.n_batch, opts.n_ctx, opts.n_threads);
+        let rope = RopeTable::new(
+            opts.n_ctx,
+            c.head_dim() as usize,
+            c.rope_theta,
+            model.w.rope_freqs.as_deref(),
+        );
+        Ok(Self {
+            pool: ThreadPool::new(opts.n_threads),
+            isa: Isa::detect(),
+            model,
+            opts,
+            kv,
+            scratch,
+            rope,
+            tokens: Vec::new(),
+            has_logits: false,
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    pub fn options(&self) -> &SessionOptions {
+        &self.opts
+    }
+
+    /// The instruction set the kernels use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Use only the scalar reference kernels (for tests and comparisons).
+    pub fn force_scalar(&mut self) {
+        self.isa = Isa::scalar();
+    }
+
+    /// Tokens currently in the KV cache.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.opts.n_ctx
+    }
+
+    pub fn kv_cache_bytes(&self) -> usize {
+        self.kv.bytes()
+    }
+
+    /// Forget the conversation (the cache is overwritten from position 0).
+    pub fn reset(&mut self) {
+        self.tokens.clear();
+        self.has_logits = false;
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        let v = self.model.config.vocab_size;
+        match tokens.iter().find(|&&t| t >= v) {
+            Some(&t) => Err(Error::BadToken(t)),
+            None => Ok(()),
+        }
+    }
+
+    /// Append `tokens` to the cache; afterwards [`logits`](Self::logits) are those of the last.
+    pub fn eval(&mut self, tokens: &[u32]) -> Result<()> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        self.check_tokens(tokens)?;
+        let needed = self.tokens.len() + tokens.len();
+        if needed > self.opts.n_ctx {
+            return Err(Error::ContextFull {
+                needed,
+                n_ctx: self.opts.n_ctx,
+            });
+        }
+        for chunk in tokens.chunks(self.opts.n_batch) {
+            let pos0 = self.tokens.len();
+            // Disjoint field borrows: the engine reads, forward writes the cache and scratch.
+            let engine = Engine {
+                model: &self.model,
+                pool: &self.pool,
+                isa: &self.isa,
+                rope: &self.rope,
+            };
+            engine.forward(
+                &mut self.kv,
+                &mut self.scratch,
+                chunk,
+                pos0,
+                LogitsMode::Last,
+            );
+            self.tokens.extend_from_slice(chunk);
+        }
+        self.has_logits = true;
+        Ok(())
+    }
+
+    /// Make the cache hold exactly `prompt`, reusing the longest common prefix already cached;
+    /// returns how many tokens were reused. At least the last token is always evaluated so that
+    /// logits are fresh.
+    pub fn prefill(&mut self, prompt: &[u32]) -> Result<usize> {
+        if prompt.is_empty() {
+            return Err(Error::Invalid("empty prompt".into()));
+        }
+        let common = self
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len() - 1);
+        self.tokens.truncate(common);
+        self.has_logits = false;
+        self.eval(&prompt[common..])?;
+        Ok(common)
+    }
+
+    /// Logits after the last evaluated token (`vocab_size` values).
+    pub fn logits(&self) -> &[f32] {
+        &self.scratch.logits[..self.model.config.vocab_size as usize]
+    }
+
+    /// Evaluate `tokens` from an empty cache and return the logits of every position
+    /// (`tokens.len() * vocab_size` values): what perplexity needs.
+    pub fn eval_all_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.check_tokens(tokens)?;
+        if tokens.len() > self.opts.n_ctx {
+            return Err(Error::ContextFull {
+                needed: tokens.len(),
+                n_ctx: self.opts.n_ctx,
+            });
+        }
+        self.reset();
+        let vocab = self.model.config.vocab_size as usize;
+        let mut out = Vec::with_capacity(tokens.len() * vocab);
+        for chunk in tokens.chunks(self.opts.n_batch) {
+            let pos0 = self.tokens.len();
+            let engine = Engine {
+                model: &self.model,
+                pool: &self.pool,
+                isa: &self.isa,
+                rope: &self.rope,
+            };
+            engine.forward(
+                &mut self.kv,
+                &mut self.scratch,
+                chunk,
+                pos0,
+                LogitsMode::All,
+            );
+            out.extend_from_slice(&self.scratch.logits[..chunk.len() * vocab]);
+            self.tokens.extend_from_slice(chunk);
+        }
+        self.has_logits = false;
+        Ok(out)
+    }
+
+    /// Generate a continuation of `prompt` (token ids). The returned iterator yields text
+    /// pieces as they are produced.
+    pub fn generate(&mut self, prompt: &[u32], opts: GenerateOptions) -> Result<Generation<'_>> {
+        let start = Instant::now();
+        let reused = self.prefill(prompt)?;
+        let stats = GenerationStats {
+            prompt_tokens: prompt.len() - reused,
+            reused_tokens: reused,
+            prompt_time: start.elapsed(),
+            ..GenerationStats::default()
+        };
+        Ok(Generation {
+            sampler: Sampler::new(opts.sampler.clone()),
+            stream: TextStream::new(opts.stop.clone()),
+            opts,
+            session: self,
+            pending: None,
+            generated: Vec::new(),
+            finish: None,
+            stats,
+        })
+    }
+
+    /// Render `messages` with the model's chat template (adding the assistant header) and
+    /// generate the reply.
+    pub fn chat(&mut self, messages: &[Message], opts: GenerateOptions) -> Result<Generation<'_>> {
+        let text = self.model.apply_chat_template(messages, true)?;
+        let prompt = self.model.tokenize(&text, false)?;
+        self.generate(&prompt, opts)
+    }
+
+    /// Generate from plain text (BOS added when the model asks for it).
+    pub fn complete(&mut self, text: &str, opts: GenerateOptions) -> Result<Generation<'_>> {
+        let prompt = self.model.tokenize(text, true)?;
+        self.generate(&prompt, opts)
+    }
+}
+
+/// A text piece of the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub text: String,
+}
+
+/// A running generation: an iterator of UTF-8 text pieces. Dropping it early is fine; the
+/// session keeps every token evaluated so far.
+pub struct Generation<'s> {
+    session: &'s mut Session,
+    opts: GenerateOptions,
+    sampler: Sampler,
+    stream: TextStream,
+    /// A sampled token not yet evaluated (evaluated lazily before the next sample).
+    pending: Option<u32>,
+    generated: Vec<u32>,
+    finish: Option<FinishReason>,
+    stats: GenerationStats,
+}
+
+impl Generation<'_> {
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    pub fn stats(&self) -> &GenerationStats {
+        &self.stats
+    }
+
+    /// Token ids generated so far (a stop token is not included).
+    pub fn tokens(&self) -> &[u32] {
+        &self.generated
+    }
+
+    /// Collect the whole reply.
+    pub fn text(mut self) -> Result<String> {
+        let mut out = String::new();
+        for p in self.by_ref() {
+            out.push_str(&p?.text);
+        }
+        Ok(out)
+    }
+
+    fn step(&mut self) -> Result<Option<String>> {
+        // A token left unevaluated at the end is evaluated by the next turn's prefill.
+        if self.opts.cancel.is_cancelled() {
+            return Ok(self.end(FinishReason::Cancelled));
+        }
+        if self.generated.len() >= self.opts.max_tokens {
+            return Ok(self.end(FinishReason::MaxTokens));
+        }
+        let t0 = Instant::now();
+        if let Some(tok) = self.pending.take() {
+            if self.session.tokens.len() >= self.session.opts.n_ctx {
+                return Ok(self.end(FinishReason::ContextFull));
+            }
+            self.session.eval(&[tok])?;
+        }
+        let tok = self
+            .sampler
+            .sample(self.session.logits(), &self.session.tokens);
+        self.stats.generation_time += t0.elapsed();
+        if self.session.model.is_stop_token(tok) {
+            return Ok(self.end(FinishReason::StopToken));
+        }
+        self.generated.push(tok);
+        self.stats.generated_tokens += 1;
+        self.pending = Some(tok);
+        let (text, stopped) = self.stream.push(self.session.model.token_bytes(tok));
+        if stopped {
+            self.finish = Some(FinishReason::StopString);
+            return Ok(Some(text));
+        }
+        Ok(Some(text))
+    }
+
+    fn end(&mut self, reason: FinishReason) -> Option<String> {
+        self.finish = Some(reason);
+        let rest = self.stream.finish();
+        (!rest.is_empty()).then_some(rest)
+    }
+}
+
+impl Iterator for Generation<'_> {
+    type Item = Result<Piece>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.finish.is_some() {
+                return None;
+            }
+            match self.step() {
+                Err(e) => {
+                    self.finish = Some(FinishReason::Cancelled);
+                    return Some(Err(e));
+                }
+                Ok(Some(text)) if !text.is_empty() => return Some(Ok(Piece { text })),
+                Ok(_) => {}
+            }
+        }
+    }
+}
