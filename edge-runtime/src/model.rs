@@ -250,6 +250,11 @@ impl Model {
         self.file.bytes().len()
     }
 
+    /// Parameters in the weight matrices, embeddings and norms.
+    pub fn param_count(&self) -> u64 {
+        self.file.tensors().iter().map(|t| t.n_elements()).sum()
+    }
+
     /// Bytes of weights read per decoded token (every matrix once, plus one embedding row).
     pub fn bytes_per_token(&self) -> usize {
         let w = &self.w;

@@ -1,7 +1,364 @@
-//! `edge-run`: the command-line front end of edge-runtime (generation for now; `bench` and
-//! `perplexity` follow).
+//! `edge-run`: generate with a GGUF model, benchmark it like llama-bench, or measure perplexity
+//! like llama-perplexity.
 
-fn main() {
-    eprintln!("edge-run: not implemented yet (issue 3)");
-    std::process::exit(2);
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use edge_runtime::{
+    GenerateOptions, LoadOptions, Message, Model, SamplerConfig, Session, SessionOptions,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "edge-run",
+    version,
+    about = "CPU inference for Llama GGUF models",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prompt-processing and generation speed, like llama-bench (pp/tg tokens per second).
+    Bench(BenchArgs),
+    /// Perplexity of a text file, computed like llama-perplexity.
+    Perplexity(PplArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// The GGUF model.
+    #[arg(short, long)]
+    model: Option<PathBuf>,
+    /// Threads (default: all cores).
+    #[arg(short, long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The user message (chat-formatted with the model's template) or, with --raw, the text.
+    #[arg(short, long)]
+    prompt: Option<String>,
+    /// A system message for chat formatting.
+    #[arg(long)]
+    system: Option<String>,
+    /// Use the prompt as plain text, without the chat template.
+    #[arg(long)]
+    raw: bool,
+    /// Tokens to generate at most.
+    #[arg(short = 'n', long, default_value_t = 256)]
+    n_predict: usize,
+    /// Context size.
+    #[arg(short = 'c', long, default_value_t = 2048)]
+    ctx_size: usize,
+    #[arg(long, default_value_t = 0.8)]
+    temp: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Prompt tokens for the pp test (0 to skip).
+    #[arg(short = 'p', long, default_value_t = 512)]
+    n_prompt: usize,
+    /// Generated tokens for the tg test (0 to skip).
+    #[arg(short = 'n', long, default_value_t = 128)]
+    n_gen: usize,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long, default_value_t = 3)]
+    reps: usize,
+    /// Prompt batch size.
+    #[arg(short = 'b', long, default_value_t = 128)]
+    batch: usize,
+}
+
+#[derive(Args)]
+struct PplArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The text file.
+    #[arg(short, long)]
+    file: PathBuf,
+    /// Chunk (context) size.
+    #[arg(short = 'c', long, default_value_t = 512)]
+    ctx_size: usize,
+    /// Prompt batch size.
+    #[arg(short = 'b', long, default_value_t = 128)]
+    batch: usize,
+}
+
+fn default_model() -> PathBuf {
+    PathBuf::from("assets/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn load(c: &Common) -> Result<(Arc<Model>, usize)> {
+    let path = c.model.clone().unwrap_or_else(default_model);
+    let t = Instant::now();
+    let model = Model::load(&path, LoadOptions::default())
+        .with_context(|| format!("loading {}", path.display()))?;
+    eprintln!(
+        "loaded {} ({}, {:.1} MiB) in {:.2} s",
+        model.name(),
+        path.display(),
+        model.file_size() as f64 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
+    let threads = c
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Ok((Arc::new(model), threads))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Bench(a)) => bench(a),
+        Some(Command::Perplexity(a)) => perplexity(a),
+        None => run(cli.run),
+    }
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    let Some(prompt) = a.prompt.clone() else {
+        bail!("--prompt is required (see --help)");
+    };
+    let (model, threads) = load(&a.common)?;
+    let mut session = Session::new(
+        model.clone(),
+        SessionOptions {
+            n_ctx: a.ctx_size,
+            n_threads: threads,
+            ..Default::default()
+        },
+    )?;
+    let opts = GenerateOptions {
+        max_tokens: a.n_predict,
+        sampler: SamplerConfig {
+            temperature: a.temp,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repeat_penalty: a.repeat_penalty,
+            seed: a.seed,
+            ..SamplerConfig::default()
+        },
+        stop: a.stop.clone(),
+        ..Default::default()
+    };
+    let mut gen = if a.raw {
+        session.complete(&prompt, opts)?
+    } else {
+        let mut msgs = Vec::new();
+        if let Some(s) = &a.system {
+            msgs.push(Message::system(s.clone()));
+        }
+        msgs.push(Message::user(prompt));
+        session.chat(&msgs, opts)?
+    };
+    let mut out = std::io::stdout().lock();
+    for piece in gen.by_ref() {
+        out.write_all(piece?.text.as_bytes())?;
+        out.flush()?;
+    }
+    writeln!(out)?;
+    let s = gen.stats();
+    eprintln!(
+        "prompt: {} tokens ({} reused) at {:.1} t/s | generation: {} tokens at {:.1} t/s | stop: {:?}",
+        s.prompt_tokens,
+        s.reused_tokens,
+        s.prompt_tokens_per_second(),
+        s.generated_tokens,
+        s.tokens_per_second(),
+        gen.finish_reason()
+    );
+    Ok(())
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len().max(2) - 1) as f64;
+    (m, var.sqrt())
+}
+
+/// Read bandwidth of this machine: sum a 64 MiB buffer, well above the caches (best of 5).
+fn measure_bandwidth() -> f64 {
+    let buf = vec![1u64; 8 << 20];
+    let mut best = 0f64;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s: u64 = buf.iter().fold(0u64, |a, &b| a.wrapping_add(b));
+        std::hint::black_box(s);
+        best = best.max((buf.len() * 8) as f64 / t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    let (model, threads) = load(&a.common)?;
+    let vocab = model.config.vocab_size;
+    let n_ctx = (a.n_prompt + a.n_gen).max(16);
+    let mut session = Session::new(
+        model.clone(),
+        SessionOptions {
+            n_ctx,
+            n_threads: threads,
+            n_batch: a.batch,
+        },
+    )?;
+    // Deterministic pseudo-random tokens, as llama-bench uses random tokens.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % u64::from(vocab)) as u32
+    };
+    println!(
+        "| model | size | params | isa | threads | test | t/s |\n| --- | ---: | ---: | --- | ---: | --- | ---: |"
+    );
+    let size = format!("{:.2} MiB", model.file_size() as f64 / 1048576.0);
+    let params = format!("{:.2} M", model.param_count() as f64 / 1e6);
+    let row = |test: String, v: &[f64]| {
+        let (m, s) = mean_std(v);
+        println!(
+            "| {} | {size} | {params} | {} | {threads} | {test} | {m:.2} ± {s:.2} |",
+            model.name(),
+            session_isa_name()
+        );
+        m
+    };
+    // Warm-up: page in the weights.
+    session.eval(&[next()])?;
+    let mut tg = 0.0;
+    if a.n_prompt > 0 {
+        let mut v = Vec::new();
+        for _ in 0..a.reps {
+            let toks: Vec<u32> = (0..a.n_prompt).map(|_| next()).collect();
+            session.reset();
+            let t = Instant::now();
+            session.eval(&toks)?;
+            v.push(a.n_prompt as f64 / t.elapsed().as_secs_f64());
+        }
+        row(format!("pp{}", a.n_prompt), &v);
+    }
+    if a.n_gen > 0 {
+        let mut v = Vec::new();
+        for _ in 0..a.reps {
+            session.reset();
+            let t = Instant::now();
+            for _ in 0..a.n_gen {
+                session.eval(&[next()])?;
+            }
+            v.push(a.n_gen as f64 / t.elapsed().as_secs_f64());
+        }
+        tg = row(format!("tg{}", a.n_gen), &v);
+    }
+    let bw = measure_bandwidth();
+    let per_token = model.bytes_per_token() as f64;
+    println!(
+        "\nweights read per token: {:.1} MiB; measured read bandwidth {:.1} GB/s -> decode bound {:.0} t/s{}",
+        per_token / 1048576.0,
+        bw / 1e9,
+        bw / per_token,
+        if tg > 0.0 { format!(" (tg reaches {:.0} % of it)", 100.0 * tg / (bw / per_token)) } else { String::new() }
+    );
+    Ok(())
+}
+
+fn session_isa_name() -> &'static str {
+    edge_runtime::kernels::Isa::detect().name()
+}
+
+fn perplexity(a: PplArgs) -> Result<()> {
+    let (model, threads) = load(&a.common)?;
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("reading {}", a.file.display()))?;
+    let tokens = model.tokenize(&text, true)?;
+    let n_ctx = a.ctx_size;
+    if n_ctx < 4 {
+        bail!("--ctx-size must be at least 4");
+    }
+    let n_chunks = tokens.len() / n_ctx;
+    if n_chunks == 0 {
+        bail!(
+            "{}: {} tokens, fewer than one chunk of {n_ctx}",
+            a.file.display(),
+            tokens.len()
+        );
+    }
+    eprintln!("{} tokens, {n_chunks} chunks of {n_ctx}", tokens.len());
+    let mut session = Session::new(
+        model.clone(),
+        SessionOptions {
+            n_ctx,
+            n_threads: threads,
+            n_batch: a.batch,
+        },
+    )?;
+    let vocab = model.config.vocab_size as usize;
+    let first = n_ctx / 2;
+    let (mut nll, mut nll2, mut count) = (0f64, 0f64, 0usize);
+    let t = Instant::now();
+    for c in 0..n_chunks {
+        let mut chunk = tokens[c * n_ctx..(c + 1) * n_ctx].to_vec();
+        // As llama-perplexity: each chunk starts with BOS when the model adds one.
+        if model.special.add_bos {
+            if let Some(b) = model.special.bos {
+                chunk[0] = b;
+            }
+        }
+        let logits = session.eval_all_logits(&chunk)?;
+        // Score only the second half: each token then has at least n_ctx/2 tokens of context.
+        for j in first..n_ctx - 1 {
+            let l = &logits[j * vocab..(j + 1) * vocab];
+            let max = l.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let sum: f64 = l.iter().map(|&v| f64::from(v - max).exp()).sum();
+            let lp = f64::from(l[tokens[c * n_ctx + j + 1] as usize] - max) - sum.ln();
+            nll -= lp;
+            nll2 += lp * lp;
+            count += 1;
+        }
+        print!("[{}]{:.4},", c + 1, (nll / count as f64).exp());
+        std::io::stdout().flush()?;
+    }
+    let mean = nll / count as f64;
+    let ppl = mean.exp();
+    // llama-perplexity's uncertainty estimate.
+    let var = (nll2 / count as f64 - mean * mean).max(0.0) / (count as f64 - 1.0).max(1.0);
+    println!(
+        "\nFinal estimate: PPL = {ppl:.4} +/- {:.5}",
+        ppl * var.sqrt()
+    );
+    eprintln!(
+        "{count} tokens scored in {:.1} s ({:.1} t/s evaluated)",
+        t.elapsed().as_secs_f64(),
+        (n_chunks * n_ctx) as f64 / t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

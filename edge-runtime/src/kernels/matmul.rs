@@ -5,7 +5,9 @@
 use llama_spec::gguf::GgmlType;
 
 use super::pool::{split, SyncPtr, ThreadPool};
-use super::{quantize_q8, quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Isa, RowDot, QK, QK_K};
+use super::{
+    quantize_q8, quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Isa, RowDot, RowDot4, QK, QK_K,
+};
 
 /// A weight matrix inside the mapped file: `rows` rows of `cols` elements of type `ty`.
 #[derive(Debug, Clone, Copy)]
@@ -119,11 +121,13 @@ pub fn matmul(
         fmts.contains(&ActFormat::Q8),
         fmts.contains(&ActFormat::Q8K),
     );
-    let kernels: Vec<RowDot> = mats
+    let kernels: Vec<(RowDot, Option<RowDot4>)> = mats
         .iter()
         .map(|m| {
-            isa.row_dot(m.w.ty)
-                .expect("weight types are checked at load")
+            let k = isa
+                .row_dot(m.w.ty)
+                .expect("weight types are checked at load");
+            (k, isa.row_dot4(m.w.ty))
         })
         .collect();
     let outs: Vec<(SyncPtr<f32>, QMatrix)> = mats
@@ -150,7 +154,7 @@ pub fn matmul(
 
 #[allow(clippy::too_many_arguments)]
 fn rows_kernel(
-    k: RowDot,
+    (k, k4): (RowDot, Option<RowDot4>),
     w: &QMatrix,
     x: &[f32],
     q8: &[BlockQ8],
@@ -162,9 +166,22 @@ fn rows_kernel(
 ) {
     // Tokens innermost: a weight row is read from memory once and reused from cache for all
     // `n` activation rows (the prefill case).
+    let nb = cols / QK;
     for r in rows {
         let wr = w.row(r);
-        for t in 0..n {
+        let mut t0 = 0;
+        if let (Some(k4), RowDot::Q8(_)) = (k4, k) {
+            while t0 + 4 <= n {
+                let a = |i: usize| &q8[(t0 + i) * nb..(t0 + i + 1) * nb];
+                let v = k4(wr, [a(0), a(1), a(2), a(3)]);
+                for (i, v) in v.into_iter().enumerate() {
+                    // SAFETY: as below.
+                    unsafe { out.write((t0 + i) * w.rows + r, v) };
+                }
+                t0 += 4;
+            }
+        }
+        for t in t0..n {
             let v = match k {
                 RowDot::F32(f) => f(wr, &x[t * cols..(t + 1) * cols]),
                 RowDot::Q8(f) => f(wr, &q8[t * (cols / QK)..(t + 1) * (cols / QK)]),

@@ -135,6 +135,9 @@ pub enum RowDot {
     Q8K(fn(&[u8], &[BlockQ8K]) -> f32),
 }
 
+/// A Q8-activation kernel over four activation rows at once (same results as four calls).
+pub type RowDot4 = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
+
 /// Which instruction-set extensions the kernels may use, detected at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Isa {
@@ -168,6 +171,16 @@ impl Isa {
         } else {
             "scalar"
         }
+    }
+
+    /// A four-row kernel for `ty`, where one exists for this instruction set.
+    pub fn row_dot4(&self, ty: GgmlType) -> Option<RowDot4> {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            return x86::row_dot4(ty);
+        }
+        let _ = ty;
+        None
     }
 
     /// The row kernel for weights of type `ty`.

@@ -78,90 +78,104 @@ fn mul_sum_us8(ax: __m256i, sy: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot))
 }
 
-/// Signed x signed bytes (sign trick) -> 8 lanes of 4-product sums, as floats.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
-    mul_sum_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+/// The shared block loop of the 32-element formats for `N` activation rows at once (the weight
+/// block is unpacked once). Per row it performs exactly the scalar twin's operations: one FMA
+/// per lane and block, `d = d_w * d_a`, the min term `m_w * s_a` summed separately. A macro so
+/// that it expands inside each `#[target_feature]` function.
+macro_rules! block_loop {
+    ($n:literal, $bs:literal, $signed:literal, $row:expr, $acts:expr, |$b:ident| $unpack:expr) => {{
+        let row: &[u8] = $row;
+        let acts: [&[BlockQ8]; $n] = $acts;
+        let nb = row.len() / $bs;
+        assert!(acts.iter().all(|a| a.len() >= nb));
+        let mut acc = [_mm256_setzero_ps(); $n];
+        let mut summs = [0f32; $n];
+        for (i, $b) in row.chunks_exact($bs).enumerate() {
+            let (qx, dw, mw): (__m256i, f32, f32) = $unpack;
+            // Signed formats use ggml's sign trick; |x| is shared by all rows.
+            let ax = if $signed {
+                _mm256_sign_epi8(qx, qx)
+            } else {
+                qx
+            };
+            for k in 0..$n {
+                let y = &acts[k][i];
+                summs[k] += mw * y.s;
+                let qy = load32(&y.qs);
+                let sy = if $signed {
+                    _mm256_sign_epi8(qy, qx)
+                } else {
+                    qy
+                };
+                let d = _mm256_set1_ps(dw * y.d);
+                acc[k] = _mm256_fmadd_ps(d, mul_sum_us8(ax, sy), acc[k]);
+            }
+        }
+        let mut out = [0f32; $n];
+        for k in 0..$n {
+            out[k] = hsum_float_8(acc[k]) + summs[k];
+        }
+        out
+    }};
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_0_avx2(row: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (b, y) in row.chunks_exact(18).zip(a) {
-        let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
-        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(&b[2..]), _mm256_set1_epi8(8));
-        acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, load32(&y.qs)), acc);
-    }
-    hsum_float_8(acc)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_1_avx2(row: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0f32;
-    for (b, y) in row.chunks_exact(20).zip(a) {
-        summs += f16_at(b, 2) * y.s;
-        let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
-        let qx = bytes_from_nibbles_32(&b[4..]);
-        acc = _mm256_fmadd_ps(d, mul_sum_us8(qx, load32(&y.qs)), acc);
-    }
-    hsum_float_8(acc) + summs
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_0_avx2(row: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (b, y) in row.chunks_exact(22).zip(a) {
-        let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
-        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-        let hi = _mm256_andnot_si256(bytes_from_bits_32(qh), _mm256_set1_epi8(0xf0u8 as i8));
-        let qx = _mm256_or_si256(bytes_from_nibbles_32(&b[6..]), hi);
-        acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, load32(&y.qs)), acc);
-    }
-    hsum_float_8(acc)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_1_avx2(row: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0f32;
-    for (b, y) in row.chunks_exact(24).zip(a) {
-        summs += f16_at(b, 2) * y.s;
-        let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-        let hi = _mm256_and_si256(bytes_from_bits_32(qh), _mm256_set1_epi8(0x10));
-        let qx = _mm256_or_si256(bytes_from_nibbles_32(&b[8..]), hi);
-        let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
-        acc = _mm256_fmadd_ps(mul_sum_us8(qx, load32(&y.qs)), d, acc);
-    }
-    hsum_float_8(acc) + summs
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q8_0_avx2(row: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (b, y) in row.chunks_exact(34).zip(a) {
-        let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
-        let w = &b[2..34];
-        // SAFETY: 32 readable bytes (the block's quants); unaligned load.
-        let qx = unsafe { _mm256_loadu_si256(w.as_ptr().cast()) };
-        acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, load32(&y.qs)), acc);
-    }
-    hsum_float_8(acc)
-}
-
-macro_rules! safe_entry {
-    ($($name:ident => $inner:ident),*) => {$(
-        fn $name(row: &[u8], a: &[BlockQ8]) -> f32 {
-            // SAFETY: `row_dot` hands these out only after `Isa::detect` confirmed AVX2, FMA
+macro_rules! kernels {
+    ($($one:ident, $four:ident, $bs:literal, $signed:literal, |$b:ident| $unpack:expr;)*) => {$(
+        fn $one(row: &[u8], a: &[BlockQ8]) -> f32 {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            fn inner(row: &[u8], a: &[BlockQ8]) -> f32 {
+                block_loop!(1, $bs, $signed, row, [a], |$b| $unpack)[0]
+            }
+            // SAFETY: handed out by `row_dot` only after `Isa::detect` confirmed AVX2, FMA
             // and F16C at run time.
-            unsafe { $inner(row, a) }
+            unsafe { inner(row, a) }
+        }
+        fn $four(row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            fn inner(row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
+                block_loop!(4, $bs, $signed, row, a, |$b| $unpack)
+            }
+            // SAFETY: as above.
+            unsafe { inner(row, a) }
         }
     )*};
 }
 
-safe_entry!(dot_q4_0 => q4_0_avx2, dot_q4_1 => q4_1_avx2, dot_q5_0 => q5_0_avx2,
-            dot_q5_1 => q5_1_avx2, dot_q8_0 => q8_0_avx2);
+kernels! {
+    dot_q4_0, dot4_q4_0, 18, true, |b| (
+        _mm256_sub_epi8(bytes_from_nibbles_32(&b[2..]), _mm256_set1_epi8(8)),
+        f16_at(b, 0),
+        0.0,
+    );
+    dot_q4_1, dot4_q4_1, 20, false, |b| (bytes_from_nibbles_32(&b[4..]), f16_at(b, 0), f16_at(b, 2));
+    dot_q5_0, dot4_q5_0, 22, true, |b| {
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(qh), _mm256_set1_epi8(0xf0u8 as i8));
+        (_mm256_or_si256(bytes_from_nibbles_32(&b[6..]), hi), f16_at(b, 0), 0.0)
+    };
+    dot_q5_1, dot4_q5_1, 24, false, |b| {
+        let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        let hi = _mm256_and_si256(bytes_from_bits_32(qh), _mm256_set1_epi8(0x10));
+        (_mm256_or_si256(bytes_from_nibbles_32(&b[8..]), hi), f16_at(b, 0), f16_at(b, 2))
+    };
+    dot_q8_0, dot4_q8_0, 34, true, |b| {
+        let w = &b[2..34];
+        // SAFETY: 32 readable bytes (the block's quants); unaligned load.
+        (unsafe { _mm256_loadu_si256(w.as_ptr().cast()) }, f16_at(b, 0), 0.0)
+    };
+}
+
+/// Four activation rows at once, for prefill.
+pub fn row_dot4(ty: GgmlType) -> Option<super::RowDot4> {
+    Some(match ty {
+        GgmlType::Q4_0 => dot4_q4_0,
+        GgmlType::Q4_1 => dot4_q4_1,
+        GgmlType::Q5_0 => dot4_q5_0,
+        GgmlType::Q5_1 => dot4_q5_1,
+        GgmlType::Q8_0 => dot4_q8_0,
+        _ => return None,
+    })
+}
 
 // ---------------------------------------------------------------------------------------------
 // Attention and activation helpers (same operations as ggml_math.rs / attention.rs).
