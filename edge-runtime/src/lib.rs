@@ -33,6 +33,7 @@ mod error;
 mod forward;
 pub mod kernels;
 mod model;
+mod perplexity;
 mod sampler;
 mod session;
 mod text;
@@ -40,6 +41,7 @@ mod text;
 pub use error::{Error, Result};
 pub use llama_spec::chat::Message;
 pub use model::{LoadOptions, Model};
+pub use perplexity::{perplexity, Perplexity};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{
     CancelToken, FinishReason, GenerateOptions, Generation, GenerationStats, Piece, Session,

@@ -111,3 +111,44 @@ fn greedy_q4_1_matches_llama_cpp() {
 fn greedy_q4_1_matches_llama_cpp_scalar_kernels() {
     check_file("runtime/greedy_q4_1.json", true, 2, 16);
 }
+
+/// Perplexity on a fixed ~20 KB text (-c 256) against llama.cpp: equal to its single-token
+/// path to 1e-4 relative, and within 0.5 % of the batched path llama-perplexity uses.
+#[test]
+fn perplexity_matches_llama_cpp() {
+    let f = common::fixture("runtime/ppl_q4_1.json");
+    let text = std::fs::read_to_string(common::repo().join("tests/fixtures/runtime/ppl_text.txt"))
+        .expect("text");
+    let model = common::smollm2();
+    let tokens = model.tokenize(&text, true).expect("tokenize");
+    assert_eq!(
+        tokens.len() as u64,
+        f["n_tokens"].as_u64().expect("n_tokens")
+    );
+    let mut session = Session::new(
+        model,
+        SessionOptions {
+            n_ctx: 256,
+            n_threads: 2,
+            n_batch: 128,
+        },
+    )
+    .expect("session");
+    let r = edge_runtime::perplexity(&mut session, &tokens, |_, _| {}).expect("perplexity");
+    assert_eq!(
+        r.scored_tokens as u64,
+        f["scored"].as_u64().expect("scored")
+    );
+    let decode = f["ppl_llama_cpp_decode"].as_f64().expect("decode");
+    let batched = f["ppl_llama_cpp_batched"].as_f64().expect("batched");
+    eprintln!(
+        "PPL ours {:.5}, llama.cpp decode path {decode:.5}, batched {batched:.5}",
+        r.ppl
+    );
+    assert!((r.ppl / decode - 1.0).abs() < 1e-4, "{} vs {decode}", r.ppl);
+    assert!(
+        (r.ppl / batched - 1.0).abs() < 5e-3,
+        "{} vs {batched}",
+        r.ppl
+    );
+}

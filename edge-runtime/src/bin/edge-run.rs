@@ -300,65 +300,32 @@ fn perplexity(a: PplArgs) -> Result<()> {
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
     let tokens = model.tokenize(&text, true)?;
-    let n_ctx = a.ctx_size;
-    if n_ctx < 4 {
-        bail!("--ctx-size must be at least 4");
-    }
-    let n_chunks = tokens.len() / n_ctx;
-    if n_chunks == 0 {
-        bail!(
-            "{}: {} tokens, fewer than one chunk of {n_ctx}",
-            a.file.display(),
-            tokens.len()
-        );
-    }
-    eprintln!("{} tokens, {n_chunks} chunks of {n_ctx}", tokens.len());
+    eprintln!(
+        "{} tokens, {} chunks of {}",
+        tokens.len(),
+        tokens.len() / a.ctx_size.max(1),
+        a.ctx_size
+    );
     let mut session = Session::new(
         model.clone(),
         SessionOptions {
-            n_ctx,
+            n_ctx: a.ctx_size,
             n_threads: threads,
             n_batch: a.batch,
         },
     )?;
-    let vocab = model.config.vocab_size as usize;
-    let first = n_ctx / 2;
-    let (mut nll, mut nll2, mut count) = (0f64, 0f64, 0usize);
     let t = Instant::now();
-    for c in 0..n_chunks {
-        let mut chunk = tokens[c * n_ctx..(c + 1) * n_ctx].to_vec();
-        // As llama-perplexity: each chunk starts with BOS when the model adds one.
-        if model.special.add_bos {
-            if let Some(b) = model.special.bos {
-                chunk[0] = b;
-            }
-        }
-        let logits = session.eval_all_logits(&chunk)?;
-        // Score only the second half: each token then has at least n_ctx/2 tokens of context.
-        for j in first..n_ctx - 1 {
-            let l = &logits[j * vocab..(j + 1) * vocab];
-            let max = l.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let sum: f64 = l.iter().map(|&v| f64::from(v - max).exp()).sum();
-            let lp = f64::from(l[tokens[c * n_ctx + j + 1] as usize] - max) - sum.ln();
-            nll -= lp;
-            nll2 += lp * lp;
-            count += 1;
-        }
-        print!("[{}]{:.4},", c + 1, (nll / count as f64).exp());
-        std::io::stdout().flush()?;
-    }
-    let mean = nll / count as f64;
-    let ppl = mean.exp();
-    // llama-perplexity's uncertainty estimate.
-    let var = (nll2 / count as f64 - mean * mean).max(0.0) / (count as f64 - 1.0).max(1.0);
-    println!(
-        "\nFinal estimate: PPL = {ppl:.4} +/- {:.5}",
-        ppl * var.sqrt()
-    );
+    let r = edge_runtime::perplexity(&mut session, &tokens, |c, ppl| {
+        print!("[{}]{ppl:.4},", c + 1);
+        let _ = std::io::stdout().flush();
+    })
+    .with_context(|| format!("perplexity of {}", a.file.display()))?;
+    println!("\nFinal estimate: PPL = {:.4} +/- {:.5}", r.ppl, r.stderr);
     eprintln!(
-        "{count} tokens scored in {:.1} s ({:.1} t/s evaluated)",
+        "{} tokens scored in {:.1} s ({:.1} t/s evaluated)",
+        r.scored_tokens,
         t.elapsed().as_secs_f64(),
-        (n_chunks * n_ctx) as f64 / t.elapsed().as_secs_f64()
+        (r.chunks * a.ctx_size) as f64 / t.elapsed().as_secs_f64()
     );
     Ok(())
 }
