@@ -182,7 +182,7 @@ fn context_limits_are_explicit() {
         other => panic!("expected ContextFull, got {:?}", other.map(|_| ())),
     }
     let mut gen = s.complete("Once upon a time", greedy(100)).expect("fits");
-    while let Some(p) = gen.next() {
+    for p in gen.by_ref() {
         p.expect("piece");
     }
     assert_eq!(gen.finish_reason(), Some(FinishReason::ContextFull));
