@@ -27,8 +27,17 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
 
 /// Compare `max_cases` prompts for up to `max_steps` generated tokens each.
 fn check_file(fixture: &str, scalar: bool, max_cases: usize, max_steps: usize) {
+    check_model(common::smollm2(), fixture, scalar, max_cases, max_steps);
+}
+
+fn check_model(
+    model: std::sync::Arc<edge_runtime::Model>,
+    fixture: &str,
+    scalar: bool,
+    max_cases: usize,
+    max_steps: usize,
+) {
     let f = common::fixture(fixture);
-    let model = common::smollm2();
     let mut session = Session::new(
         model.clone(),
         SessionOptions {
@@ -150,5 +159,38 @@ fn perplexity_matches_llama_cpp() {
         (r.ppl / batched - 1.0).abs() < 5e-3,
         "{} vs {batched}",
         r.ppl
+    );
+}
+
+/// A Q8_0 file requantized by llama-spec: every tensor's bytes equal llama.cpp's
+/// `llama_model_quantize` output, and generation matches llama.cpp on it.
+#[test]
+fn requantized_q8_0_matches_llama_quantize_and_llama_cpp() {
+    use sha2::{Digest, Sha256};
+    let path = common::requantized(llama_spec::GgmlType::Q8_0, 7);
+    let file = llama_spec::GgufFile::open(&path).expect("open");
+    let f = common::fixture("runtime/requant_q8_0.json");
+    let tensors = f["tensors"].as_object().expect("tensors");
+    assert_eq!(tensors.len(), file.tensors().len());
+    for t in file.tensors() {
+        let e = &tensors[&t.name];
+        assert_eq!(e["type"].as_str(), Some(t.ggml_type.name()), "{}", t.name);
+        let sha = format!("{:x}", Sha256::digest(file.tensor_data(t)));
+        assert_eq!(
+            Some(sha.as_str()),
+            e["sha256"].as_str(),
+            "{}: bytes differ from llama-quantize",
+            t.name
+        );
+    }
+    let model = std::sync::Arc::new(
+        edge_runtime::Model::load(&path, edge_runtime::LoadOptions::default()).expect("load"),
+    );
+    check_model(
+        model,
+        "runtime/greedy_q8_0.json",
+        false,
+        usize::MAX,
+        usize::MAX,
     );
 }

@@ -30,3 +30,49 @@ pub fn fixture(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).expect("json")
 }
+
+/// Requantize the shipped model to `ty` the way `llama-quantize --allow-requantize` does for the
+/// "mostly ty" file types without K-quant promotions: every 2-D weight is dequantized and
+/// re-quantized with ggml's reference quantizer (a tensor already of type `ty` is copied), 1-D
+/// tensors are copied. Written once per test binary under target/.
+pub fn requantized(ty: llama_spec::GgmlType, file_type: u32) -> PathBuf {
+    use llama_spec::gguf::{GgufFile, GgufWriter, MetadataValue, TensorSpec};
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let out = repo().join(format!(
+        "target/test-models/SmolLM2-135M-Instruct.{}.gguf",
+        ty.name()
+    ));
+    if out.exists() {
+        return out;
+    }
+    std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
+    let src = GgufFile::open(smollm2_path()).expect("open");
+    let mut md = src.metadata().clone();
+    md.set("general.file_type", MetadataValue::U32(file_type));
+    let target =
+        |t: &llama_spec::gguf::TensorInfo| if t.dims.len() >= 2 { ty } else { t.ggml_type };
+    let specs: Vec<TensorSpec> = src
+        .tensors()
+        .iter()
+        .map(|t| TensorSpec {
+            ggml_type: target(t),
+            ..TensorSpec::from(t)
+        })
+        .collect();
+    let mut w = GgufWriter::create(&out, &md, &specs).expect("create");
+    for t in src.tensors() {
+        let data = src.tensor_data(t);
+        if target(t) == t.ggml_type {
+            w.write_data(data).expect("copy");
+        } else {
+            let x =
+                llama_spec::quant::dequantize_to_vec(t.ggml_type, data, t.n_elements() as usize)
+                    .expect("dequantize");
+            w.write_data(&llama_spec::quant::quantize_to_vec(ty, &x).expect("quantize"))
+                .expect("write");
+        }
+    }
+    w.finish().expect("finish");
+    out
+}
