@@ -30,6 +30,7 @@
 //! [`FinishReason::ContextFull`]. Nothing slides silently: the app decides what to drop.
 
 mod error;
+pub mod ffi;
 mod forward;
 pub mod kernels;
 mod model;

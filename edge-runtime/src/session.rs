@@ -49,6 +49,10 @@ impl CancelToken {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
+    /// Clear a cancellation so the token can serve the next generation.
+    pub fn reset(&self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Options for [`Session::generate`] and [`Session::chat`].
