@@ -73,6 +73,7 @@ pub struct Sampler {
     rng: Rng,
     candidates: Vec<(u32, f32)>,
     counts: HashMap<u32, u32>,
+    probs: Vec<f64>,
 }
 
 impl Sampler {
@@ -83,6 +84,7 @@ impl Sampler {
             rng,
             candidates: Vec::new(),
             counts: HashMap::new(),
+            probs: Vec::new(),
         }
     }
 
@@ -128,7 +130,7 @@ impl Sampler {
                 .0;
         }
 
-        // Sort descending (stable: ties keep the lower id first, as argmax does).
+        // Sort descending; ties keep the lower id first, as argmax does.
         let k = if c.top_k > 0 {
             c.top_k.min(self.candidates.len())
         } else {
@@ -139,16 +141,20 @@ impl Sampler {
                 .select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             self.candidates.truncate(k);
         }
+        // Ids break ties, so an unstable (allocation-free) sort is deterministic.
         self.candidates
-            .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            .sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 
         // Softmax over the survivors for top-p and min-p.
         let max = self.candidates[0].1;
-        let mut probs: Vec<f64> = self
-            .candidates
-            .iter()
-            .map(|&(_, l)| f64::from(l - max).exp())
-            .collect();
+        // Buffers are reused: sampling allocates nothing after the first token.
+        let probs = &mut self.probs;
+        probs.clear();
+        probs.extend(
+            self.candidates
+                .iter()
+                .map(|&(_, l)| f64::from(l - max).exp()),
+        );
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
         let mut keep = probs.len();
@@ -169,14 +175,15 @@ impl Sampler {
         self.candidates.truncate(keep);
 
         // Temperature, then draw.
-        let weights: Vec<f64> = self
-            .candidates
-            .iter()
-            .map(|&(_, l)| f64::from((l - max) / c.temperature).exp())
-            .collect();
-        let total: f64 = weights.iter().sum();
+        probs.clear();
+        probs.extend(
+            self.candidates
+                .iter()
+                .map(|&(_, l)| f64::from((l - max) / c.temperature).exp()),
+        );
+        let total: f64 = probs.iter().sum();
         let mut r = self.rng.next_f64() * total;
-        for (&(id, _), w) in self.candidates.iter().zip(&weights) {
+        for (&(id, _), w) in self.candidates.iter().zip(probs.iter()) {
             if r < *w {
                 return id;
             }

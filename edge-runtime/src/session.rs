@@ -142,6 +142,8 @@ impl Session {
             model.w.rope_freqs.as_deref(),
         );
         Ok(Self {
+            // Reserved up front: the token list never reallocates during generation.
+            tokens: Vec::with_capacity(opts.n_ctx),
             pool: ThreadPool::new(opts.n_threads),
             isa: Isa::detect(),
             model,
@@ -149,7 +151,6 @@ impl Session {
             kv,
             scratch,
             rope,
-            tokens: Vec::new(),
             has_logits: false,
         })
     }

@@ -86,6 +86,9 @@ impl ActBuf {
     }
 }
 
+/// Matrices that can share one parallel region (Q/K/V is the most).
+pub const MAX_FUSED: usize = 4;
+
 /// One matrix of a fused matmul and where its `n × rows` output goes.
 pub struct MatOut<'a, 'b> {
     pub w: QMatrix<'a>,
@@ -109,39 +112,34 @@ pub fn matmul(
         .iter()
         .all(|m| m.w.cols == cols && m.out.len() >= n * m.w.rows));
     assert!(x.len() >= n * cols);
-    let fmts: Vec<ActFormat> = mats
-        .iter()
-        .map(|m| ActFormat::for_weights(m.w.ty).expect("weight types are checked at load"))
-        .collect();
-    acts.prepare(
-        pool,
-        x,
-        n,
-        cols,
-        fmts.contains(&ActFormat::Q8),
-        fmts.contains(&ActFormat::Q8K),
+    // Fixed-size tables: the decode loop allocates nothing.
+    assert!(
+        mats.len() <= MAX_FUSED,
+        "at most {MAX_FUSED} fused matrices"
     );
-    let kernels: Vec<(RowDot, Option<RowDot4>)> = mats
-        .iter()
-        .map(|m| {
-            let k = isa
-                .row_dot(m.w.ty)
-                .expect("weight types are checked at load");
-            (k, isa.row_dot4(m.w.ty))
-        })
-        .collect();
-    let outs: Vec<(SyncPtr<f32>, QMatrix)> = mats
-        .iter_mut()
-        .map(|m| (SyncPtr(m.out.as_mut_ptr()), m.w))
-        .collect();
-    let total_rows: usize = outs.iter().map(|(_, w)| w.rows).sum();
+    let fmts = |f: ActFormat| {
+        mats.iter()
+            .any(|m| ActFormat::for_weights(m.w.ty) == Some(f))
+    };
+    let (need_q8, need_q8k) = (fmts(ActFormat::Q8), fmts(ActFormat::Q8K));
+    acts.prepare(pool, x, n, cols, need_q8, need_q8k);
+    type Job<'w> = (SyncPtr<f32>, QMatrix<'w>, (RowDot, Option<RowDot4>));
+    let mut jobs: [Option<Job>; MAX_FUSED] = [None, None, None, None];
+    for (slot, m) in jobs.iter_mut().zip(mats.iter_mut()) {
+        let k = isa
+            .row_dot(m.w.ty)
+            .expect("weight types are checked at load");
+        *slot = Some((SyncPtr(m.out.as_mut_ptr()), m.w, (k, isa.row_dot4(m.w.ty))));
+    }
+    let outs = &jobs[..mats.len()];
+    let total_rows: usize = outs.iter().flatten().map(|(_, w, _)| w.rows).sum();
     let (q8, q8k) = (&acts.q8[..], &acts.q8k[..]);
     let t = pool.n_threads();
     pool.run(&|tid| {
         // Global row range of this thread across all matrices.
         let mine = split(total_rows, t, tid);
         let mut base = 0;
-        for ((out, w), k) in outs.iter().zip(&kernels) {
+        for (out, w, k) in outs.iter().flatten() {
             let lo = mine.start.max(base);
             let hi = mine.end.min(base + w.rows);
             if lo < hi {
