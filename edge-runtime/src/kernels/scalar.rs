@@ -122,88 +122,133 @@ pub fn dot_q8_0(row: &[u8], a: &[BlockQ8]) -> f32 {
     })
 }
 
-/// Sum of `bsums` over 32-element sub-block `j`.
-fn sub_sum(y: &BlockQ8K, j: usize) -> i32 {
-    y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32
+/// The K-quant kernels in ggml's AVX2 lane layout: lane `k` of a block holds the exact integer
+/// sum over bytes `4k..4k+3` of every 32-element chunk (each product weighted by its sub-block
+/// scale); lanes are scaled by `d = d_a * d_w` with one FMA per block and summed with
+/// [`hsum8`]. The mins term follows each type's ggml kernel.
+#[inline]
+fn k_lanes(acc: &mut [f32; 8], d: f32, lanes: &[i32; 8]) {
+    for (a, &l) in acc.iter_mut().zip(lanes) {
+        *a = d.mul_add(l as f32, *a);
+    }
+}
+
+/// `(scale, min)` of the 8 sub-blocks of a Q4_K/Q5_K block.
+fn scales_mins(scales: &[u8]) -> ([i32; 8], [i32; 8]) {
+    let (mut sc, mut m) = ([0i32; 8], [0i32; 8]);
+    for j in 0..8 {
+        let (a, b) = get_scale_min_k4(j, scales);
+        sc[j] = a as i32;
+        m[j] = b as i32;
+    }
+    (sc, m)
+}
+
+/// Sub-block sums of the activations (ggml: `hadd` of the 16 `bsums`).
+fn q8_sub_sums(y: &BlockQ8K) -> [i32; 8] {
+    let mut s = [0i32; 8];
+    for (i, v) in s.iter_mut().enumerate() {
+        *v = y.bsums[2 * i] as i32 + y.bsums[2 * i + 1] as i32;
+    }
+    s
 }
 
 pub fn dot_q4_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
+    let mut acc_m = [0f32; 4];
     for (b, y) in row.chunks_exact(144).zip(a) {
-        let scales = &b[4..16];
-        let qs = &b[16..];
-        let (mut isum, mut msum) = (0i32, 0i32);
-        for c in 0..4 {
-            let (sc1, m1) = get_scale_min_k4(2 * c, scales);
-            let (sc2, m2) = get_scale_min_k4(2 * c + 1, scales);
-            let (mut s1, mut s2) = (0i32, 0i32);
-            for l in 0..32 {
-                let q = qs[32 * c + l];
-                s1 += (q & 0x0f) as i32 * y.qs[64 * c + l] as i32;
-                s2 += (q >> 4) as i32 * y.qs[64 * c + 32 + l] as i32;
-            }
-            isum += sc1 as i32 * s1 + sc2 as i32 * s2;
-            msum += m1 as i32 * sub_sum(y, 2 * c) + m2 as i32 * sub_sum(y, 2 * c + 1);
+        let d = y.d * f16(b, 0);
+        let dmin = -y.d * f16(b, 2);
+        let (sc, mn) = scales_mins(&b[4..16]);
+        let q8s = q8_sub_sums(y);
+        for m in 0..4 {
+            let prod = mn[2 * m] * q8s[2 * m] + mn[2 * m + 1] * q8s[2 * m + 1];
+            acc_m[m] = dmin.mul_add(prod as f32, acc_m[m]);
         }
-        sum += f16(b, 0) * y.d * isum as f32 - f16(b, 2) * y.d * msum as f32;
+        let qs = &b[16..];
+        let mut lanes = [0i32; 8];
+        for j in 0..4 {
+            for (k, lane) in lanes.iter_mut().enumerate() {
+                let (mut lo, mut hi) = (0i32, 0i32);
+                for e in 4 * k..4 * k + 4 {
+                    let q = qs[32 * j + e];
+                    lo += (q & 0x0f) as i32 * y.qs[64 * j + e] as i32;
+                    hi += (q >> 4) as i32 * y.qs[64 * j + 32 + e] as i32;
+                }
+                *lane += sc[2 * j] * lo + sc[2 * j + 1] * hi;
+            }
+        }
+        k_lanes(&mut acc, d, &lanes);
     }
-    sum
+    hsum8(&acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))
 }
 
 pub fn dot_q5_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
+    let mut summs = 0f32;
     for (b, y) in row.chunks_exact(176).zip(a) {
-        let scales = &b[4..16];
+        let d = y.d * f16(b, 0);
+        let dmin = -y.d * f16(b, 2);
+        let (sc, mn) = scales_mins(&b[4..16]);
+        let q8s = q8_sub_sums(y);
+        let prod: [i32; 4] =
+            std::array::from_fn(|m| mn[2 * m] * q8s[2 * m] + mn[2 * m + 1] * q8s[2 * m + 1]);
+        summs += dmin * ((prod[0] + prod[1]) + (prod[2] + prod[3])) as f32;
         let qh = &b[16..48];
         let qs = &b[48..];
-        let (mut isum, mut msum) = (0i32, 0i32);
-        for c in 0..4 {
-            let (sc1, m1) = get_scale_min_k4(2 * c, scales);
-            let (sc2, m2) = get_scale_min_k4(2 * c + 1, scales);
-            let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
-            let (mut s1, mut s2) = (0i32, 0i32);
-            for l in 0..32 {
-                let q = qs[32 * c + l];
-                let h1 = if qh[l] & u1 != 0 { 16 } else { 0 };
-                let h2 = if qh[l] & u2 != 0 { 16 } else { 0 };
-                s1 += ((q & 0x0f) as i32 + h1) * y.qs[64 * c + l] as i32;
-                s2 += ((q >> 4) as i32 + h2) * y.qs[64 * c + 32 + l] as i32;
+        let mut lanes = [0i32; 8];
+        for j in 0..4 {
+            for (k, lane) in lanes.iter_mut().enumerate() {
+                let (mut lo, mut hi) = (0i32, 0i32);
+                for e in 4 * k..4 * k + 4 {
+                    let q = qs[32 * j + e];
+                    let h0 = ((qh[e] >> (2 * j)) & 1) << 4;
+                    let h1 = ((qh[e] >> (2 * j + 1)) & 1) << 4;
+                    lo += ((q & 0x0f) | h0) as i32 * y.qs[64 * j + e] as i32;
+                    hi += ((q >> 4) | h1) as i32 * y.qs[64 * j + 32 + e] as i32;
+                }
+                *lane += sc[2 * j] * lo + sc[2 * j + 1] * hi;
             }
-            isum += sc1 as i32 * s1 + sc2 as i32 * s2;
-            msum += m1 as i32 * sub_sum(y, 2 * c) + m2 as i32 * sub_sum(y, 2 * c + 1);
         }
-        sum += f16(b, 0) * y.d * isum as f32 - f16(b, 2) * y.d * msum as f32;
+        k_lanes(&mut acc, d, &lanes);
     }
-    sum
+    hsum8(&acc) + summs
 }
 
 pub fn dot_q6_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
     for (b, y) in row.chunks_exact(210).zip(a) {
-        let mut isum = 0i32;
-        for c in 0..2 {
-            let ql = &b[64 * c..64 * c + 64];
-            let qh = &b[128 + 32 * c..128 + 32 * c + 32];
-            let sc = &b[192 + 8 * c..192 + 8 * c + 8];
-            let q8 = &y.qs[128 * c..128 * c + 128];
-            // Four 32-element quarters, each with two 16-element scales.
-            let mut part = [0i32; 8];
-            for l in 0..32 {
-                let is = l / 16;
-                let q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i32 - 32;
-                let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-                let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-                let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-                part[is] += q1 * q8[l] as i32;
-                part[is + 2] += q2 * q8[l + 32] as i32;
-                part[is + 4] += q3 * q8[l + 64] as i32;
-                part[is + 6] += q4 * q8[l + 96] as i32;
-            }
-            for (k, p) in part.iter().enumerate() {
-                isum += (sc[k] as i8) as i32 * p;
+        let d = y.d * f16(b, 208);
+        let scales = &b[192..208];
+        let sc = |i: usize| (scales[i] as i8) as i32;
+        let mut lanes = [0i32; 8];
+        for h in 0..2 {
+            let ql = &b[64 * h..64 * h + 64];
+            let qh = &b[128 + 32 * h..128 + 32 * h + 32];
+            for q in 0..4 {
+                // Chunk (h, q): elements 128h + 32q + l, l in 0..32, unsigned 6-bit values.
+                let q8 = &y.qs[128 * h + 32 * q..128 * h + 32 * q + 32];
+                for (k, lane) in lanes.iter_mut().enumerate() {
+                    let mut s = 0i32;
+                    for l in 4 * k..4 * k + 4 {
+                        let lq = match q {
+                            0 => ql[l] & 0x0f,
+                            1 => ql[l + 32] & 0x0f,
+                            2 => ql[l] >> 4,
+                            _ => ql[l + 32] >> 4,
+                        };
+                        s += (lq | (((qh[l] >> (2 * q)) & 3) << 4)) as i32 * q8[l] as i32;
+                    }
+                    *lane += sc(8 * h + 2 * q + k / 4) * s;
+                }
             }
         }
-        sum += f16(b, 208) * y.d * isum as f32;
+        // The -32 offset, taken out per lane from the 16-element activation sums.
+        for (m, lane) in lanes.iter_mut().enumerate() {
+            *lane -= 32
+                * (y.bsums[2 * m] as i32 * sc(2 * m) + y.bsums[2 * m + 1] as i32 * sc(2 * m + 1));
+        }
+        k_lanes(&mut acc, d, &lanes);
     }
-    sum
+    hsum8(&acc)
 }
