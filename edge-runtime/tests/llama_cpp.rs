@@ -10,12 +10,6 @@ mod common;
 use edge_runtime::{argmax, Session, SessionOptions};
 
 const LOGIT_TOL: f32 = 0.05;
-fn tol() -> f32 {
-    std::env::var("LOGIT_TOL")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(LOGIT_TOL)
-}
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()
@@ -78,7 +72,7 @@ fn check_model(
                     let err = (logits[id] - v).abs();
                     max_logit_err = max_logit_err.max(err);
                     assert!(
-                        err <= tol(),
+                        err <= LOGIT_TOL,
                         "{name} step {step}: logit of {id} is {} vs llama.cpp {v}",
                         logits[id]
                     );
@@ -162,14 +156,13 @@ fn perplexity_matches_llama_cpp() {
     );
 }
 
-/// A Q8_0 file requantized by llama-spec: every tensor's bytes equal llama.cpp's
+/// A file requantized by llama-spec: every tensor's bytes equal llama.cpp's
 /// `llama_model_quantize` output, and generation matches llama.cpp on it.
-#[test]
-fn requantized_q8_0_matches_llama_quantize_and_llama_cpp() {
+fn check_requantized(ty: llama_spec::GgmlType, file_type: u32, keep: &[&str], tag: &str) {
     use sha2::{Digest, Sha256};
-    let path = common::requantized(llama_spec::GgmlType::Q8_0, 7);
+    let path = common::requantized(ty, file_type, keep);
     let file = llama_spec::GgufFile::open(&path).expect("open");
-    let f = common::fixture("runtime/requant_q8_0.json");
+    let f = common::fixture(&format!("runtime/requant_{tag}.json"));
     let tensors = f["tensors"].as_object().expect("tensors");
     assert_eq!(tensors.len(), file.tensors().len());
     for t in file.tensors() {
@@ -188,9 +181,24 @@ fn requantized_q8_0_matches_llama_quantize_and_llama_cpp() {
     );
     check_model(
         model,
-        "runtime/greedy_q8_0.json",
+        &format!("runtime/greedy_{tag}.json"),
         false,
         usize::MAX,
         usize::MAX,
+    );
+}
+
+#[test]
+fn requantized_q8_0_matches_llama_quantize_and_llama_cpp() {
+    check_requantized(llama_spec::GgmlType::Q8_0, 7, &[], "q8_0");
+}
+
+#[test]
+fn requantized_q4_0_matches_llama_quantize_and_llama_cpp() {
+    check_requantized(
+        llama_spec::GgmlType::Q4_0,
+        2,
+        &["token_embd.weight"],
+        "q4_0",
     );
 }

@@ -82,7 +82,23 @@ fn fifth_bits(qh: u32, q: &mut [i32; 32]) {
     }
 }
 
+/// Q4_0 as llama.cpp computes it on AVX2 machines: its CPU backend repacks Q4_0 matrices
+/// (rows in groups of 8) and its gemv keeps one float accumulator per row, adding each block's
+/// exact integer dot with one FMA: `acc = fma(isum, d_w * d_a, acc)`.
 pub fn dot_q4_0(row: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut acc = 0f32;
+    let mut q = [0i32; 32];
+    for (b, y) in row.chunks_exact(18).zip(a) {
+        nibbles(&b[2..], &mut q, 8);
+        let isum: i32 = q.iter().zip(&y.qs).map(|(&w, &x)| w * x as i32).sum();
+        acc = (isum as f32).mul_add(f16(b, 0) * y.d, acc);
+    }
+    acc
+}
+
+/// Q4_0 in ggml's `ggml_vec_dot_q4_0_q8_0` lane layout (llama.cpp's path for matrices it does
+/// not repack); kept to check the lane machinery against ggml.
+pub fn dot_q4_0_lanes(row: &[u8], a: &[BlockQ8]) -> f32 {
     blocks_8lane::<18>(row, a, |b, q| {
         nibbles(&b[2..], q, 8);
         (f16(b, 0), 0.0)

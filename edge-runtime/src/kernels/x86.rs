@@ -13,7 +13,7 @@ use llama_spec::gguf::GgmlType;
 
 pub fn row_dot(ty: GgmlType) -> Option<RowDot> {
     Some(match ty {
-        GgmlType::Q4_0 => RowDot::Q8(dot_q4_0),
+        GgmlType::Q4_0 => RowDot::Q8(dot_q4_0_seq),
         GgmlType::Q4_1 => RowDot::Q8(dot_q4_1),
         GgmlType::Q5_0 => RowDot::Q8(dot_q5_0),
         GgmlType::Q5_1 => RowDot::Q8(dot_q5_1),
@@ -142,11 +142,6 @@ macro_rules! kernels {
 }
 
 kernels! {
-    dot_q4_0, dot4_q4_0, 18, true, |b| (
-        _mm256_sub_epi8(bytes_from_nibbles_32(&b[2..]), _mm256_set1_epi8(8)),
-        f16_at(b, 0),
-        0.0,
-    );
     dot_q4_1, dot4_q4_1, 20, false, |b| (bytes_from_nibbles_32(&b[4..]), f16_at(b, 0), f16_at(b, 2));
     dot_q5_0, dot4_q5_0, 22, true, |b| {
         let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
@@ -165,10 +160,56 @@ kernels! {
     };
 }
 
+/// Q4_0 with llama.cpp's repacked-gemv arithmetic (see `scalar::dot_q4_0`): per block the exact
+/// integer dot, then one scalar FMA per row.
+macro_rules! q4_0_seq {
+    ($n:literal, $row:expr, $acts:expr) => {{
+        let row: &[u8] = $row;
+        let acts: [&[BlockQ8]; $n] = $acts;
+        let nb = row.len() / 18;
+        assert!(acts.iter().all(|a| a.len() >= nb));
+        let mut acc = [0f32; $n];
+        for (i, b) in row.chunks_exact(18).enumerate() {
+            let qx = _mm256_sub_epi8(bytes_from_nibbles_32(&b[2..]), _mm256_set1_epi8(8));
+            let ax = _mm256_sign_epi8(qx, qx);
+            let dw = f16_at(b, 0);
+            for k in 0..$n {
+                let y = &acts[k][i];
+                let dot = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(load32(&y.qs), qx));
+                let v = _mm256_madd_epi16(_mm256_set1_epi16(1), dot);
+                let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+                let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+                let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+                let isum = _mm_cvtsi128_si32(s);
+                acc[k] = (isum as f32).mul_add(dw * y.d, acc[k]);
+            }
+        }
+        acc
+    }};
+}
+
+fn dot_q4_0_seq(row: &[u8], a: &[BlockQ8]) -> f32 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn inner(row: &[u8], a: &[BlockQ8]) -> f32 {
+        q4_0_seq!(1, row, [a])[0]
+    }
+    // SAFETY: handed out only after `Isa::detect` confirmed AVX2, FMA and F16C.
+    unsafe { inner(row, a) }
+}
+
+fn dot4_q4_0_seq(row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn inner(row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
+        q4_0_seq!(4, row, a)
+    }
+    // SAFETY: as above.
+    unsafe { inner(row, a) }
+}
+
 /// Four activation rows at once, for prefill.
 pub fn row_dot4(ty: GgmlType) -> Option<super::RowDot4> {
     Some(match ty {
-        GgmlType::Q4_0 => dot4_q4_0,
+        GgmlType::Q4_0 => dot4_q4_0_seq,
         GgmlType::Q4_1 => dot4_q4_1,
         GgmlType::Q5_0 => dot4_q5_0,
         GgmlType::Q5_1 => dot4_q5_1,

@@ -32,16 +32,20 @@ pub fn fixture(name: &str) -> serde_json::Value {
 }
 
 /// Requantize the shipped model to `ty` the way `llama-quantize --allow-requantize` does for the
-/// "mostly ty" file types without K-quant promotions: every 2-D weight is dequantized and
-/// re-quantized with ggml's reference quantizer (a tensor already of type `ty` is copied), 1-D
+/// "mostly ty" file types: every 2-D weight is dequantized and re-quantized with ggml's
+/// reference quantizer, except the tensors named in `keep` (llama-quantize's choice for them is
+/// their current type, e.g. the tied embedding's Q6_K falls back to Q8_0 for 576 columns); 1-D
 /// tensors are copied. Written once per test binary under target/.
-pub fn requantized(ty: llama_spec::GgmlType, file_type: u32) -> PathBuf {
+pub fn requantized(ty: llama_spec::GgmlType, file_type: u32, keep: &[&str]) -> PathBuf {
     use llama_spec::gguf::{GgufFile, GgufWriter, MetadataValue, TensorSpec};
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let out = repo().join(format!(
-        "target/test-models/SmolLM2-135M-Instruct.{}.gguf",
-        ty.name()
+        "target/test-models/SmolLM2-135M-Instruct.{}{}.gguf",
+        ty.name(),
+        keep.iter()
+            .map(|k| format!("-keep-{k}"))
+            .collect::<String>()
     ));
     if out.exists() {
         return out;
@@ -50,8 +54,13 @@ pub fn requantized(ty: llama_spec::GgmlType, file_type: u32) -> PathBuf {
     let src = GgufFile::open(smollm2_path()).expect("open");
     let mut md = src.metadata().clone();
     md.set("general.file_type", MetadataValue::U32(file_type));
-    let target =
-        |t: &llama_spec::gguf::TensorInfo| if t.dims.len() >= 2 { ty } else { t.ggml_type };
+    let target = |t: &llama_spec::gguf::TensorInfo| {
+        if t.dims.len() >= 2 && !keep.contains(&t.name.as_str()) {
+            ty
+        } else {
+            t.ggml_type
+        }
+    };
     let specs: Vec<TensorSpec> = src
         .tensors()
         .iter()
