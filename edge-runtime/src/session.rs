@@ -205,6 +205,19 @@ impl Session {
         if tokens.is_empty() {
             return Ok(());
         }
+        self.append(tokens, LogitsMode::Last, |_| {})?;
+        self.has_logits = true;
+        Ok(())
+    }
+
+    /// Check `tokens` fit, then run them through the model in `n_batch` chunks, appending to the
+    /// cache; `on_chunk` sees each chunk's logits (the last token's, or every token's).
+    fn append(
+        &mut self,
+        tokens: &[u32],
+        mode: LogitsMode,
+        mut on_chunk: impl FnMut(&[f32]),
+    ) -> Result<()> {
         self.check_tokens(tokens)?;
         let needed = self.tokens.len() + tokens.len();
         if needed > self.opts.n_ctx {
@@ -213,6 +226,7 @@ impl Session {
                 n_ctx: self.opts.n_ctx,
             });
         }
+        let vocab = self.model.config.vocab_size as usize;
         for chunk in tokens.chunks(self.opts.n_batch) {
             let pos0 = self.tokens.len();
             // Disjoint field borrows: the engine reads, forward writes the cache and scratch.
@@ -222,16 +236,15 @@ impl Session {
                 isa: &self.isa,
                 rope: &self.rope,
             };
-            engine.forward(
-                &mut self.kv,
-                &mut self.scratch,
-                chunk,
-                pos0,
-                LogitsMode::Last,
-            );
+            engine.forward(&mut self.kv, &mut self.scratch, chunk, pos0, mode);
+            let rows = if mode == LogitsMode::All {
+                chunk.len()
+            } else {
+                1
+            };
+            on_chunk(&self.scratch.logits[..rows * vocab]);
             self.tokens.extend_from_slice(chunk);
         }
-        self.has_logits = true;
         Ok(())
     }
 
@@ -263,34 +276,12 @@ impl Session {
     /// Evaluate `tokens` from an empty cache and return the logits of every position
     /// (`tokens.len() * vocab_size` values): what perplexity needs.
     pub fn eval_all_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        self.check_tokens(tokens)?;
-        if tokens.len() > self.opts.n_ctx {
-            return Err(Error::ContextFull {
-                needed: tokens.len(),
-                n_ctx: self.opts.n_ctx,
-            });
-        }
         self.reset();
         let vocab = self.model.config.vocab_size as usize;
         let mut out = Vec::with_capacity(tokens.len() * vocab);
-        for chunk in tokens.chunks(self.opts.n_batch) {
-            let pos0 = self.tokens.len();
-            let engine = Engine {
-                model: &self.model,
-                pool: &self.pool,
-                isa: &self.isa,
-                rope: &self.rope,
-            };
-            engine.forward(
-                &mut self.kv,
-                &mut self.scratch,
-                chunk,
-                pos0,
-                LogitsMode::All,
-            );
-            out.extend_from_slice(&self.scratch.logits[..chunk.len() * vocab]);
-            self.tokens.extend_from_slice(chunk);
-        }
+        self.append(tokens, LogitsMode::All, |logits| {
+            out.extend_from_slice(logits)
+        })?;
         self.has_logits = false;
         Ok(out)
     }
