@@ -5,9 +5,7 @@
 use llama_spec::gguf::GgmlType;
 
 use super::pool::{split, SyncPtr, ThreadPool};
-use super::{
-    quantize_q8, quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Isa, RowDot, RowDot4, QK, QK_K,
-};
+use super::{quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Isa, RowDot, RowDot4, QK, QK_K};
 
 /// A weight matrix inside the mapped file: `rows` rows of `cols` elements of type `ty`.
 #[derive(Debug, Clone, Copy)]
@@ -44,9 +42,11 @@ impl ActBuf {
     }
 
     /// Quantize `n` rows of `cols` from `x` into the formats `formats` need, in parallel.
+    #[allow(clippy::too_many_arguments)]
     fn prepare(
         &mut self,
         pool: &ThreadPool,
+        isa: &Isa,
         x: &[f32],
         n: usize,
         cols: usize,
@@ -64,7 +64,7 @@ impl ActBuf {
                 for r in rows {
                     // SAFETY: row r's blocks [r*nb, (r+1)*nb) are written by this thread only.
                     let dst = unsafe { out.slice(r * nb, nb) };
-                    quantize_q8(&x[r * cols..(r + 1) * cols], dst);
+                    isa.quantize_q8(&x[r * cols..(r + 1) * cols], dst);
                 }
             });
         }
@@ -122,7 +122,7 @@ pub fn matmul(
             .any(|m| ActFormat::for_weights(m.w.ty) == Some(f))
     };
     let (need_q8, need_q8k) = (fmts(ActFormat::Q8), fmts(ActFormat::Q8K));
-    acts.prepare(pool, x, n, cols, need_q8, need_q8k);
+    acts.prepare(pool, isa, x, n, cols, need_q8, need_q8k);
     type Job<'w> = (SyncPtr<f32>, QMatrix<'w>, (RowDot, Option<RowDot4>));
     let mut jobs: [Option<Job>; MAX_FUSED] = [None, None, None, None];
     for (slot, m) in jobs.iter_mut().zip(mats.iter_mut()) {

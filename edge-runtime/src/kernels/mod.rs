@@ -183,6 +183,15 @@ impl Isa {
         None
     }
 
+    /// [`quantize_q8`], with SIMD where available (identical results).
+    pub fn quantize_q8(&self, x: &[f32], out: &mut [BlockQ8]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            return x86::quantize_q8(x, out);
+        }
+        quantize_q8(x, out)
+    }
+
     /// The row kernel for weights of type `ty`.
     pub fn row_dot(&self, ty: GgmlType) -> Option<RowDot> {
         #[cfg(target_arch = "x86_64")]

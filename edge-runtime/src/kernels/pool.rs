@@ -89,8 +89,16 @@ impl ThreadPool {
         }
         let main = catch_unwind(AssertUnwindSafe(|| f(0)));
         let n = self.handles.len();
+        let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) < n {
-            std::hint::spin_loop();
+            // Spin briefly (the common case: workers finish within microseconds), then yield so
+            // an oversubscribed machine can run the worker we are waiting for.
+            if spins < 2_000 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
         if let Err(p) = main {
             std::panic::resume_unwind(p);
@@ -132,7 +140,11 @@ fn worker(s: &Shared, tid: usize) {
             }
             if spins < SPIN {
                 spins += 1;
-                std::hint::spin_loop();
+                if spins % 1024 == 0 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
                 continue;
             }
             let g = s.lock.lock().unwrap_or_else(|e| e.into_inner());

@@ -211,3 +211,28 @@ fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
         );
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_activation_quantization_equals_scalar() {
+    let isa = Isa::detect();
+    if !isa.avx2 {
+        eprintln!("SKIPPED: no AVX2");
+        return;
+    }
+    for seed in 0..6 {
+        let mut x = random(4096, seed + 40);
+        x[7] = 0.0;
+        x[100..132].fill(0.0); // an all-zero block
+        x[200] = 1e-30;
+        let (mut a, mut b) = (vec![BlockQ8::default(); 128], vec![BlockQ8::default(); 128]);
+        quantize_q8(&x, &mut a);
+        isa.quantize_q8(&x, &mut b);
+        for (p, q) in a.iter().zip(&b) {
+            assert_eq!(
+                (p.d.to_bits(), p.s.to_bits(), p.qs),
+                (q.d.to_bits(), q.s.to_bits(), q.qs)
+            );
+        }
+    }
+}

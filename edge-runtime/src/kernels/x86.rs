@@ -423,3 +423,53 @@ fn attend_avx2(h: &super::attention::Head, scores: &mut [f32], out: &mut [f32]) 
         unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), r) };
     }
 }
+
+/// `quantize_q8` with AVX2 (ggml's `quantize_row_q8_0`/`q8_1` on AVX2): same results.
+pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
+    // SAFETY: only called when `Isa::detect` found AVX2, FMA and F16C.
+    unsafe { quantize_q8_avx2(x, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_q8_avx2(x: &[f32], out: &mut [BlockQ8]) {
+    for (xb, b) in x.chunks_exact(32).zip(out.iter_mut()) {
+        // SAFETY: 32 floats per chunk; unaligned loads.
+        let v: [__m256; 4] =
+            std::array::from_fn(|i| unsafe { _mm256_loadu_ps(xb.as_ptr().add(8 * i)) });
+        let sign = _mm256_set1_ps(-0.0);
+        let mut m = _mm256_andnot_ps(sign, v[0]);
+        for vi in &v[1..] {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, *vi));
+        }
+        let mut m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        let amax = _mm_cvtss_f32(m4);
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+        let mut sum = _mm256_setzero_si256();
+        let mut q = [0i32; 32];
+        for (i, vi) in v.iter().enumerate() {
+            let r = _mm256_round_ps(
+                _mm256_mul_ps(*vi, id),
+                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+            );
+            let iv = _mm256_cvtps_epi32(r);
+            sum = _mm256_add_epi32(sum, iv);
+            // SAFETY: 8 i32 at offset 8*i of a 32-element array; unaligned store.
+            unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(8 * i).cast(), iv) };
+        }
+        for (o, &v) in b.qs.iter_mut().zip(&q) {
+            *o = v as i8;
+        }
+        let s = _mm_add_epi32(
+            _mm256_castsi256_si128(sum),
+            _mm256_extracti128_si256(sum, 1),
+        );
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+        let total = _mm_cvtsi128_si32(s);
+        b.d = half::f16::from_f32(d).to_f32();
+        b.s = half::f16::from_f32(d * total as f32).to_f32();
+    }
+}
