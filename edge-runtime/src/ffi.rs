@@ -189,6 +189,16 @@ pub unsafe extern "C" fn edge_session_cancel(session: *const EdgeSession) {
     }
 }
 
+/// Lock the session for one generation and build its options (clearing a stale cancel).
+fn begin<'s>(
+    s: &'s EdgeSession,
+    params: Option<&EdgeGenParams>,
+) -> Result<(std::sync::MutexGuard<'s, Session>, GenerateOptions), String> {
+    let opts = options(params, &s.cancel);
+    let sess = s.session.lock().map_err(|_| "session lock poisoned")?;
+    Ok((sess, opts))
+}
+
 fn options(p: Option<&EdgeGenParams>, cancel: &CancelToken) -> GenerateOptions {
     let p = p.copied().unwrap_or_else(|| edge_gen_params_default());
     cancel.reset();
@@ -258,8 +268,7 @@ pub unsafe extern "C" fn edge_session_chat(
             msgs.push(Message::new(r, c));
         }
         // SAFETY: NULL or a valid pointer per the contract.
-        let opts = options(unsafe { params.as_ref() }, &s.cancel);
-        let mut sess = s.session.lock().map_err(|_| "session lock poisoned")?;
+        let (mut sess, opts) = begin(s, unsafe { params.as_ref() })?;
         let gen = sess.chat(&msgs, opts).map_err(|e| e.to_string())?;
         stream(gen, cb, user)
     })
@@ -283,8 +292,7 @@ pub unsafe extern "C" fn edge_session_complete(
         // SAFETY: NUL-terminated per the contract.
         let prompt = unsafe { str_arg(prompt, "prompt") }?;
         // SAFETY: NULL or a valid pointer per the contract.
-        let opts = options(unsafe { params.as_ref() }, &s.cancel);
-        let mut sess = s.session.lock().map_err(|_| "session lock poisoned")?;
+        let (mut sess, opts) = begin(s, unsafe { params.as_ref() })?;
         let gen = sess.complete(prompt, opts).map_err(|e| e.to_string())?;
         stream(gen, cb, user)
     })

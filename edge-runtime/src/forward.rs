@@ -132,6 +132,26 @@ pub(crate) enum LogitsMode {
     All,
 }
 
+/// [`rms_norm`] of rows `rows` of `x` (each `h` long) into the first `rows.len()` rows of `out`.
+fn norm_rows(
+    x: &[f32],
+    w: &[f32],
+    eps: f32,
+    h: usize,
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    let first = rows.start;
+    for t in rows {
+        rms_norm(
+            &x[t * h..(t + 1) * h],
+            w,
+            eps,
+            &mut out[(t - first) * h..(t - first + 1) * h],
+        );
+    }
+}
+
 /// ggml's RMSNorm followed by the weight multiply.
 fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
@@ -187,14 +207,7 @@ impl Engine<'_> {
 
         for (li, layer) in m.w.layers.iter().enumerate() {
             // 2. Attention block: norm, Q/K/V, RoPE, cache, attention, output projection.
-            for t in 0..n {
-                rms_norm(
-                    &s.x[t * h..(t + 1) * h],
-                    &layer.attn_norm,
-                    eps,
-                    &mut s.xb[t * h..(t + 1) * h],
-                );
-            }
+            norm_rows(&s.x, &layer.attn_norm, eps, h, 0..n, &mut s.xb);
             matmul(
                 pool,
                 isa,
@@ -266,14 +279,7 @@ impl Engine<'_> {
             }
 
             // 3. Feed-forward block: norm, gate/up, SwiGLU, down projection.
-            for t in 0..n {
-                rms_norm(
-                    &s.x[t * h..(t + 1) * h],
-                    &layer.ffn_norm,
-                    eps,
-                    &mut s.xb[t * h..(t + 1) * h],
-                );
-            }
+            norm_rows(&s.x, &layer.ffn_norm, eps, h, 0..n, &mut s.xb);
             matmul(
                 pool,
                 isa,
@@ -317,14 +323,7 @@ impl Engine<'_> {
         // 4. Final norm and the LM head, for the last token or for all.
         let first = if mode == LogitsMode::All { 0 } else { n - 1 };
         let rows = n - first;
-        for t in first..n {
-            rms_norm(
-                &s.x[t * h..(t + 1) * h],
-                &m.w.output_norm,
-                eps,
-                &mut s.xb[(t - first) * h..(t - first + 1) * h],
-            );
-        }
+        norm_rows(&s.x, &m.w.output_norm, eps, h, first..n, &mut s.xb);
         let vocab = c.vocab_size as usize;
         if s.logits.len() < rows * vocab {
             s.logits.resize(rows * vocab, 0.0);

@@ -95,35 +95,11 @@ pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
     }
 }
 
-/// Quantize to [`BlockQ8K`] exactly as ggml's `quantize_row_q8_K`.
+/// Quantize to [`BlockQ8K`] exactly as ggml's `quantize_row_q8_K` (llama-spec's reference).
 pub fn quantize_q8k(x: &[f32], out: &mut [BlockQ8K]) {
     for (xb, b) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
-        let mut max = 0f32;
-        let mut amax = 0f32;
-        for &v in xb {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
-        if amax == 0.0 {
-            *b = BlockQ8K::default();
-            continue;
-        }
-        let iscale = -127.0 / max;
-        for (q, &v) in b.qs.iter_mut().zip(xb) {
-            // ggml's nearest_int (round half to even via the magic number).
-            let val = iscale * v + 12_582_912.0;
-            let n = (val.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000;
-            *q = n.min(127) as i8;
-        }
-        for (j, s) in b.bsums.iter_mut().enumerate() {
-            *s = b.qs[16 * j..16 * j + 16]
-                .iter()
-                .map(|&q| i16::from(q))
-                .sum();
-        }
-        b.d = 1.0 / iscale;
+        let (d, qs, bsums) = llama_spec::quant::quantize_block_q8_k(xb);
+        *b = BlockQ8K { d, qs, bsums };
     }
 }
 

@@ -19,19 +19,10 @@ pub(super) fn random(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-const TYPES: &[GgmlType] = &[
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+/// Every weight type that both llama-spec quantizes and the runtime multiplies.
+fn types() -> impl Iterator<Item = GgmlType> {
+    quant::SUPPORTED.iter().copied().filter(|&t| supported(t))
+}
 
 /// f32 reference: dequantized weights · dequantized activations.
 fn reference(ty: GgmlType, w: &[u8], x: &[f32]) -> f64 {
@@ -80,7 +71,7 @@ pub(super) fn run(k: RowDot, w: &[u8], x: &[f32]) -> f32 {
 #[test]
 fn scalar_kernels_equal_f32_math() {
     let n = 1024;
-    for &ty in TYPES {
+    for ty in types() {
         for seed in 0..4 {
             let wf = random(n, seed * 2 + 1);
             let x = random(n, seed * 2 + 2);
@@ -127,7 +118,7 @@ fn simd_kernels_equal_scalar_bit_for_bit() {
         return;
     }
     let n = 2048;
-    for &ty in TYPES {
+    for ty in types() {
         let (Some(fast), Some(slow)) = (isa.row_dot(ty), scalar::row_dot(ty)) else {
             continue;
         };

@@ -499,35 +499,42 @@ pub fn dequantize_row_q6_k(x: &[u8], y: &mut [f32]) {
     }
 }
 
+/// One Q8_K block as `(d, quants, sums of each 16 quants)`, exactly as ggml's
+/// `quantize_row_q8_K_ref`; an all-zero block gives all zeros (ggml leaves its sums unset).
+pub fn quantize_block_q8_k(x: &[f32]) -> (f32, [i8; QK_K], [i16; QK_K / 16]) {
+    let mut max = 0f32;
+    let mut amax = 0f32;
+    for &v in &x[..QK_K] {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    let mut qs = [0i8; QK_K];
+    let mut bsums = [0i16; QK_K / 16];
+    if amax == 0.0 {
+        return (0.0, qs, bsums);
+    }
+    let iscale = -127.0 / max;
+    for (q, &v) in qs.iter_mut().zip(x) {
+        *q = nearest_int(iscale * v).min(127) as i8;
+    }
+    for (j, s) in bsums.iter_mut().enumerate() {
+        *s = qs[16 * j..16 * j + 16].iter().map(|&q| i16::from(q)).sum();
+    }
+    (1.0 / iscale, qs, bsums)
+}
+
 pub fn quantize_row_q8_k(x: &[f32], y: &mut [u8]) {
     for (xb, yb) in x.chunks_exact(QK_K).zip(y.chunks_exact_mut(Q8K)) {
-        let mut max = 0f32;
-        let mut amax = 0f32;
-        for &v in xb {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
+        let (d, qs, bsums) = quantize_block_q8_k(xb);
+        yb[0..4].copy_from_slice(&d.to_le_bytes());
+        for (o, q) in yb[4..4 + QK_K].iter_mut().zip(qs) {
+            *o = q as u8;
         }
-        if amax == 0.0 {
-            // ggml leaves bsums untouched here; we zero the whole block for determinism.
-            yb.fill(0);
-            continue;
+        for (o, s) in yb[4 + QK_K..].chunks_exact_mut(2).zip(bsums) {
+            o.copy_from_slice(&s.to_le_bytes());
         }
-        let iscale = -127.0 / max;
-        let (d_out, rest) = yb.split_at_mut(4);
-        let (qs, bsums) = rest.split_at_mut(QK_K);
-        for (q, &v) in qs.iter_mut().zip(xb) {
-            *q = nearest_int(iscale * v).min(127) as i8 as u8;
-        }
-        for j in 0..QK_K / 16 {
-            let sum: i32 = qs[16 * j..16 * j + 16]
-                .iter()
-                .map(|&q| q as i8 as i32)
-                .sum();
-            bsums[2 * j..2 * j + 2].copy_from_slice(&(sum as i16).to_le_bytes());
-        }
-        d_out.copy_from_slice(&(1.0 / iscale).to_le_bytes());
     }
 }
 

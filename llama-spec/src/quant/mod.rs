@@ -11,8 +11,8 @@ mod legacy;
 pub use float::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 pub use kquants::{
     dequantize_row_q4_k, dequantize_row_q5_k, dequantize_row_q6_k, dequantize_row_q8_k,
-    get_scale_min_k4, quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k, quantize_row_q8_k,
-    BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K,
+    get_scale_min_k4, quantize_block_q8_k, quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k,
+    quantize_row_q8_k, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K,
 };
 pub use legacy::{
     dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q5_0, dequantize_row_q5_1,
