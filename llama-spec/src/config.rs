@@ -149,7 +149,7 @@ impl LlamaConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+        let cfg = Self::from_json(&text).map_err(|source| ConfigError::Json {
             path: path.to_path_buf(),
             source,
         })?;
@@ -157,6 +157,24 @@ impl LlamaConfig {
             path: path.to_path_buf(),
             message,
         })?;
+        Ok(cfg)
+    }
+
+    /// Parse HF `config.json` text (not validated). transformers >= 5 writes `rope_theta` and
+    /// the scaling inside `rope_parameters`; that block wins over the legacy keys when present
+    /// and is kept (in `extra`) so that the config is written back as it came.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        let mut cfg: Self = serde_json::from_str(text)?;
+        if let Some(params) = cfg.extra.get("rope_parameters").cloned() {
+            if let Some(theta) = params.get("rope_theta").and_then(|t| t.as_f64()) {
+                cfg.rope_theta = theta as f32;
+            }
+            let kind = params.get("rope_type").or_else(|| params.get("type"));
+            cfg.rope_scaling = match kind.and_then(|k| k.as_str()) {
+                None | Some("default") => None,
+                Some(_) => Some(serde_json::from_value(params)?),
+            };
+        }
         Ok(cfg)
     }
 

@@ -179,3 +179,23 @@ fn wrong_key_type_is_an_error() {
         .to_string();
     assert!(err.contains("bad.gguf") && err.contains("FLOAT32"), "{err}");
 }
+
+#[test]
+fn reads_transformers5_rope_parameters() {
+    // transformers 5 writes the rope base and scaling only inside `rope_parameters`.
+    let gqa = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/train/gqa_llama3/config.json");
+    let c = LlamaConfig::from_file(gqa).expect("parse");
+    assert_eq!(c.rope_theta, 500_000.0);
+    let rs = c.rope_scaling.as_ref().expect("llama3 scaling");
+    assert_eq!((rs.rope_type.as_str(), rs.factor), ("llama3", 8.0));
+    assert_eq!(rs.original_max_position_embeddings, 32);
+    let back = LlamaConfig::from_json(&c.to_json()).expect("re-parse");
+    assert_eq!(back, c, "written back, it reads the same");
+
+    let plain = r#"{"vocab_size": 8, "hidden_size": 8, "intermediate_size": 8,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 8,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 123.0}}"#;
+    let c = LlamaConfig::from_json(plain).expect("parse");
+    assert_eq!((c.rope_theta, c.rope_scaling.is_none()), (123.0, true));
+}

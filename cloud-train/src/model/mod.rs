@@ -1,0 +1,7 @@
+//! The Llama-3 model in burn.
+
+pub mod init;
+pub mod llama;
+pub mod rope;
+
+pub use llama::{Block, Dims, Llama};

@@ -1,0 +1,90 @@
+//! Parity with HF transformers (fixtures from tests/fixtures/make_train_fixtures.py): logits,
+//! loss and gradients of the burn model on the CPU (flex) backend, f32.
+
+mod common;
+
+use burn::module::Module;
+use burn::prelude::*;
+use cloud_train::checkpoint;
+use common::*;
+
+fn device() -> Device {
+    Device::flex()
+}
+
+#[test]
+fn logits_match_transformers() {
+    for case in CASES {
+        let (model, _) = checkpoint::load(fixture(case), &device()).expect("load");
+        let logits = model.forward(ref_ids(case, &device()));
+        let (want, shape) = npy_f32(fixture(case).join("ref_logits.npy"));
+        assert_eq!(logits.dims().to_vec(), shape);
+        let err = rel_err(&to_vec(logits), &want);
+        println!("{case}: logits max rel err {err:.2e}");
+        assert!(
+            err < 1e-4,
+            "{case}: logits differ from transformers by {err} (relative)"
+        );
+    }
+}
+
+#[test]
+fn loss_and_gradients_match_transformers() {
+    for case in CASES {
+        let (model, _) = checkpoint::load(fixture(case), &device()).expect("load");
+        let model = model.train();
+        let loss = model.loss(ref_ids(case, &device()));
+        let grads = loss.backward();
+        let got = f64::from(to_vec(loss)[0]);
+        let want = reference_loss(case);
+        println!("{case}: loss {got:.7} vs transformers {want:.7}");
+        assert!((got - want).abs() < 1e-5, "{case}: loss {got} vs {want}");
+
+        let params = checkpoint::named_params(&model);
+        let text = std::fs::read_to_string(fixture(case).join("reference.json")).expect("json");
+        let meta: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let names = meta["grads"].as_array().expect("grads");
+        assert!(names.len() >= 7);
+        for name in names {
+            let name = name.as_str().expect("name");
+            let (_, p) = params.iter().find(|(n, _)| n == name).expect("param");
+            let g = p
+                .grad_f32(&grads)
+                .unwrap_or_else(|| panic!("{case}: no gradient for {name}"));
+            let (want, _) = npy_f32(fixture(case).join(format!("ref_grad.{name}.npy")));
+            let err = rel_err(&g, &want);
+            println!("{case}: grad {name} max rel err {err:.2e}");
+            assert!(
+                err < 1e-4,
+                "{case}: gradient of {name} differs by {err} (relative)"
+            );
+        }
+    }
+}
+
+#[test]
+fn score_matches_transformers() {
+    for case in CASES {
+        let (model, _) = checkpoint::load(fixture(case), &device()).expect("load");
+        let (ids, _) = npy_i64(fixture(case).join("ref_score_ids.npy"));
+        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        let text = std::fs::read_to_string(fixture(case).join("reference.json")).expect("json");
+        let meta: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let seq_len = meta["score"]["seq_len"].as_u64().expect("seq_len") as usize;
+        let want = meta["score"]["mean_nll"].as_f64().expect("mean_nll");
+        // Batching windows must not change the result.
+        for batch in [1, 3] {
+            let s = cloud_train::score::score(&model, &ids, seq_len, batch, &device(), |_, _| {});
+            println!(
+                "{case}: score batch {batch}: {:.7} vs {want:.7}",
+                s.mean_nll
+            );
+            assert_eq!((s.windows, s.predicted), (4, 31 * 3 + 3));
+            assert!(
+                (s.mean_nll - want).abs() < 1e-5,
+                "{case}: {} vs {want}",
+                s.mean_nll
+            );
+        }
+    }
+}
