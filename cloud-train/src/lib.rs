@@ -10,6 +10,7 @@ pub mod device;
 pub mod error;
 pub mod model;
 pub mod score;
+pub mod train;
 
 pub use error::CheckpointError;
 pub use model::Llama;

@@ -5,7 +5,8 @@ mod common;
 
 use burn::module::Module;
 use burn::prelude::*;
-use cloud_train::checkpoint;
+use cloud_train::checkpoint::{self, ParamValue};
+use cloud_train::train::{loss_and_grads, Batch, MemoryPlan};
 use common::*;
 
 fn device() -> Device {
@@ -86,5 +87,92 @@ fn score_matches_transformers() {
                 s.mean_nll
             );
         }
+    }
+}
+
+fn grads_vs_reference(case: &str, plan: &MemoryPlan) -> (f64, f32) {
+    let (model, _) = checkpoint::load(fixture(case), &device()).expect("load");
+    let model = model.train();
+    let (ids, shape) = npy_i64(fixture(case).join("ref_ids.npy"));
+    let rows: Vec<Vec<u32>> = ids
+        .chunks(shape[1])
+        .map(|r| r.iter().map(|&i| i as u32).collect())
+        .collect();
+    let batch = Batch::causal_lm(&rows, &device());
+    let out = loss_and_grads(&model, &batch, plan);
+    assert_eq!(out.predicted, shape[0] * (shape[1] - 1));
+    let mut worst = 0f32;
+    let text = std::fs::read_to_string(fixture(case).join("reference.json")).expect("json");
+    let meta: serde_json::Value = serde_json::from_str(&text).expect("json");
+    for name in meta["grads"].as_array().expect("grads") {
+        let name = name.as_str().expect("name");
+        let p = model
+            .params()
+            .into_iter()
+            .zip(checkpoint::named_params(&model))
+            .find(|(_, (n, _))| n == name)
+            .map(|(p, _)| p)
+            .expect("param");
+        let g = match p.value {
+            ParamValue::D1(_) => to_vec(out.grads.get::<1>(p.id).expect("grad")),
+            ParamValue::D2(_) => to_vec(out.grads.get::<2>(p.id).expect("grad")),
+        };
+        let (want, _) = npy_f32(fixture(case).join(format!("ref_grad.{name}.npy")));
+        worst = worst.max(rel_err(&g, &want));
+    }
+    (out.loss, worst)
+}
+
+#[test]
+fn memory_savers_keep_loss_and_gradients_exact() {
+    let plans = [
+        MemoryPlan::default(),
+        MemoryPlan {
+            ce_chunk: Some(7),
+            ..MemoryPlan::default()
+        },
+        MemoryPlan {
+            checkpoint_layers: true,
+            ..MemoryPlan::default()
+        },
+        MemoryPlan {
+            checkpoint_layers: true,
+            attention_block: Some(5),
+            ce_chunk: Some(16),
+            ..MemoryPlan::default()
+        },
+    ];
+    for case in ["gqa_llama3", "mha_tied"] {
+        let want = reference_loss(case);
+        for plan in &plans {
+            let (loss, err) = grads_vs_reference(case, plan);
+            println!("{case} {plan:?}: loss {loss:.7} (transformers {want:.7}), grads max rel err {err:.2e}");
+            assert!(
+                (loss - want).abs() < 1e-5,
+                "{case} {plan:?}: loss {loss} vs {want}"
+            );
+            assert!(err < 1e-4, "{case} {plan:?}: gradients off by {err}");
+        }
+    }
+}
+
+#[test]
+fn bf16_compute_stays_close_to_f32() {
+    // Mixed precision is not exact; it must stay within BF16's ~3 significant digits.
+    for case in ["gqa_llama3", "mha_tied"] {
+        let want = reference_loss(case);
+        let plan = MemoryPlan {
+            bf16: true,
+            checkpoint_layers: true,
+            attention_block: Some(8),
+            ..MemoryPlan::default()
+        };
+        let (loss, err) = grads_vs_reference(case, &plan);
+        println!("{case} bf16: loss {loss:.5} (f32 {want:.5}), grads max rel err {err:.2e}");
+        assert!(
+            (loss - want).abs() / want < 5e-3,
+            "{case}: bf16 loss {loss} vs {want}"
+        );
+        assert!(err < 0.1, "{case}: bf16 gradients off by {err}");
     }
 }

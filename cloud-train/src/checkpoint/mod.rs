@@ -18,6 +18,7 @@ use llama_spec::names::{LayerTensor, TensorName};
 use llama_spec::LlamaConfig;
 
 use crate::error::CheckpointError;
+pub use crate::model::params::{named_params, ParamValue};
 use crate::model::{Block, Dims, Llama};
 use safetensors::{Dtype, SafetensorsFile};
 
@@ -257,72 +258,6 @@ impl Default for SaveOptions {
             tokenizer_from: None,
         }
     }
-}
-
-/// A parameter's current value, 1-D (norms) or 2-D (matrices).
-#[derive(Debug, Clone)]
-pub enum ParamValue {
-    D1(Tensor<1>),
-    D2(Tensor<2>),
-}
-
-impl ParamValue {
-    pub fn numel(&self) -> usize {
-        match self {
-            ParamValue::D1(t) => t.dims()[0],
-            ParamValue::D2(t) => t.dims().iter().product(),
-        }
-    }
-
-    /// Row-major f32 values.
-    pub fn to_f32(&self) -> Result<Vec<f32>, String> {
-        let data = match self {
-            ParamValue::D1(t) => t.to_data(),
-            ParamValue::D2(t) => t.to_data(),
-        };
-        data.convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| format!("{e:?}"))
-    }
-
-    /// This parameter's gradient after a backward pass, as row-major f32 values.
-    pub fn grad_f32(&self, grads: &burn::tensor::Gradients) -> Option<Vec<f32>> {
-        let data = match self {
-            ParamValue::D1(t) => t.grad(grads)?.into_data(),
-            ParamValue::D2(t) => t.grad(grads)?.into_data(),
-        };
-        data.convert::<f32>().try_into_vec::<f32>().ok()
-    }
-}
-
-/// The model's parameters by HF name, in HF order.
-pub fn named_params(model: &Llama) -> Vec<(String, ParamValue)> {
-    let two = |p: &Param<Tensor<2>>| ParamValue::D2(p.val());
-    let one = |p: &Param<Tensor<1>>| ParamValue::D1(p.val());
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        two(&model.embed_tokens),
-    )];
-    for (i, b) in model.layers.iter().enumerate() {
-        let i = i as u32;
-        let name = |t| TensorName::Layer(i, t).hf().unwrap_or_default();
-        out.extend([
-            (name(LayerTensor::AttnNorm), one(&b.input_layernorm)),
-            (name(LayerTensor::AttnQ), two(&b.q_proj)),
-            (name(LayerTensor::AttnK), two(&b.k_proj)),
-            (name(LayerTensor::AttnV), two(&b.v_proj)),
-            (name(LayerTensor::AttnOutput), two(&b.o_proj)),
-            (name(LayerTensor::FfnNorm), one(&b.post_attention_layernorm)),
-            (name(LayerTensor::FfnGate), two(&b.gate_proj)),
-            (name(LayerTensor::FfnUp), two(&b.up_proj)),
-            (name(LayerTensor::FfnDown), two(&b.down_proj)),
-        ]);
-    }
-    out.push(("model.norm.weight".to_string(), one(&model.norm)));
-    if let Some(h) = &model.lm_head {
-        out.push(("lm_head.weight".to_string(), two(h)));
-    }
-    out
 }
 
 /// Save `model` as an HF checkpoint in `out` (replacing any previous checkpoint there).

@@ -4,6 +4,7 @@
 use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, silu, softmax};
+use burn::tensor::DType;
 use llama_spec::LlamaConfig;
 
 use super::rope::{apply_rope, Rope};
@@ -67,24 +68,36 @@ impl Dims {
     }
 }
 
-/// `x W^T` with an HF `[out, in]` weight.
+/// `x W^T` with an HF `[out, in]` weight, computed in `x`'s dtype (the f32 master weight is cast
+/// when the activations are BF16; the cast's backward returns f32 gradients).
 ///
 /// # Shapes
 /// - x: `[batch, seq, in]`, w: `[out, in]`, returns `[batch, seq, out]`
-fn linear(x: Tensor<3>, w: &Param<Tensor<2>>) -> Tensor<3> {
+pub fn linear(x: Tensor<3>, w: &Param<Tensor<2>>) -> Tensor<3> {
     let [b, s, d] = x.dims();
-    let w = w.val();
+    let w = in_dtype(w.val(), x.dtype());
     let out = w.dims()[0];
     x.reshape([b * s, d])
         .matmul(w.transpose())
         .reshape([b, s, out])
 }
 
-/// `x / sqrt(mean(x^2) + eps) * w` over the last dimension.
+fn in_dtype<const D: usize>(t: Tensor<D>, dtype: DType) -> Tensor<D> {
+    if t.dtype() == dtype {
+        t
+    } else {
+        t.cast(dtype)
+    }
+}
+
+/// `x / sqrt(mean(x^2) + eps) * w` over the last dimension, in f32 whatever `x`'s dtype (as
+/// transformers), the result back in `x`'s dtype.
 ///
 /// # Shapes
 /// - x: `[batch, seq, hidden]`, w: `[hidden]`, returns `[batch, seq, hidden]`
 pub fn rms_norm(x: Tensor<3>, w: &Param<Tensor<1>>, eps: f64) -> Tensor<3> {
+    let dtype = x.dtype();
+    let x = in_dtype(x, DType::F32);
     let inv_rms = x
         .clone()
         .square()
@@ -92,54 +105,85 @@ pub fn rms_norm(x: Tensor<3>, w: &Param<Tensor<1>>, eps: f64) -> Tensor<3> {
         .add_scalar(eps)
         .sqrt()
         .recip();
-    x * inv_rms * w.val().unsqueeze::<3>()
+    let normed = in_dtype(x * inv_rms, dtype);
+    normed * in_dtype(w.val(), dtype).unsqueeze::<3>()
 }
 
-/// Per-forward constants: rope tables and the causal mask for one sequence length.
+/// Per-forward constants: the rope tables for one sequence length and the compute dtype.
 pub struct ForwardCtx {
     /// `[seq, head_dim / 2]`
     pub cos: Tensor<2>,
     /// `[seq, head_dim / 2]`
     pub sin: Tensor<2>,
-    /// `[seq, seq]`, true above the diagonal (future positions).
-    pub future: Tensor<2, Bool>,
+    /// F32, or BF16 for mixed precision (norms, softmax and the loss stay in f32).
+    pub dtype: DType,
 }
 
 impl ForwardCtx {
-    pub fn new(dims: &Dims, seq: usize, device: &Device) -> Self {
+    pub fn new(dims: &Dims, seq: usize, dtype: DType, device: &Device) -> Self {
         let (cos, sin) = dims.rope.tables(0, seq, device);
-        let future = Tensor::<2, Bool>::tril_mask([seq, seq], 0, device);
-        Self { cos, sin, future }
+        Self {
+            cos: in_dtype(cos, dtype),
+            sin: in_dtype(sin, dtype),
+            dtype,
+        }
     }
+}
+
+/// Causal softmax attention of a block of queries over keys `0..kv_len`, grouped-query heads.
+/// Query row r sits at position `q_offset + r`; keys after it are masked.
+///
+/// # Shapes
+/// - q: `[batch, n_heads, q_len, head_dim]`
+/// - k, v: `[batch, n_kv_heads, kv_len, head_dim]`
+/// - returns: `[batch, n_heads, q_len, head_dim]`
+pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, q_offset: usize) -> Tensor<4> {
+    let [b, nh, sq, hd] = q.dims();
+    let [_, nkv, sk, _] = k.dims();
+    let groups = nh / nkv;
+    let dtype = q.dtype();
+    // Query head h reads KV head h / groups, so the `groups` query heads of one KV head stack
+    // into one [groups * q_len, hd] matrix (no copy of k or v).
+    let scores = q
+        .reshape([b, nkv, groups * sq, hd])
+        .matmul(k.swap_dims(2, 3))
+        .mul_scalar(1.0 / (hd as f64).sqrt())
+        .reshape([b, nh, sq, sk]);
+    let future = Tensor::<2, Bool>::tril_mask([sq, sk], q_offset as i64, &scores.device())
+        .unsqueeze::<4>()
+        .expand([b, nh, sq, sk]);
+    // Softmax in f32 (as transformers' eager attention), probabilities back in the compute dtype.
+    let scores = in_dtype(scores, DType::F32).mask_fill(future, f32::NEG_INFINITY);
+    let probs = in_dtype(softmax(scores, 3), dtype);
+    probs
+        .reshape([b, nkv, groups * sq, sk])
+        .matmul(v)
+        .reshape([b, nh, sq, hd])
 }
 
 impl Block {
     /// # Shapes
     /// - x: `[batch, seq, hidden]`, returns `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<3>, dims: &Dims, ctx: &ForwardCtx) -> Tensor<3> {
-        let h = self.attention(
-            rms_norm(x.clone(), &self.input_layernorm, dims.eps),
-            dims,
-            ctx,
-        );
-        let x = x + h;
-        let h = self.mlp(rms_norm(
-            x.clone(),
-            &self.post_attention_layernorm,
-            dims.eps,
-        ));
-        x + h
+        let (q, k, v) = self.qkv(x.clone(), dims, ctx);
+        let x = self.attention_residual(x, causal_attention(q, k, v, 0));
+        self.mlp_residual(x, dims)
     }
 
-    /// Causal grouped-query attention, projections included.
+    /// Input norm, Q/K/V projections, heads split out, rotary embeddings on Q and K.
     ///
     /// # Shapes
-    /// - x: `[batch, seq, hidden]` (normed), returns `[batch, seq, hidden]`
-    pub fn attention(&self, x: Tensor<3>, dims: &Dims, ctx: &ForwardCtx) -> Tensor<3> {
+    /// - x: `[batch, seq, hidden]` (the residual stream)
+    /// - returns q `[batch, n_heads, seq, head_dim]`, k and v `[batch, n_kv_heads, seq, head_dim]`
+    pub fn qkv(
+        &self,
+        x: Tensor<3>,
+        dims: &Dims,
+        ctx: &ForwardCtx,
+    ) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let [b, s, _] = x.dims();
         let (nh, nkv, hd) = (dims.n_heads, dims.n_kv_heads, dims.head_dim);
-        let groups = nh / nkv;
-        // 1. projections, heads split out: [b, heads, s, hd]
+        let x = rms_norm(x, &self.input_layernorm, dims.eps);
         let q = linear(x.clone(), &self.q_proj)
             .reshape([b, s, nh, hd])
             .swap_dims(1, 2);
@@ -149,36 +193,30 @@ impl Block {
         let v = linear(x, &self.v_proj)
             .reshape([b, s, nkv, hd])
             .swap_dims(1, 2);
-        // 2. rotary embeddings on q and k
         let q = apply_rope(q, &ctx.cos, &ctx.sin);
         let k = apply_rope(k, &ctx.cos, &ctx.sin);
-        // 3. scores: query head h reads KV head h / groups, so the `groups` query heads of one
-        //    KV head stack into one [groups * s, hd] matrix (no copy of k or v).
-        let q = q.reshape([b, nkv, groups * s, hd]);
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (hd as f64).sqrt())
-            .reshape([b, nh, s, s]);
-        // 4. causal mask and softmax
-        let future = ctx.future.clone().unsqueeze::<4>().expand([b, nh, s, s]);
-        let probs = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3);
-        // 5. weighted values, heads merged, output projection
-        let out = probs
-            .reshape([b, nkv, groups * s, s])
-            .matmul(v)
-            .reshape([b, nh, s, hd])
-            .swap_dims(1, 2)
-            .reshape([b, s, nh * hd]);
-        linear(out, &self.o_proj)
+        (q, k, v)
     }
 
-    /// SwiGLU: `down(silu(gate(x)) * up(x))`.
+    /// Heads merged, output projection, added to the residual stream.
     ///
     /// # Shapes
-    /// - x: `[batch, seq, hidden]` (normed), returns `[batch, seq, hidden]`
-    pub fn mlp(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(linear(x.clone(), &self.gate_proj));
-        linear(gate * linear(x, &self.up_proj), &self.down_proj)
+    /// - x: `[batch, seq, hidden]`, attn: `[batch, n_heads, seq, head_dim]`,
+    ///   returns `[batch, seq, hidden]`
+    pub fn attention_residual(&self, x: Tensor<3>, attn: Tensor<4>) -> Tensor<3> {
+        let [b, nh, s, hd] = attn.dims();
+        let merged = attn.swap_dims(1, 2).reshape([b, s, nh * hd]);
+        x + linear(merged, &self.o_proj)
+    }
+
+    /// Post-attention norm and SwiGLU `down(silu(gate(x)) * up(x))`, added to the residual.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, hidden]`, returns `[batch, seq, hidden]`
+    pub fn mlp_residual(&self, x: Tensor<3>, dims: &Dims) -> Tensor<3> {
+        let h = rms_norm(x.clone(), &self.post_attention_layernorm, dims.eps);
+        let gate = silu(linear(h.clone(), &self.gate_proj));
+        x + linear(gate * linear(h, &self.up_proj), &self.down_proj)
     }
 }
 
@@ -194,12 +232,23 @@ impl Llama {
     /// - ids: `[batch, seq]`, returns `[batch, seq, hidden]`
     pub fn hidden(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, s] = ids.dims();
-        let ctx = ForwardCtx::new(&self.dims, s, &ids.device());
-        let mut x = burn::tensor::module::embedding(self.embed_tokens.val(), ids);
+        let ctx = ForwardCtx::new(&self.dims, s, DType::F32, &ids.device());
+        let mut x = self.embed(ids, &ctx);
         for layer in &self.layers {
             x = layer.forward(x, &self.dims, &ctx);
         }
         rms_norm(x, &self.norm, self.dims.eps)
+    }
+
+    /// Token embeddings in the compute dtype.
+    ///
+    /// # Shapes
+    /// - ids: `[batch, seq]`, returns `[batch, seq, hidden]`
+    pub fn embed(&self, ids: Tensor<2, Int>, ctx: &ForwardCtx) -> Tensor<3> {
+        in_dtype(
+            burn::tensor::module::embedding(self.embed_tokens.val(), ids),
+            ctx.dtype,
+        )
     }
 
     /// # Shapes

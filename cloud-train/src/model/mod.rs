@@ -2,6 +2,7 @@
 
 pub mod init;
 pub mod llama;
+pub mod params;
 pub mod rope;
 
 pub use llama::{Block, Dims, Llama};

@@ -1,0 +1,5 @@
+//! Training: one step's loss and gradients (with the memory savers), optimizers and loops.
+
+pub mod step;
+
+pub use step::{loss_and_grads, Batch, LossGrads, MemoryPlan, IGNORE};

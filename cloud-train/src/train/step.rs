@@ -1,0 +1,295 @@
+//! One batch's loss and parameter gradients, with the memory savers burn 0.22 lacks.
+//!
+//! burn's autodiff keeps every intermediate of a forward pass until backward, recomputes only
+//! element-wise ops when checkpointing, keeps the full `seq x seq` attention probabilities, and
+//! would keep `tokens x vocab` logits for the loss. Here the backward pass is cut into segments,
+//! each a small graph from detached leaves, run back to front with the incoming gradient `g`
+//! (the backward of `sum(out * g)` is exactly the vector-Jacobian product):
+//!
+//! - loss head, per chunk of `ce_chunk` positions: final norm, logits, cross-entropy. Only one
+//!   chunk's logits ever exist.
+//! - body: either one graph over all layers (fastest), or, with `checkpoint_layers`, a forward
+//!   pass without a graph that keeps only each layer's input, then each layer recomputed with a
+//!   graph during backward (layer-level activation checkpointing).
+//! - with `checkpoint_layers` and `attention_block`, a layer's attention core is itself split
+//!   by blocks of queries: one block's `block x seq` probabilities at a time, never `seq x seq`.
+//!
+//! Gradients of every segment are accumulated per parameter id into one `GradientsParams`.
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::DType;
+
+use crate::model::llama::{causal_attention, linear, rms_norm, ForwardCtx};
+use crate::model::params::{absorb, IdParam};
+use crate::model::Llama;
+
+/// Targets equal to this are not predicted (prompt tokens in SFT, padding).
+pub const IGNORE: i64 = -100;
+
+/// Input ids and, per position, the id it must predict (or [`IGNORE`]).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `[batch, seq]`
+    pub ids: Tensor<2, Int>,
+    /// `[batch, seq]`
+    pub targets: Tensor<2, Int>,
+}
+
+impl Batch {
+    /// Plain language modelling: position t predicts ids[t + 1]; the last position nothing.
+    pub fn causal_lm(ids: &[Vec<u32>], device: &Device) -> Self {
+        let (b, s) = (ids.len(), ids.first().map_or(0, Vec::len));
+        let flat: Vec<i64> = ids.iter().flatten().map(|&t| i64::from(t)).collect();
+        let targets: Vec<i64> = ids
+            .iter()
+            .flat_map(|row| {
+                row.iter()
+                    .skip(1)
+                    .map(|&t| i64::from(t))
+                    .chain(std::iter::once(IGNORE))
+            })
+            .collect();
+        Self {
+            ids: Tensor::from_data(TensorData::new(flat, [b, s]), device),
+            targets: Tensor::from_data(TensorData::new(targets, [b, s]), device),
+        }
+    }
+}
+
+/// Which memory savers to use (all off = one plain autodiff graph).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryPlan {
+    /// Recompute each layer's forward during backward; keep only layer inputs.
+    #[serde(default)]
+    pub checkpoint_layers: bool,
+    /// With `checkpoint_layers`: queries per attention block in backward.
+    #[serde(default)]
+    pub attention_block: Option<usize>,
+    /// Positions per cross-entropy chunk (the logits of one chunk at a time).
+    #[serde(default)]
+    pub ce_chunk: Option<usize>,
+    /// BF16 activations and matmuls, f32 master weights, gradients and loss.
+    #[serde(default)]
+    pub bf16: bool,
+}
+
+/// The result of [`loss_and_grads`].
+pub struct LossGrads {
+    /// Mean cross-entropy over the predicted positions.
+    pub loss: f64,
+    /// Positions that had a target.
+    pub predicted: usize,
+    pub grads: GradientsParams,
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    t.into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
+}
+
+/// Sum over rows of `-log softmax(logits)[target]`, rows with target [`IGNORE`] left out.
+///
+/// # Shapes
+/// - logits: `[n, vocab]`, targets: `[n]`, returns `[1]`
+pub fn nll_sum(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let n = targets.dims()[0];
+    let keep = targets.clone().greater_equal_elem(0).float();
+    let safe = targets.clamp_min(0).reshape([n, 1]);
+    let picked = log_softmax(logits, 1).gather(1, safe).reshape([n]);
+    (picked * keep).sum().neg()
+}
+
+/// Loss and gradients of every trainable parameter for one batch. `model` must have autodiff
+/// enabled (`Module::train`). The numbers are those of `Llama::loss` + `backward`, whatever the
+/// plan (to f32 rounding; BF16 changes them as mixed precision does).
+pub fn loss_and_grads(model: &Llama, batch: &Batch, plan: &MemoryPlan) -> LossGrads {
+    let [b, s] = batch.ids.dims();
+    let device = batch.ids.device();
+    let dtype = if plan.bf16 { DType::BF16 } else { DType::F32 };
+    let ctx = ForwardCtx::new(&model.dims, s, dtype, &device);
+    let targets = batch.targets.clone().reshape([b * s]);
+    let predicted = targets
+        .clone()
+        .greater_equal_elem(0)
+        .int()
+        .sum()
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(0)
+        .max(0) as usize;
+    let mut grads = GradientsParams::new();
+
+    // 1. body forward: the final residual stream, with a graph or with saved layer inputs.
+    let inputs: Vec<Tensor<3>>;
+    let top = if plan.checkpoint_layers {
+        let frozen = model.valid();
+        let mut x = frozen.embed(batch.ids.clone(), &ctx);
+        let mut saved = Vec::with_capacity(model.layers.len());
+        for layer in &frozen.layers {
+            saved.push(x.clone());
+            x = layer.forward(x, &model.dims, &ctx);
+        }
+        inputs = saved;
+        x.autodiff()
+    } else {
+        inputs = Vec::new();
+        let mut x = model.embed(batch.ids.clone(), &ctx);
+        for layer in &model.layers {
+            x = layer.forward(x, &model.dims, &ctx);
+        }
+        x
+    };
+
+    // 2. loss head by chunks of positions: norm, logits, cross-entropy, backward.
+    let hidden = top.dims()[2];
+    let vocab = model.head().dims()[0];
+    let rows = top.clone().detach().reshape([b * s, hidden]);
+    let chunk = plan.ce_chunk.unwrap_or(b * s).max(1);
+    let head_params = {
+        let mut v = vec![IdParam::one(&model.norm)];
+        v.push(match &model.lm_head {
+            Some(h) => IdParam::two(h),
+            None => IdParam::two(&model.embed_tokens),
+        });
+        v
+    };
+    let denom = predicted.max(1) as f64;
+    let mut loss_sum = 0f64;
+    let mut d_rows = Vec::new();
+    let mut start = 0;
+    while start < b * s {
+        let len = chunk.min(b * s - start);
+        let x = rows.clone().narrow(0, start, len).require_grad();
+        let h = rms_norm(
+            x.clone().reshape([1, len, hidden]),
+            &model.norm,
+            model.dims.eps,
+        );
+        let logits = linear(h, model.head()).reshape([len, vocab]);
+        let logits = if logits.dtype() == DType::F32 {
+            logits
+        } else {
+            logits.cast(DType::F32)
+        };
+        let nll = nll_sum(logits, targets.clone().narrow(0, start, len));
+        let part = nll.div_scalar(denom);
+        let g = part.backward();
+        loss_sum += scalar(part.detach());
+        absorb(&mut grads, &head_params, &g);
+        d_rows.push(x.grad(&g).unwrap_or_else(|| x.zeros_like()));
+        start += len;
+    }
+    let mut g_top = Tensor::cat(d_rows, 0).reshape([b, s, hidden]);
+
+    // 3. body backward.
+    if !plan.checkpoint_layers {
+        let g = (top * g_top).sum().backward();
+        absorb(&mut grads, &model.params(), &g);
+    } else {
+        for (layer, x_in) in model.layers.iter().zip(inputs).rev() {
+            let x = x_in.autodiff().require_grad();
+            g_top = match plan.attention_block {
+                None => {
+                    let out = layer.forward(x.clone(), &model.dims, &ctx);
+                    let g = (out * g_top).sum().backward();
+                    absorb(&mut grads, &layer.params(), &g);
+                    x.grad(&g).unwrap_or_else(|| x.zeros_like())
+                }
+                Some(block) => {
+                    layer_backward_blocked(layer, x, g_top, block, model, &ctx, &mut grads)
+                }
+            };
+        }
+        let emb = model.embed(batch.ids.clone(), &ctx);
+        let g = (emb * g_top).sum().backward();
+        absorb(&mut grads, &[IdParam::two(&model.embed_tokens)], &g);
+    }
+    LossGrads {
+        loss: loss_sum,
+        predicted,
+        grads,
+    }
+}
+
+/// Backward of one checkpointed layer with the attention core split by query blocks.
+/// Returns the gradient with respect to the layer's input.
+fn layer_backward_blocked(
+    layer: &crate::model::Block,
+    x: Tensor<3>,
+    g_out: Tensor<3>,
+    block: usize,
+    model: &Llama,
+    ctx: &ForwardCtx,
+    grads: &mut GradientsParams,
+) -> Tensor<3> {
+    let dims = &model.dims;
+    let block = block.max(1);
+    // A. input side with a graph kept until the end: norm, q/k/v, rope.
+    let (q, k, v) = layer.qkv(x.clone(), dims, ctx);
+    let (qd, kd, vd) = (q.clone().detach(), k.clone().detach(), v.clone().detach());
+    let s = qd.dims()[2];
+    let spans: Vec<(usize, usize)> = (0..s)
+        .step_by(block)
+        .map(|st| (st, block.min(s - st)))
+        .collect();
+    // B. attention core forward without a graph, block by block.
+    let attn = Tensor::cat(
+        spans
+            .iter()
+            .map(|&(st, len)| {
+                causal_attention(
+                    qd.clone().narrow(2, st, len),
+                    kd.clone().narrow(2, 0, st + len),
+                    vd.clone().narrow(2, 0, st + len),
+                    st,
+                )
+            })
+            .collect(),
+        2,
+    );
+    // C. output side: o_proj + residual + MLP from detached leaves.
+    let x2 = x.clone().detach().require_grad();
+    let a = attn.require_grad();
+    let out = layer.mlp_residual(layer.attention_residual(x2.clone(), a.clone()), dims);
+    let g = (out * g_out).sum().backward();
+    absorb(grads, &layer.out_params(), &g);
+    let d_attn = a.grad(&g).unwrap_or_else(|| a.zeros_like());
+    let d_x2 = x2.grad(&g).unwrap_or_else(|| x2.zeros_like());
+    // B'. attention core backward, one block of queries at a time.
+    let mut dq = Vec::with_capacity(spans.len());
+    let mut dk = kd.zeros_like();
+    let mut dv = vd.zeros_like();
+    for &(st, len) in &spans {
+        let qi = qd.clone().narrow(2, st, len).require_grad();
+        let ki = kd.clone().narrow(2, 0, st + len).require_grad();
+        let vi = vd.clone().narrow(2, 0, st + len).require_grad();
+        let oi = causal_attention(qi.clone(), ki.clone(), vi.clone(), st);
+        let g = (oi * d_attn.clone().narrow(2, st, len)).sum().backward();
+        dq.push(qi.grad(&g).unwrap_or_else(|| qi.zeros_like()));
+        let pad = |t: Tensor<4>| {
+            let [b, h, n, d] = t.dims();
+            if n == s {
+                t
+            } else {
+                let zeros = Tensor::<4>::zeros([b, h, s - n, d], &t.device()).cast(t.dtype());
+                Tensor::cat(vec![t, zeros], 2)
+            }
+        };
+        dk = dk + pad(ki.grad(&g).unwrap_or_else(|| ki.zeros_like()));
+        dv = dv + pad(vi.grad(&g).unwrap_or_else(|| vi.zeros_like()));
+    }
+    let dq = Tensor::cat(dq, 2);
+    // A'. input side backward.
+    let g = ((q * dq).sum() + (k * dk).sum() + (v * dv).sum()).backward();
+    absorb(grads, &layer.qkv_params(), &g);
+    x.grad(&g).unwrap_or_else(|| x.zeros_like()) + d_x2
+}
