@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use cloud_train::checkpoint::{self, safetensors::Dtype, SaveOptions};
 use cloud_train::device::Backend;
 use cloud_train::model::Llama;
+use cloud_train::train::{loss_and_grads, Batch, MemoryPlan};
 use indicatif::{ProgressBar, ProgressStyle};
 use llama_spec::LlamaConfig;
 
@@ -53,6 +54,37 @@ enum Command {
         #[arg(long, default_value = "5GB")]
         shard_size: String,
     },
+    /// Time training steps (forward + backward + AdamW) on random data; prints tokens/s and
+    /// peak memory. Compare with PyTorch: scripts/bench-train-vs-torch.py.
+    BenchStep {
+        /// HF config.json (random weights, seed 0).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        seq_len: usize,
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Timed steps (after one warm-up step).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Recompute each layer in backward (layer-level activation checkpointing).
+        #[arg(long)]
+        checkpoint_layers: bool,
+        /// Attention backward by blocks of this many queries (with --checkpoint-layers).
+        #[arg(long)]
+        attention_block: Option<usize>,
+        /// Cross-entropy over chunks of this many positions.
+        #[arg(long)]
+        ce_chunk: Option<usize>,
+        /// BF16 compute, f32 master weights.
+        #[arg(long)]
+        bf16: bool,
+        #[arg(long, default_value = "flex")]
+        backend: Backend,
+        /// Print one JSON line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a randomly initialized checkpoint for a config.json (from-scratch runs, benches).
     Init {
         /// HF config.json.
@@ -68,6 +100,85 @@ enum Command {
         #[arg(long)]
         tokenizer_from: Option<PathBuf>,
     },
+}
+
+#[derive(serde::Serialize)]
+struct BenchReport {
+    params: usize,
+    tokens_per_s: f64,
+    step_s: f64,
+    first_loss: f64,
+    last_loss: f64,
+    peak_rss_mib: f64,
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), MiB; 0 where unknown.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn bench_step(
+    c: &LlamaConfig,
+    device: &burn::prelude::Device,
+    seq_len: usize,
+    batch: usize,
+    steps: usize,
+    plan: &MemoryPlan,
+) -> BenchReport {
+    use burn::module::Module;
+    use burn::optim::AdamWConfig;
+    let mut model = Llama::init(c, 0, device).train();
+    let params = model.num_params();
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(0.1)
+        .with_epsilon(1e-8)
+        .init();
+    // Random token ids, fixed seed: the same data for every plan.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % u64::from(c.vocab_size)) as u32
+    };
+    let rows: Vec<Vec<u32>> = (0..batch)
+        .map(|_| (0..seq_len).map(|_| next()).collect())
+        .collect();
+    let data = Batch::causal_lm(&rows, device);
+    let bar = ProgressBar::new((steps + 1) as u64).with_style(
+        ProgressStyle::with_template("bench {bar:30} {pos}/{len} steps {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut losses = Vec::new();
+    let mut start = Instant::now();
+    for i in 0..=steps {
+        if i == 1 {
+            start = Instant::now(); // step 0 is the warm-up
+        }
+        let out = loss_and_grads(&model, &data, plan);
+        model = optim.step(1e-3, model, out.grads);
+        losses.push(out.loss);
+        bar.set_message(format!("loss {:.4}", out.loss));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let step_s = start.elapsed().as_secs_f64() / steps.max(1) as f64;
+    BenchReport {
+        params,
+        tokens_per_s: (batch * seq_len) as f64 / step_s,
+        step_s,
+        first_loss: losses.first().copied().unwrap_or(f64::NAN),
+        last_loss: losses.last().copied().unwrap_or(f64::NAN),
+        peak_rss_mib: peak_rss_mib(),
+    }
 }
 
 fn parse_size(s: &str) -> Result<u64> {
@@ -156,6 +267,36 @@ fn main() -> Result<()> {
             checkpoint::save(&llama, &config, &out, &opts)
                 .with_context(|| format!("saving {}", out.display()))?;
             println!("resave: {} -> {} ({dtype})", model.display(), out.display());
+        }
+        Command::BenchStep {
+            config,
+            seq_len,
+            batch,
+            steps,
+            checkpoint_layers,
+            attention_block,
+            ce_chunk,
+            bf16,
+            backend,
+            json,
+        } => {
+            let c = LlamaConfig::from_file(&config)?;
+            let device = backend.device().map_err(anyhow::Error::msg)?;
+            let plan = MemoryPlan {
+                checkpoint_layers,
+                attention_block,
+                ce_chunk,
+                bf16,
+            };
+            let r = bench_step(&c, &device, seq_len, batch, steps, &plan);
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "bench-step: {} params, {batch}x{seq_len} tokens/step, {plan:?}: {:.1} tokens/s ({:.3} s/step over {steps} steps), loss {:.4} -> {:.4}, peak RSS {:.0} MiB",
+                    r.params, r.tokens_per_s, r.step_s, r.first_loss, r.last_loss, r.peak_rss_mib
+                );
+            }
         }
         Command::Init {
             config,
