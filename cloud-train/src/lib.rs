@@ -5,6 +5,7 @@
 //! sweep and frontier (issue 8), the evaluation harness (issue 9) and multi-node training
 //! (issue 11) build on it.
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod device;
 pub mod error;

@@ -206,6 +206,7 @@ fn parse_dtype(s: &str) -> Result<Dtype> {
 }
 
 fn main() -> Result<()> {
+    cloud_train::alloc::keep_freed_memory();
     match Cli::parse().command {
         Command::Score {
             model,

@@ -84,6 +84,11 @@ fn accumulate<const D: usize>(into: &mut GradientsParams, id: ParamId, grad: Ten
     into.register(id, total);
 }
 
+/// Add a gradient computed outside the tape (e.g. the fused cross-entropy's head gradient).
+pub fn absorb_value<const D: usize>(into: &mut GradientsParams, id: ParamId, grad: Tensor<D>) {
+    accumulate(into, id, grad.inner());
+}
+
 /// A parameter with its id, for gradient bookkeeping.
 #[derive(Debug, Clone)]
 pub struct IdParam {

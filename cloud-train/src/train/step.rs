@@ -18,12 +18,12 @@
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::DType;
 
-use crate::model::llama::{causal_attention, linear, rms_norm, ForwardCtx};
-use crate::model::params::{absorb, IdParam};
+use crate::model::llama::{causal_attention, rms_norm, ForwardCtx};
+use crate::model::params::{absorb, absorb_value, IdParam};
 use crate::model::Llama;
+use crate::train::cross_entropy;
 
 /// Targets equal to this are not predicted (prompt tokens in SFT, padding).
 pub const IGNORE: i64 = -100;
@@ -84,27 +84,6 @@ pub struct LossGrads {
     pub grads: GradientsParams,
 }
 
-fn scalar(t: Tensor<1>) -> f64 {
-    t.into_data()
-        .convert::<f64>()
-        .try_into_vec::<f64>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f64::NAN)
-}
-
-/// Sum over rows of `-log softmax(logits)[target]`, rows with target [`IGNORE`] left out.
-///
-/// # Shapes
-/// - logits: `[n, vocab]`, targets: `[n]`, returns `[1]`
-pub fn nll_sum(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    let n = targets.dims()[0];
-    let keep = targets.clone().greater_equal_elem(0).float();
-    let safe = targets.clamp_min(0).reshape([n, 1]);
-    let picked = log_softmax(logits, 1).gather(1, safe).reshape([n]);
-    (picked * keep).sum().neg()
-}
-
 /// Loss and gradients of every trainable parameter for one batch. `model` must have autodiff
 /// enabled (`Module::train`). The numbers are those of `Llama::loss` + `backward`, whatever the
 /// plan (to f32 rounding; BF16 changes them as mixed precision does).
@@ -151,42 +130,43 @@ pub fn loss_and_grads(model: &Llama, batch: &Batch, plan: &MemoryPlan) -> LossGr
 
     // 2. loss head by chunks of positions: norm, logits, cross-entropy, backward.
     let hidden = top.dims()[2];
-    let vocab = model.head().dims()[0];
     let rows = top.clone().detach().reshape([b * s, hidden]);
     let chunk = plan.ce_chunk.unwrap_or(b * s).max(1);
-    let head_params = {
-        let mut v = vec![IdParam::one(&model.norm)];
-        v.push(match &model.lm_head {
-            Some(h) => IdParam::two(h),
-            None => IdParam::two(&model.embed_tokens),
-        });
-        v
-    };
     let denom = predicted.max(1) as f64;
     let mut loss_sum = 0f64;
     let mut d_rows = Vec::new();
     let mut start = 0;
+    let head = model.head();
+    let mut d_head: Option<Tensor<2>> = None;
     while start < b * s {
         let len = chunk.min(b * s - start);
+        // Final norm on the tape (tiny); logits and cross-entropy by hand (cross_entropy.rs).
         let x = rows.clone().narrow(0, start, len).require_grad();
         let h = rms_norm(
             x.clone().reshape([1, len, hidden]),
             &model.norm,
             model.dims.eps,
+        )
+        .reshape([len, hidden]);
+        let part = cross_entropy::chunk(
+            h.clone().detach(),
+            head.val(),
+            targets.clone().narrow(0, start, len),
+            denom,
         );
-        let logits = linear(h, model.head()).reshape([len, vocab]);
-        let logits = if logits.dtype() == DType::F32 {
-            logits
-        } else {
-            logits.cast(DType::F32)
-        };
-        let nll = nll_sum(logits, targets.clone().narrow(0, start, len));
-        let part = nll.div_scalar(denom);
-        let g = part.backward();
-        loss_sum += scalar(part.detach());
-        absorb(&mut grads, &head_params, &g);
+        loss_sum += part.nll_sum / denom;
+        d_head = Some(match d_head {
+            Some(acc) => acc + part.d_weight,
+            None => part.d_weight,
+        });
+        let d_h = part.d_hidden.cast(h.dtype()).autodiff();
+        let g = (h * d_h).sum().backward();
+        absorb(&mut grads, &[IdParam::one(&model.norm)], &g);
         d_rows.push(x.grad(&g).unwrap_or_else(|| x.zeros_like()));
         start += len;
+    }
+    if let Some(d) = d_head {
+        absorb_value(&mut grads, head.id, d);
     }
     let mut g_top = Tensor::cat(d_rows, 0).reshape([b, s, hidden]);
 

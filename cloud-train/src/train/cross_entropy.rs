@@ -1,0 +1,67 @@
+//! Cross-entropy over the vocabulary with its gradient written out, not taped: for a chunk of
+//! rows, `dlogits = (softmax(logits) - onehot(target)) * keep / n`, then `dW = dlogits^T h` and
+//! `dh = dlogits W` as two matmuls. burn's autodiff through `log_softmax` would keep the logits
+//! and run about ten more full passes over the `rows x vocab` matrix.
+
+use burn::prelude::*;
+use burn::tensor::{DType, IndexingUpdateOp};
+
+fn f32_of<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    if t.dtype() == DType::F32 {
+        t
+    } else {
+        t.cast(DType::F32)
+    }
+}
+
+/// What one chunk contributes.
+pub struct ChunkGrad {
+    /// Sum over kept rows of `-log p(target)`.
+    pub nll_sum: f64,
+    /// `[vocab, hidden]`: this chunk's part of the head weight's gradient.
+    pub d_weight: Tensor<2>,
+    /// `[rows, hidden]`: gradient with respect to the normed hidden states.
+    pub d_hidden: Tensor<2>,
+}
+
+/// Loss and gradients of `sum(nll(h W^T, targets)) / denom` for one chunk of rows.
+/// Rows whose target is negative are left out. Works on tensors without autodiff, in f32.
+///
+/// # Shapes
+/// - h: `[rows, hidden]`, weight: `[vocab, hidden]`, targets: `[rows]`
+pub fn chunk(h: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>, denom: f64) -> ChunkGrad {
+    let h = f32_of(h.inner());
+    let weight = f32_of(weight.inner());
+    let targets = targets.inner();
+    let n = targets.dims()[0];
+    let logits = h.clone().matmul(weight.clone().transpose()); // [rows, vocab]
+    let max = logits.clone().max_dim(1); // [rows, 1]
+    let exp = (logits.clone() - max.clone()).exp();
+    let sum = exp.clone().sum_dim(1); // [rows, 1]
+    let keep = targets
+        .clone()
+        .greater_equal_elem(0)
+        .float()
+        .reshape([n, 1]);
+    let safe = targets.clamp_min(0).reshape([n, 1]);
+    // nll = max + log(sum) - logit[target], for kept rows
+    let picked = logits.gather(1, safe.clone());
+    let nll = ((max + sum.clone().log() - picked) * keep.clone()).sum();
+    let nll_sum = nll
+        .into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN);
+    // dlogits = softmax * a - onehot(target) * a, a = keep / denom per row.
+    let a = keep.div_scalar(denom);
+    let d_logits = (exp * (a.clone() / sum)).scatter(1, safe, a.neg(), IndexingUpdateOp::Add);
+    let d_weight = d_logits.clone().transpose().matmul(h);
+    let d_hidden = d_logits.matmul(weight);
+    ChunkGrad {
+        nll_sum,
+        d_weight,
+        d_hidden,
+    }
+}
