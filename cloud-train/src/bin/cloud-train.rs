@@ -107,6 +107,8 @@ struct BenchReport {
     params: usize,
     tokens_per_s: f64,
     step_s: f64,
+    /// Of `step_s`: the optimizer update.
+    optim_s: f64,
     first_loss: f64,
     last_loss: f64,
     peak_rss_mib: f64,
@@ -159,12 +161,16 @@ fn bench_step(
     );
     let mut losses = Vec::new();
     let mut start = Instant::now();
+    let mut optim_s = 0.0;
     for i in 0..=steps {
         if i == 1 {
             start = Instant::now(); // step 0 is the warm-up
+            optim_s = 0.0;
         }
         let out = loss_and_grads(&model, &data, plan);
+        let t = Instant::now();
         model = optim.step(1e-3, model, out.grads);
+        optim_s += t.elapsed().as_secs_f64();
         losses.push(out.loss);
         bar.set_message(format!("loss {:.4}", out.loss));
         bar.inc(1);
@@ -175,6 +181,7 @@ fn bench_step(
         params,
         tokens_per_s: (batch * seq_len) as f64 / step_s,
         step_s,
+        optim_s: optim_s / steps.max(1) as f64,
         first_loss: losses.first().copied().unwrap_or(f64::NAN),
         last_loss: losses.last().copied().unwrap_or(f64::NAN),
         peak_rss_mib: peak_rss_mib(),
@@ -294,8 +301,8 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "bench-step: {} params, {batch}x{seq_len} tokens/step, {plan:?}: {:.1} tokens/s ({:.3} s/step over {steps} steps), loss {:.4} -> {:.4}, peak RSS {:.0} MiB",
-                    r.params, r.tokens_per_s, r.step_s, r.first_loss, r.last_loss, r.peak_rss_mib
+                    "bench-step: {} params, {batch}x{seq_len} tokens/step, {plan:?}: {:.1} tokens/s ({:.3} s/step over {steps} steps, optimizer {:.3} s), loss {:.4} -> {:.4}, peak RSS {:.0} MiB",
+                    r.params, r.tokens_per_s, r.step_s, r.optim_s, r.first_loss, r.last_loss, r.peak_rss_mib
                 );
             }
         }

@@ -5,6 +5,7 @@
 
 use burn::prelude::*;
 use burn::tensor::{DType, IndexingUpdateOp};
+use rayon::prelude::*;
 
 fn f32_of<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     if t.dtype() == DType::F32 {
@@ -35,6 +36,48 @@ pub fn chunk(h: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>, denom: f6
     let targets = targets.inner();
     let n = targets.dims()[0];
     let logits = h.clone().matmul(weight.clone().transpose()); // [rows, vocab]
+                                                               // The element-wise part runs one op at a time on one core in burn's CPU backend; split the
+                                                               // rows so that every core works (the matmuls around it are multi-threaded already).
+    let parts = rayon::current_num_threads().clamp(1, n.max(1));
+    let spans: Vec<(usize, usize)> = (0..parts)
+        .map(|i| (i * n / parts, (i + 1) * n / parts - i * n / parts))
+        .filter(|&(_, len)| len > 0)
+        .collect();
+    let pieces: Vec<(Tensor<2>, Tensor<1>)> = spans
+        .par_iter()
+        .map(|&(start, len)| {
+            softmax_grad(
+                logits.clone().narrow(0, start, len),
+                targets.clone().narrow(0, start, len),
+                denom,
+            )
+        })
+        .collect();
+    let (d_logits, nll): (Vec<_>, Vec<_>) = pieces.into_iter().unzip();
+    let d_logits = Tensor::cat(d_logits, 0);
+    let nll_sum = Tensor::cat(nll, 0)
+        .sum()
+        .into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN);
+    let d_weight = d_logits.clone().transpose().matmul(h);
+    let d_hidden = d_logits.matmul(weight);
+    ChunkGrad {
+        nll_sum,
+        d_weight,
+        d_hidden,
+    }
+}
+
+/// `(dlogits, sum of nll)` for a block of rows.
+///
+/// # Shapes
+/// - logits: `[rows, vocab]`, targets: `[rows]`; returns `[rows, vocab]` and `[1]`
+fn softmax_grad(logits: Tensor<2>, targets: Tensor<1, Int>, denom: f64) -> (Tensor<2>, Tensor<1>) {
+    let n = targets.dims()[0];
     let max = logits.clone().max_dim(1); // [rows, 1]
     let exp = (logits.clone() - max.clone()).exp();
     let sum = exp.clone().sum_dim(1); // [rows, 1]
@@ -47,21 +90,8 @@ pub fn chunk(h: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>, denom: f6
     // nll = max + log(sum) - logit[target], for kept rows
     let picked = logits.gather(1, safe.clone());
     let nll = ((max + sum.clone().log() - picked) * keep.clone()).sum();
-    let nll_sum = nll
-        .into_data()
-        .convert::<f64>()
-        .try_into_vec::<f64>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f64::NAN);
     // dlogits = softmax * a - onehot(target) * a, a = keep / denom per row.
     let a = keep.div_scalar(denom);
     let d_logits = (exp * (a.clone() / sum)).scatter(1, safe, a.neg(), IndexingUpdateOp::Add);
-    let d_weight = d_logits.clone().transpose().matmul(h);
-    let d_hidden = d_logits.matmul(weight);
-    ChunkGrad {
-        nll_sum,
-        d_weight,
-        d_hidden,
-    }
+    (d_logits, nll)
 }
