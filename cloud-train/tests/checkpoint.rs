@@ -5,13 +5,8 @@ mod common;
 
 use std::path::Path;
 
-use burn::prelude::*;
 use cloud_train::checkpoint::{self, safetensors::Dtype, SaveOptions};
 use common::*;
-
-fn device() -> Device {
-    Device::flex()
-}
 
 fn logits(dir: &Path, case: &str) -> Vec<f32> {
     let (model, _) = checkpoint::load(dir, &device()).expect("load");

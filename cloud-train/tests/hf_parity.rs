@@ -4,14 +4,9 @@
 mod common;
 
 use burn::module::Module;
-use burn::prelude::*;
 use cloud_train::checkpoint::{self, ParamValue};
 use cloud_train::train::{loss_and_grads, Batch, MemoryPlan};
 use common::*;
-
-fn device() -> Device {
-    Device::flex()
-}
 
 #[test]
 fn logits_match_transformers() {

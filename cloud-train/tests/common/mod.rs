@@ -6,6 +6,15 @@ use std::path::PathBuf;
 
 use burn::prelude::*;
 
+/// The backend under test: flex (CPU) unless `CLOUD_TRAIN_TEST_BACKEND` names another one built
+/// into this test binary (`cargo test -p cloud-train --features wgpu` with
+/// `CLOUD_TRAIN_TEST_BACKEND=wgpu`).
+pub fn device() -> Device {
+    let name = std::env::var("CLOUD_TRAIN_TEST_BACKEND").unwrap_or_else(|_| "flex".into());
+    let backend: cloud_train::device::Backend = name.parse().expect("CLOUD_TRAIN_TEST_BACKEND");
+    backend.device().expect("backend in this build")
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/train")
