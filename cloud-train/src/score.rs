@@ -5,7 +5,7 @@
 
 use burn::prelude::*;
 
-use crate::model::Llama;
+use crate::model::{scalar, Llama};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Score {
@@ -41,14 +41,7 @@ pub fn score(
             .flat_map(|w| w.iter().map(|&t| i64::from(t)))
             .collect();
         let t = Tensor::<2, Int>::from_data(TensorData::new(flat, [group.len(), len]), device);
-        let mean = model
-            .loss(t)
-            .into_data()
-            .convert::<f64>()
-            .try_into_vec::<f64>()
-            .ok()
-            .and_then(|v| v.first().copied())
-            .unwrap_or(f64::NAN);
+        let mean = scalar(model.loss(t));
         let n = group.len() * (len - 1);
         nll_sum += mean * n as f64;
         predicted += n;

@@ -7,6 +7,8 @@ use burn::prelude::*;
 use burn::tensor::{DType, IndexingUpdateOp};
 use rayon::prelude::*;
 
+use crate::model::scalar;
+
 fn f32_of<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     if t.dtype() == DType::F32 {
         t
@@ -55,14 +57,7 @@ pub fn chunk(h: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>, denom: f6
         .collect();
     let (d_logits, nll): (Vec<_>, Vec<_>) = pieces.into_iter().unzip();
     let d_logits = Tensor::cat(d_logits, 0);
-    let nll_sum = Tensor::cat(nll, 0)
-        .sum()
-        .into_data()
-        .convert::<f64>()
-        .try_into_vec::<f64>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f64::NAN);
+    let nll_sum = scalar(Tensor::cat(nll, 0).sum());
     let d_weight = d_logits.clone().transpose().matmul(h);
     let d_hidden = d_logits.matmul(weight);
     ChunkGrad {

@@ -22,7 +22,7 @@ use burn::tensor::DType;
 
 use crate::model::llama::{causal_attention, rms_norm, ForwardCtx};
 use crate::model::params::{absorb, absorb_value, IdParam};
-use crate::model::Llama;
+use crate::model::{scalar, Llama};
 use crate::train::cross_entropy;
 
 /// Targets equal to this are not predicted (prompt tokens in SFT, padding).
@@ -93,18 +93,7 @@ pub fn loss_and_grads(model: &Llama, batch: &Batch, plan: &MemoryPlan) -> LossGr
     let dtype = if plan.bf16 { DType::BF16 } else { DType::F32 };
     let ctx = ForwardCtx::new(&model.dims, s, dtype, &device);
     let targets = batch.targets.clone().reshape([b * s]);
-    let predicted = targets
-        .clone()
-        .greater_equal_elem(0)
-        .int()
-        .sum()
-        .into_data()
-        .convert::<i64>()
-        .try_into_vec::<i64>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(0)
-        .max(0) as usize;
+    let predicted = scalar(targets.clone().greater_equal_elem(0).float().sum()).max(0.0) as usize;
     let mut grads = GradientsParams::new();
 
     // 1. body forward: the final residual stream, with a graph or with saved layer inputs.
