@@ -32,6 +32,7 @@ fn save_then_load_gives_identical_logits() {
             dtype: Dtype::F32,
             max_shard_bytes: 50_000,
             tokenizer_from: Some(fixture(case)),
+            ..SaveOptions::default()
         };
         checkpoint::save(&model, &config, &out, &opts).expect("save");
         let shards = std::fs::read_dir(&out)

@@ -4,6 +4,7 @@
 //! - [`config`]: [`LlamaConfig`] from HF `config.json`, validated, round-tripped to GGUF metadata.
 //! - [`names`]: the one HF <-> GGUF tensor-name map and the Q/K RoPE permutation.
 //! - [`gguf`]: a strict, mmap-based GGUF v3 reader and a streaming, atomic writer.
+//! - [`hf`]: HF checkpoint directories (safetensors shards, index, config, tokenizer files).
 //! - [`quant`]: ggml block formats with dequantization and bit-exact reference quantization.
 //! - [`tokenizer`]: a `tokenizers` tokenizer from `tokenizer.json` or from GGUF metadata.
 //! - [`chat`]: Jinja chat templates rendered like HF `apply_chat_template`.
@@ -13,6 +14,7 @@ pub mod atomic;
 pub mod chat;
 pub mod config;
 pub mod gguf;
+pub mod hf;
 pub mod names;
 pub mod quant;
 pub mod tokenizer;

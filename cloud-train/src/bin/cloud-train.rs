@@ -271,6 +271,7 @@ fn main() -> Result<()> {
                 dtype: parse_dtype(&dtype)?,
                 max_shard_bytes: parse_size(&shard_size)?,
                 tokenizer_from: Some(model.clone()),
+                ..SaveOptions::default()
             };
             checkpoint::save(&llama, &config, &out, &opts)
                 .with_context(|| format!("saving {}", out.display()))?;

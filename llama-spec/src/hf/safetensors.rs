@@ -7,10 +7,10 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use llama_spec::atomic::AtomicFile;
+use crate::atomic::AtomicFile;
 use memmap2::Mmap;
 
-use crate::error::CheckpointError;
+use super::HfError as CheckpointError;
 
 /// Element types of a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
