@@ -137,6 +137,7 @@ impl HfCheckpoint {
         }
         let mut out = Vec::new();
         entry.dtype.to_f32(shard.bytes(entry), &mut out);
+        shard.release(entry);
         Ok((out, entry.dtype))
     }
 }

@@ -174,6 +174,30 @@ impl SafetensorsFile {
     pub fn bytes(&self, entry: &TensorEntry) -> &[u8] {
         &self.map[self.data_start + entry.start..self.data_start + entry.end]
     }
+
+    /// Drop a tensor's pages from this process's memory once it has been read, so that
+    /// streaming through a checkpoint larger than RAM keeps the resident set at about one
+    /// tensor. Later reads fault the pages back in from the file.
+    pub fn release(&self, entry: &TensorEntry) {
+        #[cfg(unix)]
+        {
+            const PAGE: usize = 4096;
+            let start = (self.data_start + entry.start) / PAGE * PAGE;
+            let end = (self.data_start + entry.end).min(self.map.len());
+            if end > start {
+                // SAFETY: the map is a read-only, shared mapping of a file: MADV_DONTNEED only
+                // drops cached pages, and any later access reads the same bytes from the file
+                // again, so no reference into the map observes a change.
+                let _ = unsafe {
+                    self.map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
+        }
+    }
 }
 
 fn parse_entry(v: &serde_json::Value) -> Result<TensorEntry, String> {
