@@ -1,7 +1,7 @@
 //! Scalar reference kernels: the definition the SIMD kernels are tested against, and the
 //! fallback on machines without them. Same math as ggml's generic `ggml_vec_dot_*`.
 
-use super::ggml_math::{hsum8, lane_sums};
+use super::ggml_math::{hsum8, lane_sums, reduce32};
 use super::{f16, BlockQ8, BlockQ8K, RowDot, QK};
 use llama_spec::gguf::GgmlType;
 use llama_spec::quant::get_scale_min_k4;
@@ -31,11 +31,20 @@ pub fn dot_f32(row: &[u8], a: &[f32]) -> f32 {
         .sum()
 }
 
+/// Summed as `ggml_vec_dot_f16` does (32 FMA lanes, ggml's reduction, a tail in f64); the
+/// activations stay f32 where llama.cpp rounds them to f16 first.
 pub fn dot_f16(row: &[u8], a: &[f32]) -> f32 {
-    row.chunks_exact(2)
-        .zip(a)
-        .map(|(c, &x)| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32() * x)
-        .sum()
+    let n = a.len().min(row.len() / 2);
+    let np = n & !31;
+    let mut acc = [0f32; 32];
+    for i in 0..np {
+        acc[i % 32] = f16(row, 2 * i).mul_add(a[i], acc[i % 32]);
+    }
+    let mut sum = f64::from(reduce32(&acc));
+    for i in np..n {
+        sum += f64::from(f16(row, 2 * i) * a[i]);
+    }
+    sum as f32
 }
 
 pub fn dot_bf16(row: &[u8], a: &[f32]) -> f32 {

@@ -18,8 +18,45 @@ pub fn row_dot(ty: GgmlType) -> Option<RowDot> {
         GgmlType::Q5_0 => RowDot::Q8(dot_q5_0),
         GgmlType::Q5_1 => RowDot::Q8(dot_q5_1),
         GgmlType::Q8_0 => RowDot::Q8(dot_q8_0),
+        GgmlType::F16 => RowDot::F32(dot_f16),
         _ => return None,
     })
+}
+
+/// F16 weights against f32 activations, as `ggml_vec_dot_f16` sums (32 FMA lanes, ggml's
+/// reduction, a tail in f64): 8 halves widened with F16C per step.
+fn dot_f16(row: &[u8], a: &[f32]) -> f32 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn inner(row: &[u8], a: &[f32]) -> f32 {
+        let n = a.len().min(row.len() / 2);
+        let np = n & !31;
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in (0..np).step_by(32) {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let j = i + 8 * k;
+                // SAFETY: j + 8 <= np <= n, so 16 bytes of `row` and 8 floats of `a` are
+                // readable; unaligned loads.
+                let (w, x) = unsafe {
+                    (
+                        _mm_loadu_si128(row.as_ptr().add(2 * j).cast()),
+                        _mm256_loadu_ps(a.as_ptr().add(j)),
+                    )
+                };
+                *acc = _mm256_fmadd_ps(_mm256_cvtph_ps(w), x, *acc);
+            }
+        }
+        // GGML_F32x8_REDUCE: (a0 + a2) + (a1 + a3), halves, then two horizontal adds.
+        let y = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+        let t0 = _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
+        let t1 = _mm_hadd_ps(t0, t0);
+        let mut sum = f64::from(_mm_cvtss_f32(_mm_hadd_ps(t1, t1)));
+        for i in np..n {
+            sum += f64::from(f16_at(row, 2 * i) * a[i]);
+        }
+        sum as f32
+    }
+    // SAFETY: handed out by `row_dot` only after `Isa::detect` confirmed AVX2, FMA and F16C.
+    unsafe { inner(row, a) }
 }
 
 #[inline(always)]
