@@ -37,12 +37,12 @@ pub fn dot_f16(row: &[u8], a: &[f32]) -> f32 {
     let n = a.len().min(row.len() / 2);
     let np = n & !31;
     let mut acc = [0f32; 32];
-    for i in 0..np {
-        acc[i % 32] = f16(row, 2 * i).mul_add(a[i], acc[i % 32]);
+    for (i, &x) in a[..np].iter().enumerate() {
+        acc[i % 32] = f16(row, 2 * i).mul_add(x, acc[i % 32]);
     }
     let mut sum = f64::from(reduce32(&acc));
-    for i in np..n {
-        sum += f64::from(f16(row, 2 * i) * a[i]);
+    for (i, &x) in a.iter().enumerate().take(n).skip(np) {
+        sum += f64::from(f16(row, 2 * i) * x);
     }
     sum as f32
 }

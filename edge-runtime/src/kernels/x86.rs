@@ -50,8 +50,8 @@ fn dot_f16(row: &[u8], a: &[f32]) -> f32 {
         let t0 = _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
         let t1 = _mm_hadd_ps(t0, t0);
         let mut sum = f64::from(_mm_cvtss_f32(_mm_hadd_ps(t1, t1)));
-        for i in np..n {
-            sum += f64::from(f16_at(row, 2 * i) * a[i]);
+        for (i, &x) in a.iter().enumerate().take(n).skip(np) {
+            sum += f64::from(f16_at(row, 2 * i) * x);
         }
         sum as f32
     }
