@@ -140,12 +140,26 @@ fn every_type_runs_in_edge_runtime_like_llama_cpp() {
             worst = worst.max((got - v.as_f64().expect("v") as f32).abs());
         }
         println!("{ty}: top-20 logits within {worst:.4} of llama.cpp");
-        // KNOWN GAP (issue 3): files holding Q4_K or Q5_K tensors (the K-quant mixes) differ from
-        // llama.cpp by ~0.2-0.3 on this prompt, with scalar and SIMD kernels alike; every other
-        // type matches to <= 0.05 (Q4_0/Q4_1/Q5_0/Q5_1/Q6_K/Q8_0 exactly). Until the runtime's
-        // K-quant matmuls follow llama.cpp's, these two are held to 0.5 and reported loudly.
-        let limit = if matches!(ty.as_str(), "q4_k_m" | "q5_k_m") {
-            eprintln!("WARNING: {ty}: edge-runtime vs llama.cpp {worst:.3} (target 0.05; issue 3)");
+        // KNOWN GAP (issue 3): llama.cpp repacks Q4_K weights for AVX2 and computes them with
+        // another kernel, whose rounding moves these logits by ~0.27 from its own plain path.
+        // Our Q4_K kernel follows the plain path (checked exactly just below); until it also
+        // follows the repacked one, the repacked comparison is held to 0.5 and reported loudly.
+        let limit = if let Some(plain) = fx["logits_no_repack"].get(ty.as_str()) {
+            let mut w = 0f32;
+            for (id, v) in plain["ids"]
+                .as_array()
+                .expect("ids")
+                .iter()
+                .zip(plain["logits"].as_array().expect("logits"))
+            {
+                let got = logits[id.as_u64().expect("id") as usize];
+                w = w.max((got - v.as_f64().expect("v") as f32).abs());
+            }
+            println!("{ty}: within {w:.4} of llama.cpp without weight repacking");
+            if w >= 0.05 {
+                failures.push(format!("{ty} (no repack): {w}"));
+            }
+            eprintln!("WARNING: {ty}: edge-runtime vs llama.cpp's repacked path {worst:.3} (target 0.05; issue 3)");
             0.5
         } else {
             0.05

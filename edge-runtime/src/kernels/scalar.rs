@@ -218,7 +218,8 @@ pub fn dot_q5_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
         let q8s = q8_sub_sums(y);
         let prod: [i32; 4] =
             std::array::from_fn(|m| mn[2 * m] * q8s[2 * m] + mn[2 * m + 1] * q8s[2 * m + 1]);
-        summs += dmin * ((prod[0] + prod[1]) + (prod[2] + prod[3])) as f32;
+        // GCC contracts ggml's `summs += dmin * hsum` into an FMA (-mfma, -ffp-contract=fast).
+        summs = dmin.mul_add(((prod[0] + prod[1]) + (prod[2] + prod[3])) as f32, summs);
         let qh = &b[16..48];
         let qs = &b[48..];
         let mut lanes = [0i32; 8];
