@@ -2,10 +2,12 @@
 //! `ggml_vec_dot_<type>` returned for the same quantized inputs
 //! (tests/fixtures/runtime/kernel_dots.*, made by make_kernel_fixtures.py).
 //!
-//! Q4_0 is the one type llama.cpp computes two ways on AVX2: `ggml_vec_dot_q4_0_q8_0` (checked
+//! Q4_0 (and Q4_K, below) llama.cpp computes two ways on AVX2: `ggml_vec_dot_q4_0_q8_0` (checked
 //! here against `scalar::dot_q4_0_lanes`) and, for the matrices its CPU backend repacks (every
 //! Q4_0 weight with rows in groups of 8, so every real one), a gemv with one accumulator per row,
-//! which our Q4_0 kernels follow; that path is checked end to end in llama_cpp.rs.
+//! which our Q4_0 kernels follow; that path is checked end to end in llama_cpp.rs. Q4_K is
+//! the same (`scalar::dot_q4_k` here; `dot_q4_k_seq`, checked end to end in quantize's tests,
+//! in the model).
 //!
 //! Q5_K matches once its `summs += dmin * hsum` is an FMA, as GCC contracts it in ggml's build.
 
@@ -50,6 +52,8 @@ fn row_kernels_equal_ggml_bit_for_bit() {
         let q = llama_spec::quant::quantize_to_vec(ty, w).expect("quantize");
         let kernels = if ty == GgmlType::Q4_0 {
             vec![("scalar lanes", Some(RowDot::Q8(scalar::dot_q4_0_lanes)))]
+        } else if ty == GgmlType::Q4_K {
+            vec![("scalar lanes", Some(RowDot::Q8K(scalar::dot_q4_k)))]
         } else {
             vec![
                 ("scalar", scalar::row_dot(ty)),

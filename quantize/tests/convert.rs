@@ -140,11 +140,10 @@ fn every_type_runs_in_edge_runtime_like_llama_cpp() {
             worst = worst.max((got - v.as_f64().expect("v") as f32).abs());
         }
         println!("{ty}: top-20 logits within {worst:.4} of llama.cpp");
-        // KNOWN GAP (issue 3): llama.cpp repacks Q4_K weights for AVX2 and computes them with
-        // another kernel, whose rounding moves these logits by ~0.27 from its own plain path.
-        // Our Q4_K kernel follows the plain path (checked exactly just below); until it also
-        // follows the repacked one, the repacked comparison is held to 0.5 and reported loudly.
-        let limit = if let Some(plain) = fx["logits_no_repack"].get(ty.as_str()) {
+        // llama.cpp repacks Q4_0/Q4_K weights for AVX2 and computes them with other kernels
+        // (what it does by default, and what we follow); its plain path, recorded too, is shown
+        // for scale: the two llama.cpp paths differ by ~0.27 on this prompt.
+        if let Some(plain) = fx["logits_no_repack"].get(ty.as_str()) {
             let mut w = 0f32;
             for (id, v) in plain["ids"]
                 .as_array()
@@ -155,15 +154,9 @@ fn every_type_runs_in_edge_runtime_like_llama_cpp() {
                 let got = logits[id.as_u64().expect("id") as usize];
                 w = w.max((got - v.as_f64().expect("v") as f32).abs());
             }
-            println!("{ty}: within {w:.4} of llama.cpp without weight repacking");
-            if w >= 0.05 {
-                failures.push(format!("{ty} (no repack): {w}"));
-            }
-            eprintln!("WARNING: {ty}: edge-runtime vs llama.cpp's repacked path {worst:.3} (target 0.05; issue 3)");
-            0.5
-        } else {
-            0.05
-        };
+            println!("{ty}: {w:.4} from llama.cpp's plain (not repacked) path");
+        }
+        let limit = 0.05;
         if worst >= limit {
             failures.push(format!("{ty}: {worst}"));
         }

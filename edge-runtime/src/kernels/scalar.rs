@@ -17,7 +17,7 @@ pub fn row_dot(ty: GgmlType) -> Option<RowDot> {
         T::Q5_0 => RowDot::Q8(dot_q5_0),
         T::Q5_1 => RowDot::Q8(dot_q5_1),
         T::Q8_0 => RowDot::Q8(dot_q8_0),
-        T::Q4_K => RowDot::Q8K(dot_q4_k),
+        T::Q4_K => RowDot::Q8K(dot_q4_k_seq),
         T::Q5_K => RowDot::Q8K(dot_q5_k),
         T::Q6_K => RowDot::Q8K(dot_q6_k),
         _ => return None,
@@ -178,6 +178,34 @@ fn q8_sub_sums(y: &BlockQ8K) -> [i32; 8] {
     s
 }
 
+/// Q4_K as llama.cpp computes the weights its CPU backend repacks for AVX2 (every Q4_K matrix
+/// with rows in groups of 8, so every real one; `ggml_gemv_q4_K_8x8_q8_K`): per super-block,
+/// the integer sums of scaled products and of mins times activation sums, each folded into one
+/// f32 accumulator with an FMA by `d_w * d_a` (`dmin_w * d_a`); the result is their difference.
+pub fn dot_q4_k_seq(row: &[u8], a: &[BlockQ8K]) -> f32 {
+    let (mut acc, mut acc_min) = (0f32, 0f32);
+    for (b, y) in row.chunks_exact(144).zip(a) {
+        let (sc, mn) = scales_mins(&b[4..16]);
+        let q8s = q8_sub_sums(y);
+        let mins: i32 = (0..8).map(|j| mn[j] * q8s[j]).sum();
+        let qs = &b[16..];
+        let mut sum = 0i32;
+        for j in 0..4 {
+            let (mut lo, mut hi) = (0i32, 0i32);
+            for e in 0..32 {
+                let q = qs[32 * j + e];
+                lo += (q & 0x0f) as i32 * y.qs[64 * j + e] as i32;
+                hi += (q >> 4) as i32 * y.qs[64 * j + 32 + e] as i32;
+            }
+            sum += sc[2 * j] * lo + sc[2 * j + 1] * hi;
+        }
+        acc = (sum as f32).mul_add(f16(b, 0) * y.d, acc);
+        acc_min = (mins as f32).mul_add(f16(b, 2) * y.d, acc_min);
+    }
+    acc - acc_min
+}
+
+/// Q4_K as `ggml_vec_dot_q4_K_q8_K` (AVX2) computes it, for matrices llama.cpp does not repack.
 pub fn dot_q4_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
     let mut acc = [0f32; 8];
     let mut acc_m = [0f32; 4];
