@@ -114,11 +114,14 @@ pub fn metadata(
             md.set(key, MetadataValue::U32(id));
         }
     }
-    // Llama-3's tokenizer adds BOS through its post-processor; tokenizer_config says so too.
+    // As gguf-py: `add_bos_token` from tokenizer_config.json, else from a post-processor template
+    // that inserts BOS (Meta's Llama-3 tokenizer.json); otherwise llama.cpp's own default.
     let add_bos = tc["add_bos_token"]
         .as_bool()
-        .unwrap_or(bos.is_some() && tokenizer_post_processor_adds_bos(&tok_path));
-    md.set(keys::ADD_BOS, MetadataValue::Bool(add_bos));
+        .or_else(|| tokenizer_post_processor_adds_bos(&tok_path).then_some(true));
+    if let Some(add_bos) = add_bos {
+        md.set(keys::ADD_BOS, MetadataValue::Bool(add_bos));
+    }
     md.set(
         keys::ADD_EOS,
         MetadataValue::Bool(tc["add_eos_token"].as_bool().unwrap_or(false)),
@@ -143,10 +146,8 @@ fn tokenizer_post_processor_adds_bos(path: &Path) -> bool {
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .map(|j| {
-            j["post_processor"].to_string().contains("bos_token")
-                || j["post_processor"]
-                    .to_string()
-                    .contains("<|begin_of_text|>")
+            let pp = j["post_processor"].to_string();
+            pp.contains("TemplateProcessing") && pp.contains("<|begin_of_text|>")
         })
         .unwrap_or(false)
 }

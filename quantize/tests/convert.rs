@@ -339,3 +339,92 @@ fn bad_checkpoints_fail_clearly_and_leave_no_output() {
     });
     assert!(e.contains("I32") && e.contains("not supported"), "{e}");
 }
+
+#[test]
+fn llama31_checkpoint_gets_rope_freqs_and_llama3_tokenizer() {
+    use llama_spec::hf::{write_checkpoint, WriteOptions};
+    use llama_spec::LlamaConfig;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hf = tmp.path().join("hf");
+    let config = LlamaConfig::from_json(
+        r#"{"vocab_size": 128256, "hidden_size": 16, "intermediate_size": 32,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "max_position_embeddings": 512, "rms_norm_eps": 1e-5,
+            "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+              "original_max_position_embeddings": 64},
+            "bos_token_id": 128000, "eos_token_id": 128009}"#,
+    )
+    .expect("config");
+    let tokenizer = std::fs::read(repo().join("assets/llama3-tokenizer.json")).expect("assets");
+    let opts = WriteOptions {
+        dtype: Dtype::F32,
+        extra_files: vec![
+            ("tokenizer.json".into(), tokenizer),
+            (
+                "tokenizer_config.json".into(),
+                br#"{"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+                    "add_bos_token": true}"#
+                    .to_vec(),
+            ),
+        ],
+        ..WriteOptions::default()
+    };
+    let shapes = llama_spec::hf::hf_tensors(&config);
+    write_checkpoint(&hf, &config, &opts, |name| {
+        let n: usize = shapes
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("shape")
+            .1
+            .iter()
+            .product();
+        Ok((0..n)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 5000.0)
+            .collect())
+    })
+    .expect("write");
+    let out = tmp.path().join("llama31.gguf");
+    convert(&hf, &out, &opts_for(FileType::Q8_0)).expect("convert");
+    let f = GgufFile::open(&out).expect("open");
+    let t = f.tensor("rope_freqs.weight").expect("rope_freqs.weight");
+    let want = config.rope_freqs().expect("llama3 scaling");
+    let got = llama_spec::quant::dequantize_to_vec(t.ggml_type, f.tensor_data(t), want.len())
+        .expect("f32");
+    assert_eq!(got, want);
+    assert_eq!(t.ggml_type, llama_spec::GgmlType::F32);
+    let md = f.metadata();
+    let s = |k: &str| md.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let u = |k: &str| md.get(k).and_then(|v| v.as_u64());
+    assert_eq!(s("tokenizer.ggml.pre").as_deref(), Some("llama-bpe"));
+    assert_eq!(u("tokenizer.ggml.bos_token_id"), Some(128000));
+    assert_eq!(u("tokenizer.ggml.eos_token_id"), Some(128009));
+    assert_eq!(
+        md.get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.as_bool()),
+        Some(true),
+        "tokenizer_config.json's add_bos_token"
+    );
+    assert_eq!(u("llama.rope.dimension_count"), Some(8));
+    // And back: to-hf gives the same tensors (Q/K un-permuted) as the Q8_0 values allow.
+    let f32_out = tmp.path().join("llama31.f32.gguf");
+    convert(&hf, &f32_out, &opts_for(FileType::F32)).expect("convert");
+    let back = tmp.path().join("back");
+    quantize::to_hf::to_hf(&f32_out, &back, Dtype::F32, false).expect("to-hf");
+    let (x, y) = (
+        SafetensorsFile::open(hf.join("model.safetensors")).expect("x"),
+        SafetensorsFile::open(back.join("model.safetensors")).expect("y"),
+    );
+    for (name, e) in &x.tensors {
+        assert!(x.bytes(e) == y.bytes(&y.tensors[name]), "{name}");
+    }
+}
+
+fn opts_for(ftype: FileType) -> ConvertOptions {
+    ConvertOptions {
+        ftype,
+        overrides: Vec::new(),
+        name: None,
+        progress: false,
+    }
+}
