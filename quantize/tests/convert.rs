@@ -92,6 +92,16 @@ fn convert_equals_llama_quantize_bit_for_bit() {
     }
 }
 
+/// Largest |ours - llama.cpp| over the fixture's `{ids, logits}`.
+fn max_diff(logits: &[f32], want: &serde_json::Value) -> f32 {
+    let ids = want["ids"].as_array().expect("ids");
+    let values = want["logits"].as_array().expect("logits");
+    ids.iter().zip(values).fold(0f32, |m, (id, v)| {
+        let got = logits[id.as_u64().expect("id") as usize];
+        m.max((got - v.as_f64().expect("v") as f32).abs())
+    })
+}
+
 #[test]
 fn every_type_runs_in_edge_runtime_like_llama_cpp() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -129,31 +139,13 @@ fn every_type_runs_in_edge_runtime_like_llama_cpp() {
         .expect("session");
         s.eval(&ids).expect("eval");
         let logits = s.logits();
-        let mut worst = 0f32;
-        for (id, v) in want["ids"]
-            .as_array()
-            .expect("ids")
-            .iter()
-            .zip(want["logits"].as_array().expect("l"))
-        {
-            let got = logits[id.as_u64().expect("id") as usize];
-            worst = worst.max((got - v.as_f64().expect("v") as f32).abs());
-        }
+        let worst = max_diff(logits, want);
         println!("{ty}: top-20 logits within {worst:.4} of llama.cpp");
         // llama.cpp repacks Q4_0/Q4_K weights for AVX2 and computes them with other kernels
         // (what it does by default, and what we follow); its plain path, recorded too, is shown
         // for scale: the two llama.cpp paths differ by ~0.27 on this prompt.
         if let Some(plain) = fx["logits_no_repack"].get(ty.as_str()) {
-            let mut w = 0f32;
-            for (id, v) in plain["ids"]
-                .as_array()
-                .expect("ids")
-                .iter()
-                .zip(plain["logits"].as_array().expect("logits"))
-            {
-                let got = logits[id.as_u64().expect("id") as usize];
-                w = w.max((got - v.as_f64().expect("v") as f32).abs());
-            }
+            let w = max_diff(logits, plain);
             println!("{ty}: {w:.4} from llama.cpp's plain (not repacked) path");
         }
         let limit = 0.05;
