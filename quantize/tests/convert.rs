@@ -46,6 +46,18 @@ fn opts(ftype: FileType) -> ConvertOptions {
     }
 }
 
+/// The SmolLM2 HF checkpoint converted to `ty` (a `--type` name) in `dir`.
+fn convert_smollm2(dir: &Path, ty: &str) -> PathBuf {
+    let out = dir.join(format!("{ty}.gguf"));
+    convert(
+        smollm2_hf(),
+        &out,
+        &opts(FileType::parse(ty).expect("type")),
+    )
+    .expect("convert");
+    out
+}
+
 fn fixture(name: &str) -> serde_json::Value {
     let p = repo().join("tests/fixtures/quantize").join(name);
     serde_json::from_str(&std::fs::read_to_string(&p).expect("fixture")).expect("json")
@@ -62,13 +74,7 @@ fn sha(data: &[u8]) -> String {
 fn convert_equals_llama_quantize_bit_for_bit() {
     let tmp = tempfile::tempdir().expect("tmp");
     for ty in ["q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"] {
-        let out = tmp.path().join(format!("{ty}.gguf"));
-        convert(
-            smollm2_hf(),
-            &out,
-            &opts(FileType::parse(ty).expect("type")),
-        )
-        .expect("convert");
+        let out = convert_smollm2(tmp.path(), ty);
         let want = fixture(&format!("llama_quantize_{ty}.json"));
         let want = want["tensors"].as_object().expect("tensors");
         let f = GgufFile::open(&out).expect("open");
@@ -109,13 +115,7 @@ fn every_type_runs_in_edge_runtime_like_llama_cpp() {
     let prompt = fx["prompt"].as_str().expect("prompt");
     let mut failures = Vec::new();
     for (ty, want) in fx["logits"].as_object().expect("logits") {
-        let out = tmp.path().join(format!("{ty}.gguf"));
-        convert(
-            smollm2_hf(),
-            &out,
-            &opts(FileType::parse(ty).expect("type")),
-        )
-        .expect("convert");
+        let out = convert_smollm2(tmp.path(), ty);
         let model = match Model::load(&out, LoadOptions::default()) {
             Ok(m) => Arc::new(m),
             Err(e) => {
