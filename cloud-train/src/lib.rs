@@ -1,7 +1,8 @@
 //! cloud-train: the burn-based continual pre-training, SFT and DPO trainer.
 //!
-//! The model core: [`model::Llama`] (Llama-3 in burn, matching HF transformers) and
-//! [`checkpoint`] (HF checkpoints in and out). `cpt` (issue 6), `sft`/`dpo` (issue 7), the
+//! The model core: [`model::Llama`] (Llama-3 in burn, matching HF transformers),
+//! [`checkpoint`] (HF checkpoints in and out), [`train::loss_and_grads`] (one batch's loss and
+//! gradients with the memory savers burn lacks) and [`score`]. `cpt` (issue 6), `sft`/`dpo` (issue 7), the
 //! sweep and frontier (issue 8), the evaluation harness (issue 9) and multi-node training
 //! (issue 11) build on it.
 
