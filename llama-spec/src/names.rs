@@ -191,6 +191,15 @@ pub fn unpermute_qk_rows(src: &[u8], row_bytes: usize, n_head: usize) -> Vec<u8>
     permute_impl(src, row_bytes, n_head, true)
 }
 
+/// [`permute_qk_rows`] (or, with `inverse`, its inverse) on f32 rows of `row_len` values.
+pub fn permute_qk_f32(values: &[f32], row_len: usize, n_head: usize, inverse: bool) -> Vec<f32> {
+    let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+    permute_impl(&bytes, row_len * 4, n_head, inverse)
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
 fn permute_impl(src: &[u8], row_bytes: usize, n_head: usize, inverse: bool) -> Vec<u8> {
     let rows = src.len() / row_bytes.max(1);
     let head_dim = rows / n_head.max(1);

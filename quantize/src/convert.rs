@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use llama_spec::gguf::{GgufWriter, Metadata, MetadataValue, TensorSpec};
 use llama_spec::hf::HfCheckpoint;
-use llama_spec::names::{permute_qk_rows, TensorName};
+use llama_spec::names::{permute_qk_f32, TensorName};
 use llama_spec::tokenizer::keys;
 use llama_spec::{GgmlType, LlamaConfig};
 use rayon::prelude::*;
@@ -200,7 +200,7 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<Summary,
                 let shape: Vec<usize> = t.hf_shape(c).iter().map(|&d| d as usize).collect();
                 let (v, _) = ckpt.tensor_f32(&hf, &shape)?;
                 match t.rope_permute_heads(c) {
-                    Some(heads) => permute_f32_rows(&v, shape[1], heads as usize),
+                    Some(heads) => permute_qk_f32(&v, shape[1], heads as usize, false),
                     None => v,
                 }
             }
@@ -217,12 +217,4 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<Summary,
         bytes,
         seconds: start.elapsed().as_secs_f64(),
     })
-}
-
-fn permute_f32_rows(v: &[f32], row_len: usize, heads: usize) -> Vec<f32> {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    permute_qk_rows(&bytes, row_len * 4, heads)
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use llama_spec::gguf::GgufFile;
 use llama_spec::hf::safetensors::Dtype;
 use llama_spec::hf::{write_checkpoint, HfError, WriteOptions};
-use llama_spec::names::{unpermute_qk_rows, TensorName};
+use llama_spec::names::{permute_qk_f32, TensorName};
 use llama_spec::tokenizer::{keys, GgufVocab};
 use llama_spec::LlamaConfig;
 
@@ -90,12 +90,7 @@ pub fn to_hf(gguf: &Path, out: &Path, dtype: Dtype, progress: bool) -> Result<Ll
         )
         .map_err(|e| HfError::format(gguf, format!("tensor {}: {e}", info.name)))?;
         if let Some(heads) = t.rope_permute_heads(&c) {
-            let row = info.dims[0] as usize * 4;
-            let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-            values = unpermute_qk_rows(&bytes, row, heads as usize)
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            values = permute_qk_f32(&values, info.dims[0] as usize, heads as usize, true);
         }
         bar.advance(&info.name, info.ggml_type, values.len() as u64 * 4);
         Ok(values)

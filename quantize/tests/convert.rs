@@ -349,7 +349,7 @@ fn llama31_checkpoint_gets_rope_freqs_and_llama3_tokenizer() {
     )
     .expect("config");
     let tokenizer = std::fs::read(repo().join("assets/llama3-tokenizer.json")).expect("assets");
-    let opts = WriteOptions {
+    let write_opts = WriteOptions {
         dtype: Dtype::F32,
         extra_files: vec![
             ("tokenizer.json".into(), tokenizer),
@@ -363,7 +363,7 @@ fn llama31_checkpoint_gets_rope_freqs_and_llama3_tokenizer() {
         ..WriteOptions::default()
     };
     let shapes = llama_spec::hf::hf_tensors(&config);
-    write_checkpoint(&hf, &config, &opts, |name| {
+    write_checkpoint(&hf, &config, &write_opts, |name| {
         let n: usize = shapes
             .iter()
             .find(|(n, _)| n == name)
@@ -377,7 +377,7 @@ fn llama31_checkpoint_gets_rope_freqs_and_llama3_tokenizer() {
     })
     .expect("write");
     let out = tmp.path().join("llama31.gguf");
-    convert(&hf, &out, &opts_for(FileType::Q8_0)).expect("convert");
+    convert(&hf, &out, &opts(FileType::Q8_0)).expect("convert");
     let f = GgufFile::open(&out).expect("open");
     let t = f.tensor("rope_freqs.weight").expect("rope_freqs.weight");
     let want = config.rope_freqs().expect("llama3 scaling");
@@ -400,7 +400,7 @@ fn llama31_checkpoint_gets_rope_freqs_and_llama3_tokenizer() {
     assert_eq!(u("llama.rope.dimension_count"), Some(8));
     // And back: to-hf gives the same tensors (Q/K un-permuted) as the Q8_0 values allow.
     let f32_out = tmp.path().join("llama31.f32.gguf");
-    convert(&hf, &f32_out, &opts_for(FileType::F32)).expect("convert");
+    convert(&hf, &f32_out, &opts(FileType::F32)).expect("convert");
     let back = tmp.path().join("back");
     quantize::to_hf::to_hf(&f32_out, &back, Dtype::F32, false).expect("to-hf");
     let (x, y) = (
@@ -409,14 +409,5 @@ fn llama31_checkpoint_gets_rope_freqs_and_llama3_tokenizer() {
     );
     for (name, e) in &x.tensors {
         assert!(x.bytes(e) == y.bytes(&y.tensors[name]), "{name}");
-    }
-}
-
-fn opts_for(ftype: FileType) -> ConvertOptions {
-    ConvertOptions {
-        ftype,
-        overrides: Vec::new(),
-        name: None,
-        progress: false,
     }
 }
