@@ -8,6 +8,7 @@
 
 pub mod alloc;
 pub mod checkpoint;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod model;

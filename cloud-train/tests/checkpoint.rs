@@ -219,7 +219,7 @@ fn failed_save_leaves_nothing_and_never_replaces_other_folders() {
     std::fs::create_dir(&docs).expect("mkdir");
     std::fs::write(docs.join("notes.txt"), "keep me").expect("write");
     let e = checkpoint::save(&model, &config, &docs, &SaveOptions::default()).expect_err("refuses");
-    assert!(e.to_string().contains("not a checkpoint"), "{e}");
+    assert!(e.to_string().contains("refusing to replace"), "{e}");
     assert_eq!(
         std::fs::read_to_string(docs.join("notes.txt")).expect("kept"),
         "keep me"

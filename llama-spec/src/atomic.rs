@@ -96,6 +96,57 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
     f.commit()
 }
 
+/// A fresh, empty sibling directory of `out` (same filesystem, so a rename is atomic).
+pub fn staging_dir(out: &Path, tag: &str) -> io::Result<PathBuf> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no directory name"))?
+        .to_string_lossy();
+    std::fs::create_dir_all(&parent)?;
+    let dir = parent.join(format!(".{name}.{tag}-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Rename the finished directory `staging` to `out`. A previous `out` is moved aside first and
+/// removed after, and only if it is empty or holds `marker` (a file our own tool writes there):
+/// an unrelated folder is never replaced.
+pub fn swap_dir(staging: &Path, out: &Path, marker: &str) -> io::Result<()> {
+    let old = if out.exists() {
+        let empty = std::fs::read_dir(out)?.next().is_none();
+        if !empty && !out.join(marker).exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("exists and is not ours (no {marker}): refusing to replace it"),
+            ));
+        }
+        let old = staging_dir(out, "old")?;
+        std::fs::remove_dir(&old)?;
+        std::fs::rename(out, &old)?;
+        Some(old)
+    } else {
+        None
+    };
+    std::fs::rename(staging, out)?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // Best effort, as in `AtomicFile::commit`.
+        if let Ok(d) = File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

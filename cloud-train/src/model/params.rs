@@ -47,30 +47,43 @@ impl ParamValue {
 
 /// The model's parameters by HF name, in HF order.
 pub fn named_params(model: &Llama) -> Vec<(String, ParamValue)> {
-    let two = |p: &Param<Tensor<2>>| ParamValue::D2(p.val());
-    let one = |p: &Param<Tensor<1>>| ParamValue::D1(p.val());
+    named_id_params(model)
+        .into_iter()
+        .map(|(n, p)| (n, p.value))
+        .collect()
+}
+
+/// The model's parameters with their ids, by HF name, in HF order (a tied head appears once,
+/// as the embedding).
+pub fn named_id_params(model: &Llama) -> Vec<(String, IdParam)> {
     let mut out = vec![(
         "model.embed_tokens.weight".to_string(),
-        two(&model.embed_tokens),
+        IdParam::two(&model.embed_tokens),
     )];
     for (i, b) in model.layers.iter().enumerate() {
         let i = i as u32;
         let name = |t| TensorName::Layer(i, t).hf().unwrap_or_default();
         out.extend([
-            (name(LayerTensor::AttnNorm), one(&b.input_layernorm)),
-            (name(LayerTensor::AttnQ), two(&b.q_proj)),
-            (name(LayerTensor::AttnK), two(&b.k_proj)),
-            (name(LayerTensor::AttnV), two(&b.v_proj)),
-            (name(LayerTensor::AttnOutput), two(&b.o_proj)),
-            (name(LayerTensor::FfnNorm), one(&b.post_attention_layernorm)),
-            (name(LayerTensor::FfnGate), two(&b.gate_proj)),
-            (name(LayerTensor::FfnUp), two(&b.up_proj)),
-            (name(LayerTensor::FfnDown), two(&b.down_proj)),
+            (
+                name(LayerTensor::AttnNorm),
+                IdParam::one(&b.input_layernorm),
+            ),
+            (name(LayerTensor::AttnQ), IdParam::two(&b.q_proj)),
+            (name(LayerTensor::AttnK), IdParam::two(&b.k_proj)),
+            (name(LayerTensor::AttnV), IdParam::two(&b.v_proj)),
+            (name(LayerTensor::AttnOutput), IdParam::two(&b.o_proj)),
+            (
+                name(LayerTensor::FfnNorm),
+                IdParam::one(&b.post_attention_layernorm),
+            ),
+            (name(LayerTensor::FfnGate), IdParam::two(&b.gate_proj)),
+            (name(LayerTensor::FfnUp), IdParam::two(&b.up_proj)),
+            (name(LayerTensor::FfnDown), IdParam::two(&b.down_proj)),
         ]);
     }
-    out.push(("model.norm.weight".to_string(), one(&model.norm)));
+    out.push(("model.norm.weight".to_string(), IdParam::one(&model.norm)));
     if let Some(h) = &model.lm_head {
-        out.push(("lm_head.weight".to_string(), two(h)));
+        out.push(("lm_head.weight".to_string(), IdParam::two(h)));
     }
     out
 }

@@ -1,6 +1,10 @@
 //! Training: one step's loss and gradients (with the memory savers), optimizers and loops.
 
 pub mod cross_entropy;
+pub mod optim;
+pub mod schedule;
 pub mod step;
 
+pub use optim::{AdamW, AdamWSettings};
+pub use schedule::{Decay, Schedule};
 pub use step::{loss_and_grads, Batch, LossGrads, MemoryPlan, IGNORE};

@@ -12,7 +12,7 @@ pub mod safetensors;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::atomic::write_atomic;
+use crate::atomic::{staging_dir, swap_dir, write_atomic};
 use crate::names::TensorName;
 use crate::LlamaConfig;
 use safetensors::{Dtype, SafetensorsFile};
@@ -231,7 +231,19 @@ pub fn write_checkpoint(
     out: &Path,
     config: &LlamaConfig,
     opts: &WriteOptions,
+    fetch: impl FnMut(&str) -> Result<Vec<f32>, HfError>,
+) -> Result<(), HfError> {
+    write_checkpoint_with(out, config, opts, fetch, |_| Ok(()))
+}
+
+/// [`write_checkpoint`], and `extra(staging_dir)` writes more files (a trainer's optimizer
+/// state, say) into the new directory before it replaces `out`, so that they appear together.
+pub fn write_checkpoint_with(
+    out: &Path,
+    config: &LlamaConfig,
+    opts: &WriteOptions,
     mut fetch: impl FnMut(&str) -> Result<Vec<f32>, HfError>,
+    extra: impl FnOnce(&Path) -> Result<(), HfError>,
 ) -> Result<(), HfError> {
     let tensors = hf_tensors(config);
     // Plan shards in order, greedily, under the size limit.
@@ -248,7 +260,7 @@ pub fn write_checkpoint(
             last.push((name, shape));
         }
     }
-    let staging = staging_dir(out, "tmp")?;
+    let staging = staging_dir(out, "tmp").map_err(HfError::io(out))?;
     let result = (|| {
         let n = shards.len();
         let mut weight_map = serde_json::Map::new();
@@ -305,62 +317,11 @@ pub fn write_checkpoint(
             let p = staging.join(name);
             write_atomic(&p, bytes).map_err(HfError::io(&p))?;
         }
-        swap_into_place(&staging, out)
+        extra(&staging)?;
+        swap_dir(&staging, out, "config.json").map_err(HfError::io(out))
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
     result
-}
-
-/// A fresh sibling directory of `out` (same filesystem, so a rename is atomic).
-fn staging_dir(out: &Path, tag: &str) -> Result<PathBuf, HfError> {
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .ok_or_else(|| HfError::format(out, "output path has no directory name"))?
-        .to_string_lossy();
-    std::fs::create_dir_all(&parent).map_err(HfError::io(&parent))?;
-    let dir = parent.join(format!(".{name}.{tag}-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(HfError::io(&dir))?;
-    }
-    std::fs::create_dir(&dir).map_err(HfError::io(&dir))?;
-    Ok(dir)
-}
-
-/// Rename `staging` to `out`; a previous `out` is moved aside first and removed after.
-fn swap_into_place(staging: &Path, out: &Path) -> Result<(), HfError> {
-    let old = if out.exists() {
-        // Only ever replace a checkpoint (or an empty directory), never an unrelated folder.
-        let empty = std::fs::read_dir(out)
-            .map_err(HfError::io(out))?
-            .next()
-            .is_none();
-        if !empty && !out.join("config.json").exists() {
-            return Err(HfError::format(
-                out,
-                "exists and is not a checkpoint (no config.json): refusing to replace it",
-            ));
-        }
-        let old = staging_dir(out, "old")?;
-        std::fs::remove_dir(&old).map_err(HfError::io(&old))?;
-        std::fs::rename(out, &old).map_err(HfError::io(out))?;
-        Some(old)
-    } else {
-        None
-    };
-    std::fs::rename(staging, out).map_err(HfError::io(out))?;
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
-    }
-    if let Some(old) = old {
-        std::fs::remove_dir_all(&old).map_err(HfError::io(&old))?;
-    }
-    Ok(())
 }

@@ -1,0 +1,352 @@
+//! AdamW, global-norm gradient clipping and gradient accumulation, written out so that they
+//! are exactly PyTorch's (`torch.optim.AdamW`, `torch.nn.utils.clip_grad_norm_`) and so that
+//! the optimizer state can be saved by HF parameter name and restored into a reloaded model.
+//! (burn 0.22 clips per tensor, not over all parameters, and keys its state by parameter ids
+//! that a reloaded model does not share.)
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::module::{ModuleMapper, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::DType;
+
+use crate::checkpoint::safetensors::{self, Dtype, SafetensorsFile};
+use crate::error::CheckpointError;
+use crate::model::params::{named_id_params, IdParam, ParamValue};
+use crate::model::{scalar, Llama};
+
+/// AdamW hyper-parameters (the learning rate comes per step from the schedule).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdamWSettings {
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Decay the RMSNorm weights too. Off by default, as in HF's Trainer (and so LLaMA-Factory),
+    /// which decays only matrices.
+    #[serde(default)]
+    pub decay_norms: bool,
+}
+
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.95
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_weight_decay() -> f64 {
+    0.01
+}
+
+impl Default for AdamWSettings {
+    fn default() -> Self {
+        Self {
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            eps: default_eps(),
+            weight_decay: default_weight_decay(),
+            decay_norms: false,
+        }
+    }
+}
+
+/// First and second moments of one parameter, flattened to `[1, numel]`.
+#[derive(Clone)]
+struct Moments {
+    exp_avg: Tensor<2>,
+    exp_avg_sq: Tensor<2>,
+}
+
+/// AdamW with its state.
+pub struct AdamW {
+    pub settings: AdamWSettings,
+    /// Optimizer steps taken (PyTorch's `state["step"]`).
+    pub step: u64,
+    state: HashMap<ParamId, Moments>,
+}
+
+impl AdamW {
+    pub fn new(settings: AdamWSettings) -> Self {
+        Self {
+            settings,
+            step: 0,
+            state: HashMap::new(),
+        }
+    }
+
+    /// Apply one update with `grads` (already accumulated, and multiplied by `grad_scale`
+    /// here: the clipping coefficient). Returns the updated model.
+    pub fn update(
+        &mut self,
+        model: Llama,
+        mut grads: GradientsParams,
+        lr: f64,
+        grad_scale: f64,
+    ) -> Llama {
+        self.step += 1;
+        let decayed: std::collections::HashSet<ParamId> = model
+            .params()
+            .into_iter()
+            .filter(|p| self.settings.decay_norms || matches!(p.value, ParamValue::D2(_)))
+            .map(|p| p.id)
+            .collect();
+        let mut mapper = Updater {
+            opt: self,
+            grads: &mut grads,
+            decayed: &decayed,
+            lr,
+            grad_scale,
+        };
+        model.map(&mut mapper)
+    }
+
+    fn update_one(
+        &mut self,
+        id: ParamId,
+        p: Tensor<2>,
+        g: Tensor<2>,
+        lr: f64,
+        decay: bool,
+    ) -> Tensor<2> {
+        let s = &self.settings;
+        let t = self.step as i32;
+        let (b1, b2) = (s.beta1, s.beta2);
+        let prev = self.state.remove(&id).unwrap_or_else(|| Moments {
+            exp_avg: p.zeros_like(),
+            exp_avg_sq: p.zeros_like(),
+        });
+        // torch: param.mul_(1 - lr * wd)
+        let p = if decay && s.weight_decay != 0.0 {
+            p.mul_scalar(1.0 - lr * s.weight_decay)
+        } else {
+            p
+        };
+        // exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+        let exp_avg = prev.exp_avg.clone() + (g.clone() - prev.exp_avg).mul_scalar(1.0 - b1);
+        let exp_avg_sq = prev.exp_avg_sq.mul_scalar(b2) + (g.clone() * g).mul_scalar(1.0 - b2);
+        let bias1 = 1.0 - b1.powi(t);
+        let bias2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        // denom = exp_avg_sq.sqrt() / sqrt(bias2) + eps; param.addcdiv_(exp_avg, denom, -lr / bias1)
+        let denom = exp_avg_sq
+            .clone()
+            .sqrt()
+            .div_scalar(bias2_sqrt)
+            .add_scalar(s.eps);
+        let p = p - (exp_avg.clone() / denom).mul_scalar(lr / bias1);
+        self.state.insert(
+            id,
+            Moments {
+                exp_avg,
+                exp_avg_sq,
+            },
+        );
+        p
+    }
+
+    /// The moments (`exp_avg`, `exp_avg_sq`) of one parameter, flattened.
+    pub fn moments_f32(&self, id: ParamId) -> Option<(Vec<f32>, Vec<f32>)> {
+        let m = self.state.get(&id)?;
+        let v = |t: &Tensor<2>| t.to_data().convert::<f32>().try_into_vec::<f32>().ok();
+        Some((v(&m.exp_avg)?, v(&m.exp_avg_sq)?))
+    }
+
+    /// Write the state as safetensors (`<hf name>.exp_avg`, `<hf name>.exp_avg_sq`, f32).
+    pub fn save(&self, model: &Llama, path: &Path) -> Result<(), CheckpointError> {
+        let named = named_id_params(model);
+        let mut tensors = Vec::new();
+        let mut values: HashMap<String, (ParamId, bool)> = HashMap::new();
+        for (name, p) in &named {
+            if self.state.contains_key(&p.id) {
+                let shape = match &p.value {
+                    ParamValue::D1(t) => t.dims().to_vec(),
+                    ParamValue::D2(t) => t.dims().to_vec(),
+                };
+                for (suffix, second) in [("exp_avg", false), ("exp_avg_sq", true)] {
+                    let key = format!("{name}.{suffix}");
+                    values.insert(key.clone(), (p.id, second));
+                    tensors.push((key, shape.clone()));
+                }
+            }
+        }
+        let mut buf = Vec::new();
+        safetensors::write(path, Dtype::F32, &tensors, |key| {
+            let (id, second) = values[key];
+            let m = &self.state[&id];
+            let t = if second { &m.exp_avg_sq } else { &m.exp_avg };
+            let v = t
+                .to_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| CheckpointError::format(path, format!("{key}: {e:?}")))?;
+            Dtype::F32.from_f32(&v, &mut buf);
+            Ok(std::mem::take(&mut buf))
+        })
+    }
+
+    /// Read a state written by [`AdamW::save`] for `model` (same architecture, any ids).
+    pub fn load(&mut self, model: &Llama, path: &Path, step: u64) -> Result<(), CheckpointError> {
+        let file = SafetensorsFile::open(path)?;
+        self.state.clear();
+        for (name, p) in named_id_params(model) {
+            let numel = p.value.numel();
+            let read = |suffix: &str| -> Result<Option<Tensor<2>>, CheckpointError> {
+                let key = format!("{name}.{suffix}");
+                let Some(entry) = file.tensors.get(&key) else {
+                    return Ok(None);
+                };
+                let mut v = Vec::new();
+                entry.dtype.to_f32(file.bytes(entry), &mut v);
+                if v.len() != numel {
+                    return Err(CheckpointError::format(
+                        path,
+                        format!("{key}: {} values, the model has {numel}", v.len()),
+                    ));
+                }
+                let device = match &p.value {
+                    ParamValue::D1(t) => t.device(),
+                    ParamValue::D2(t) => t.device(),
+                };
+                Ok(Some(Tensor::from_data(
+                    TensorData::new(v, [1, numel]),
+                    &device,
+                )))
+            };
+            match (read("exp_avg")?, read("exp_avg_sq")?) {
+                (Some(exp_avg), Some(exp_avg_sq)) => {
+                    self.state.insert(
+                        p.id,
+                        Moments {
+                            exp_avg,
+                            exp_avg_sq,
+                        },
+                    );
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(CheckpointError::format(
+                        path,
+                        format!("{name}: one of exp_avg / exp_avg_sq is missing"),
+                    ))
+                }
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
+/// Visits every parameter of the model and replaces it by its updated value.
+struct Updater<'a> {
+    opt: &'a mut AdamW,
+    grads: &'a mut GradientsParams,
+    decayed: &'a std::collections::HashSet<ParamId>,
+    lr: f64,
+    grad_scale: f64,
+}
+
+impl ModuleMapper for Updater<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<D>(id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let require_grad = tensor.is_require_grad();
+        let checkpointing = tensor.gradient_checkpointing_strategy();
+        let dims = tensor.dims();
+        let numel = dims.iter().product::<usize>();
+        let inner = tensor.inner();
+        let master = inner.dtype();
+        let p = inner.cast(DType::F32).reshape([1, numel]);
+        let g = grad.cast(DType::F32).reshape([1, numel]);
+        let g = if self.grad_scale == 1.0 {
+            g
+        } else {
+            g.mul_scalar(self.grad_scale)
+        };
+        let decay = self.decayed.contains(&id);
+        let updated = self
+            .opt
+            .update_one(id, p, g, self.lr, decay)
+            .reshape(dims)
+            .cast(master);
+        let mut t = Tensor::from_inner(updated);
+        if let Some(strategy) = checkpointing {
+            t = t.with_gradient_checkpointing_strategy(strategy);
+        }
+        if require_grad {
+            t = t.require_grad();
+        }
+        Param::from_mapped_value(id, t, mapper)
+    }
+}
+
+/// The global L2 norm of all gradients (one number over all parameters), as
+/// `clip_grad_norm_` computes it.
+pub fn global_norm(model: &Llama, grads: &GradientsParams) -> f64 {
+    let mut total: Option<Tensor<1>> = None;
+    for p in model.params() {
+        let sq = match p.value {
+            ParamValue::D1(_) => grads
+                .get::<1>(p.id)
+                .map(|g| g.cast(DType::F32).square().sum()),
+            ParamValue::D2(_) => grads
+                .get::<2>(p.id)
+                .map(|g| g.cast(DType::F32).square().sum()),
+        };
+        if let Some(sq) = sq {
+            total = Some(match total {
+                Some(t) => t + sq,
+                None => sq,
+            });
+        }
+    }
+    total.map_or(0.0, |t| scalar(t).sqrt())
+}
+
+/// `clip_grad_norm_`'s factor: gradients are multiplied by `min(1, max_norm / (norm + 1e-6))`.
+pub fn clip_coefficient(norm: f64, max_norm: Option<f64>) -> f64 {
+    match max_norm {
+        Some(m) if m > 0.0 => (m / (norm + 1e-6)).min(1.0),
+        _ => 1.0,
+    }
+}
+
+/// Add `weight * from` into `into`, parameter by parameter (gradient accumulation).
+pub fn accumulate(
+    model: &Llama,
+    into: &mut GradientsParams,
+    mut from: GradientsParams,
+    weight: f64,
+) {
+    fn add<const D: usize>(
+        into: &mut GradientsParams,
+        from: &mut GradientsParams,
+        p: &IdParam,
+        w: f64,
+    ) {
+        if let Some(g) = from.remove::<D>(p.id) {
+            let g = if w == 1.0 { g } else { g.mul_scalar(w) };
+            let total = match into.remove::<D>(p.id) {
+                Some(prev) => prev + g,
+                None => g,
+            };
+            into.register(p.id, total);
+        }
+    }
+    for p in model.params() {
+        match p.value {
+            ParamValue::D1(_) => add::<1>(into, &mut from, &p, weight),
+            ParamValue::D2(_) => add::<2>(into, &mut from, &p, weight),
+        }
+    }
+}
