@@ -8,6 +8,7 @@
 
 pub mod alloc;
 pub mod checkpoint;
+pub mod cpt;
 pub mod data;
 pub mod device;
 pub mod error;

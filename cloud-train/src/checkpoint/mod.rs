@@ -89,6 +89,18 @@ pub fn save(
     out: impl AsRef<Path>,
     opts: &SaveOptions,
 ) -> Result<(), CheckpointError> {
+    save_with(model, config, out, opts, |_| Ok(()))
+}
+
+/// [`save`], with `extra(dir)` writing more files (optimizer, trainer state) into the new
+/// checkpoint directory before it appears under its name.
+pub fn save_with(
+    model: &Llama,
+    config: &LlamaConfig,
+    out: impl AsRef<Path>,
+    opts: &SaveOptions,
+    extra: impl FnOnce(&Path) -> Result<(), CheckpointError>,
+) -> Result<(), CheckpointError> {
     let out = out.as_ref();
     let tensors = hf_tensors(config);
     let params: BTreeMap<String, ParamValue> = named_params(model).into_iter().collect();
@@ -101,9 +113,15 @@ pub fn save(
             ));
         }
     }
-    llama_spec::hf::write_checkpoint(out, config, opts, |name| {
-        params[name]
-            .to_f32()
-            .map_err(|e| CheckpointError::format(out, format!("tensor {name}: {e}")))
-    })
+    llama_spec::hf::write_checkpoint_with(
+        out,
+        config,
+        opts,
+        |name| {
+            params[name]
+                .to_f32()
+                .map_err(|e| CheckpointError::format(out, format!("tensor {name}: {e}")))
+        },
+        extra,
+    )
 }

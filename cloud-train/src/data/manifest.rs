@@ -91,7 +91,7 @@ impl Manifest {
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
         format!(
-            "{} documents, {} tokens (train {} docs / {} tokens, val {} docs / {} tokens), {:.1} MB of text, skipped: {}",
+            "{} documents, {} tokens (train {} docs / {} tokens, val {} docs / {} tokens), {:.3} MB of text, skipped: {}",
             self.documents(),
             self.tokens(),
             train.documents,

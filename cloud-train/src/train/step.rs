@@ -58,6 +58,27 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// Packed pre-training windows of `seq + 1` tokens each: inputs are the first `seq`,
+    /// targets the last `seq` (every position predicts the next token).
+    pub fn from_windows(windows: &[Vec<u32>], device: &Device) -> Self {
+        let b = windows.len();
+        let s = windows.first().map_or(1, Vec::len).max(1) - 1;
+        let ids: Vec<i64> = windows
+            .iter()
+            .flat_map(|w| w[..s].iter().map(|&t| i64::from(t)))
+            .collect();
+        let targets: Vec<i64> = windows
+            .iter()
+            .flat_map(|w| w[1..].iter().map(|&t| i64::from(t)))
+            .collect();
+        Self {
+            ids: Tensor::from_data(TensorData::new(ids, [b, s]), device),
+            targets: Tensor::from_data(TensorData::new(targets, [b, s]), device),
+        }
+    }
+}
+
 /// Which memory savers to use (all off = one plain autodiff graph).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemoryPlan {

@@ -1,5 +1,8 @@
 //! `cloud-train`: the trainer's command line.
 
+mod cpt_cmd;
+mod data_cmd;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -24,6 +27,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Prepare training data.
+    Data {
+        #[command(subcommand)]
+        command: data_cmd::DataCommand,
+    },
+    /// Continual pre-training on an ALMR mixture, from a TOML config; resumes by default.
+    Cpt(cpt_cmd::CptArgs),
     /// Mean NLL and perplexity of a text file under a checkpoint (compare with transformers).
     Score {
         /// HF checkpoint directory (config.json, tokenizer.json, safetensors).
@@ -215,6 +225,8 @@ fn parse_dtype(s: &str) -> Result<Dtype> {
 fn main() -> Result<()> {
     cloud_train::alloc::keep_freed_memory();
     match Cli::parse().command {
+        Command::Data { command } => data_cmd::run(command)?,
+        Command::Cpt(args) => cpt_cmd::run(args)?,
         Command::Score {
             model,
             text,

@@ -1,0 +1,147 @@
+//! `cloud-train cpt`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use cloud_train::cpt::{self, CptConfig, Event, Resume};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Args)]
+pub struct CptArgs {
+    /// The run's TOML config (see configs/cpt-*.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a config value, e.g. `--set train.lr=1e-5 --set output.dir=runs/x`
+    /// (the value is TOML; a bare word is a string).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Continue from this checkpoint (default: the newest one in the output dir, if any).
+    #[arg(long, conflicts_with = "fresh")]
+    resume: Option<PathBuf>,
+    /// Start from the model, not from a checkpoint (refused if the output dir has any).
+    #[arg(long)]
+    fresh: bool,
+}
+
+/// Read a TOML config and apply `key.path=value` overrides before checking it.
+pub fn load_config(path: &PathBuf, overrides: &[String]) -> Result<CptConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    for o in overrides {
+        let Some((key, raw)) = o.split_once('=') else {
+            bail!("--set {o:?}: expected KEY=VALUE");
+        };
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        let mut node = &mut table;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            node = node
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .with_context(|| format!("--set {key}: {part} is not a table"))?;
+        }
+        node.insert(parts[parts.len() - 1].to_string(), value);
+    }
+    let cfg: CptConfig = table
+        .try_into()
+        .with_context(|| format!("{}: invalid config", path.display()))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(cfg)
+}
+
+/// A line above the progress bar, or on stderr when there is no terminal to draw it on (logs
+/// of cluster jobs keep it).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+pub fn run(a: CptArgs) -> Result<()> {
+    let cfg = load_config(&a.config, &a.overrides)?;
+    let resume = match (a.resume, a.fresh) {
+        (Some(p), _) => Resume::From(p),
+        (None, true) => Resume::Never,
+        (None, false) => Resume::Auto,
+    };
+    let bar = ProgressBar::new(cfg.total_steps()).with_style(
+        ProgressStyle::with_template("cpt {bar:30} {pos}/{len} steps {msg} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let summary = cpt::run(&cfg, resume, |e| match e {
+        Event::Start {
+            first_step,
+            total_steps,
+            params,
+            resumed_from,
+        } => {
+            bar.set_length(total_steps);
+            bar.set_position(first_step);
+            match resumed_from {
+                Some(p) => say(
+                    &bar,
+                    format!(
+                    "cpt: {params} parameters, resuming from {} at step {first_step}/{total_steps}",
+                    p.display()
+                ),
+                ),
+                None => say(
+                    &bar,
+                    format!(
+                        "cpt: {params} parameters, {total_steps} steps, ALMR {}",
+                        cfg.data.almr
+                    ),
+                ),
+            }
+        }
+        Event::Step(m) => {
+            bar.set_position(m.step);
+            bar.set_message(format!(
+                "loss {:.4} lr {:.2e} {:.0} tok/s ALMR {:.3}",
+                m.loss, m.lr, m.tokens_per_s, m.almr
+            ));
+            if let Some(v) = m.val_loss_combined {
+                let per: Vec<String> = m
+                    .val_loss
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k} {v:.4}"))
+                    .collect();
+                say(
+                    &bar,
+                    format!("step {}: val loss {v:.4} ({})", m.step, per.join(", ")),
+                );
+            }
+        }
+        Event::Saved(p) => say(&bar, format!("saved {}", p.display())),
+        Event::Note(n) => say(&bar, format!("note: {n}")),
+    })?;
+    bar.finish_and_clear();
+    if let Some(why) = &summary.stopped {
+        println!("cpt: stopped early: {why}");
+    }
+    println!(
+        "cpt: {} steps ({} this run), {} tokens, loss {}, val loss {}, realized ALMR {:.4} (target {}), {:.0} tokens/s, {:.1}s; checkpoint {}",
+        summary.steps,
+        summary.steps - summary.first_step,
+        summary.tokens,
+        summary.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
+        summary.val_loss_combined.map_or("-".into(), |l| format!("{l:.4}")),
+        summary.almr,
+        cfg.data.almr,
+        summary.tokens_per_s,
+        summary.elapsed_s,
+        summary.last_checkpoint.map_or("none".into(), |p| p.display().to_string())
+    );
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! The continual pre-training loop: mixed batches, accumulation, clipping, AdamW, the
+//! schedule, validation per corpus, metrics, checkpoints and exact resume.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use llama_spec::LlamaConfig;
+
+use super::config::{CptConfig, Role};
+use super::state::{self, MetricsWriter, TrainerState, METRICS, OPTIMIZER, STATE_FORMAT};
+use crate::checkpoint::{self, safetensors::Dtype, SaveOptions};
+use crate::data::{Mixer, MixerCorpus, TokenStore, TokenStream};
+use crate::model::{scalar, Llama};
+use crate::train::optim::{accumulate, clip_coefficient, global_norm};
+use crate::train::{loss_and_grads, AdamW, Batch, Schedule};
+
+/// How to treat an output directory that already holds checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// Continue from the newest checkpoint there, if any.
+    Auto,
+    /// Continue from this checkpoint directory.
+    From(PathBuf),
+    /// Start over; refused if the output directory has checkpoints.
+    Never,
+}
+
+/// What the loop reports as it goes (the CLI draws a progress bar from these).
+#[derive(Debug, Clone)]
+pub enum Event {
+    Start {
+        first_step: u64,
+        total_steps: u64,
+        params: usize,
+        resumed_from: Option<PathBuf>,
+    },
+    Step(StepMetrics),
+    Saved(PathBuf),
+    Note(String),
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub tokens: u64,
+    pub lr: f64,
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+    /// Realized fraction of additional-language sequences so far.
+    pub almr: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfu: Option<f64>,
+    pub elapsed_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<std::collections::BTreeMap<String, f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss_combined: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub first_step: u64,
+    pub steps: u64,
+    pub tokens: u64,
+    pub last_loss: Option<f64>,
+    pub val_loss_combined: Option<f64>,
+    pub almr: f64,
+    pub tokens_per_s: f64,
+    pub elapsed_s: f64,
+    pub last_checkpoint: Option<PathBuf>,
+    /// Why the run ended before its last step (a corpus with `on_exhausted = "stop"`).
+    pub stopped: Option<String>,
+}
+
+struct Corpus {
+    name: String,
+    role: Role,
+    train: TokenStream,
+    val: TokenStream,
+}
+
+/// Run (or continue) a CPT config.
+pub fn run(
+    cfg: &CptConfig,
+    resume: Resume,
+    mut event: impl FnMut(Event),
+) -> anyhow::Result<RunSummary> {
+    use anyhow::{bail, Context};
+    let device = cfg.train.backend.device().map_err(anyhow::Error::msg)?;
+    let (seq, mbs, gbs) = (cfg.data.seq_len, cfg.train.mbs, cfg.train.gbs);
+    let out = &cfg.output.dir;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+
+    // Data.
+    let mut corpora = Vec::new();
+    let mut tokenizer_sha: Option<(String, String)> = None;
+    for c in &cfg.data.corpus {
+        let store = TokenStore::open(&c.path).with_context(|| format!("corpus {:?}", c.name))?;
+        let sha = store.manifest.tokenizer_sha256.clone();
+        match &tokenizer_sha {
+            Some((first, other)) if *first != sha => bail!(
+                "corpus {:?} ({}) was tokenized with another tokenizer than corpus {other:?}: prepare both with the model's tokenizer",
+                c.name,
+                c.path.display()
+            ),
+            None => tokenizer_sha = Some((sha, c.name.clone())),
+            _ => {}
+        }
+        corpora.push(Corpus {
+            name: c.name.clone(),
+            role: c.role,
+            train: store.stream("train")?,
+            val: store.stream("val")?,
+        });
+    }
+    let weights = cfg.weights().map_err(anyhow::Error::msg)?;
+    let mixer_corpora = cfg
+        .data
+        .corpus
+        .iter()
+        .zip(&corpora)
+        .zip(&weights)
+        .map(|((c, k), &w)| MixerCorpus {
+            name: c.name.clone(),
+            weight: w,
+            windows: k.train.windows(seq),
+            on_exhausted: c.on_exhausted,
+        })
+        .collect();
+    let mut mixer = Mixer::new(mixer_corpora, cfg.data.seed).map_err(anyhow::Error::msg)?;
+
+    // Model, optimizer and position: fresh or from a checkpoint.
+    let existing = state::checkpoints(out);
+    let from = match resume {
+        Resume::Auto => existing.last().map(|(_, p)| p.clone()),
+        Resume::From(p) => Some(p),
+        Resume::Never if !existing.is_empty() => bail!(
+            "{} already has checkpoints (newest {}): resume (the default) or choose another output dir",
+            out.display(),
+            existing.last().map(|(_, p)| p.display().to_string()).unwrap_or_default()
+        ),
+        Resume::Never => None,
+    };
+    let mut adamw = AdamW::new(cfg.adamw());
+    let (model, config, mut trainer) = match &from {
+        Some(dir) => {
+            let st = state::read_state(dir).map_err(anyhow::Error::msg)?;
+            if st.resume_key != cfg.resume_key() {
+                bail!(
+                    "{}: made with other data or batch settings than this config:\n  checkpoint: {}\n  config:     {}\nuse the config of that run, or a new output dir",
+                    dir.display(),
+                    st.resume_key,
+                    cfg.resume_key()
+                );
+            }
+            if st.weights_dtype != "f32" {
+                event(Event::Note(format!(
+                    "resuming from {} weights: the continuation is close to, not bit-identical with, an uninterrupted run",
+                    st.weights_dtype
+                )));
+            }
+            let (model, config) = checkpoint::load(dir, &device)?;
+            let model = model.train();
+            adamw.load(&model, &dir.join(OPTIMIZER), st.adam_step)?;
+            mixer.fast_forward(st.sequences).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: replaying the data order: corpus {:?} ran out",
+                    dir.display(),
+                    e.name
+                )
+            })?;
+            if mixer.counts() != st.mixer_counts.as_slice() {
+                bail!(
+                    "{}: the data order does not replay (counts {:?}, saved {:?}): were the corpora prepared again?",
+                    dir.display(),
+                    mixer.counts(),
+                    st.mixer_counts
+                );
+            }
+            state::truncate_metrics(&out.join(METRICS), st.step)
+                .with_context(|| format!("{}", out.join(METRICS).display()))?;
+            (model, config, st)
+        }
+        None => {
+            let (model, config) = match (&cfg.model.path, &cfg.model.config) {
+                (Some(p), _) => checkpoint::load(p, &device)
+                    .with_context(|| format!("loading {}", p.display()))?,
+                (None, Some(c)) => {
+                    let config = LlamaConfig::from_file(c)?;
+                    (Llama::init(&config, cfg.model.init_seed, &device), config)
+                }
+                (None, None) => bail!("[model]: no path or config"),
+            };
+            state::truncate_metrics(&out.join(METRICS), 0)
+                .with_context(|| format!("{}", out.join(METRICS).display()))?;
+            let st = TrainerState {
+                format: STATE_FORMAT.into(),
+                step: 0,
+                tokens: 0,
+                sequences: 0,
+                mixer_counts: mixer.counts().to_vec(),
+                adam_step: 0,
+                elapsed_s: 0.0,
+                resume_key: cfg.resume_key(),
+                weights_dtype: cfg.output.save_dtype.clone(),
+            };
+            (model.train(), config, st)
+        }
+    };
+    let mut model = model;
+    let params = model.num_params();
+    let total = cfg.total_steps();
+    let schedule = Schedule {
+        peak: cfg.train.lr,
+        min_lr: cfg.train.min_lr,
+        warmup: cfg.warmup_steps(),
+        total,
+        decay: cfg.train.schedule,
+    };
+    let plan = cfg.memory_plan();
+    let save_opts = save_options(cfg)?;
+    let mut metrics = MetricsWriter::open(&out.join(METRICS))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", out.join(METRICS).display()))?;
+    let additional: Vec<bool> = corpora.iter().map(|c| c.role == Role::Additional).collect();
+    let realized_almr = |m: &Mixer| -> f64 {
+        let n = m.drawn().max(1) as f64;
+        m.counts()
+            .iter()
+            .zip(&additional)
+            .filter(|(_, &a)| a)
+            .map(|(&c, _)| c as f64)
+            .sum::<f64>()
+            / n
+    };
+    event(Event::Start {
+        first_step: trainer.step,
+        total_steps: total,
+        params,
+        resumed_from: from.clone(),
+    });
+
+    let run_start = Instant::now();
+    let elapsed_before = trainer.elapsed_s;
+    let first_step = trainer.step;
+    let mut summary = RunSummary {
+        first_step,
+        steps: trainer.step,
+        tokens: trainer.tokens,
+        last_loss: None,
+        val_loss_combined: None,
+        almr: realized_almr(&mixer),
+        tokens_per_s: 0.0,
+        elapsed_s: 0.0,
+        last_checkpoint: from.clone(),
+        stopped: None,
+    };
+    let mut window = Vec::with_capacity(seq + 1);
+    let vocab = config.vocab_size;
+    let mut saved_at = trainer.step;
+    'steps: while trainer.step < total {
+        let t0 = Instant::now();
+        let lr = schedule.lr(trainer.step);
+        let mut grads = GradientsParams::new();
+        let mut loss = 0.0;
+        let micro = gbs / mbs;
+        for _ in 0..micro {
+            let mut rows = Vec::with_capacity(mbs);
+            for _ in 0..mbs {
+                let draw = match mixer.next() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // The trainer state keeps the counts of the last finished step.
+                        summary.stopped = Some(format!(
+                            "corpus {:?} is exhausted after {} windows (on_exhausted = \"stop\")",
+                            e.name, e.windows
+                        ));
+                        break 'steps;
+                    }
+                };
+                let c = &corpora[draw.corpus];
+                if !c.train.window(draw.window, seq, &mut window) {
+                    bail!("corpus {:?}: window {} out of range", c.name, draw.window);
+                }
+                if let Some(&bad) = window.iter().find(|&&t| t >= vocab) {
+                    bail!(
+                        "corpus {:?} has token id {bad}, beyond the model's vocabulary of {vocab}: prepare it with the model's tokenizer",
+                        c.name
+                    );
+                }
+                rows.push(window.clone());
+            }
+            let out = loss_and_grads(&model, &Batch::from_windows(&rows, &device), &plan);
+            loss += out.loss / micro as f64;
+            accumulate(&model, &mut grads, out.grads, 1.0 / micro as f64);
+        }
+        let norm = global_norm(&model, &grads);
+        model = adamw.update(
+            model,
+            grads,
+            lr,
+            clip_coefficient(norm, cfg.train.max_grad_norm),
+        );
+        if !loss.is_finite() || !norm.is_finite() {
+            bail!(
+                "step {}: loss {loss}, gradient norm {norm}: training diverged (lower lr, or check the data); the last checkpoint is {}",
+                trainer.step + 1,
+                summary.last_checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
+            );
+        }
+        trainer.step += 1;
+        trainer.tokens += (gbs * seq) as u64;
+        trainer.sequences = mixer.drawn();
+        trainer.mixer_counts = mixer.counts().to_vec();
+        trainer.adam_step = adamw.step;
+        let dt = t0.elapsed().as_secs_f64();
+        let tokens_per_s = (gbs * seq) as f64 / dt;
+        let last = trainer.step == total;
+        let eval_due =
+            last || (cfg.output.eval_every > 0 && trainer.step % cfg.output.eval_every == 0);
+        let (val_loss, val_loss_combined) = if eval_due {
+            let (per, combined) = validate(&model, &corpora, &weights, cfg, &device);
+            (Some(per), combined)
+        } else {
+            (None, None)
+        };
+        trainer.elapsed_s = elapsed_before + run_start.elapsed().as_secs_f64();
+        let m = StepMetrics {
+            step: trainer.step,
+            tokens: trainer.tokens,
+            lr,
+            loss,
+            grad_norm: norm,
+            tokens_per_s,
+            almr: realized_almr(&mixer),
+            mfu: cfg
+                .train
+                .peak_tflops
+                .map(|p| 6.0 * params as f64 * tokens_per_s / (p * 1e12)),
+            elapsed_s: trainer.elapsed_s,
+            val_loss,
+            val_loss_combined,
+        };
+        metrics
+            .write(&serde_json::to_value(&m)?)
+            .map_err(anyhow::Error::msg)?;
+        summary.last_loss = Some(loss);
+        summary.almr = m.almr;
+        if m.val_loss_combined.is_some() {
+            summary.val_loss_combined = m.val_loss_combined;
+        }
+        event(Event::Step(m));
+        if last || trainer.step % cfg.output.save_every == 0 {
+            let dir = save(&model, &config, &adamw, &trainer, out, &save_opts)?;
+            saved_at = trainer.step;
+            state::prune(out, cfg.output.keep_last)
+                .with_context(|| format!("pruning checkpoints in {}", out.display()))?;
+            summary.last_checkpoint = Some(dir.clone());
+            event(Event::Saved(dir));
+        }
+    }
+    if saved_at != trainer.step {
+        let dir = save(&model, &config, &adamw, &trainer, out, &save_opts)?;
+        state::prune(out, cfg.output.keep_last)
+            .with_context(|| format!("pruning checkpoints in {}", out.display()))?;
+        summary.last_checkpoint = Some(dir.clone());
+        event(Event::Saved(dir));
+    }
+    let run_s = run_start.elapsed().as_secs_f64();
+    summary.steps = trainer.step;
+    summary.tokens = trainer.tokens;
+    summary.elapsed_s = trainer.elapsed_s;
+    summary.tokens_per_s =
+        (trainer.step - first_step) as f64 * (gbs * seq) as f64 / run_s.max(1e-9);
+    Ok(summary)
+}
+
+fn save_options(cfg: &CptConfig) -> anyhow::Result<SaveOptions> {
+    let dtype = Dtype::parse(&cfg.output.save_dtype)
+        .ok_or_else(|| anyhow::anyhow!("save_dtype {:?}", cfg.output.save_dtype))?;
+    let mut opts = SaveOptions {
+        dtype,
+        tokenizer_from: cfg.model.path.clone(),
+        ..SaveOptions::default()
+    };
+    if let Some(t) = &cfg.model.tokenizer {
+        let bytes = std::fs::read(t).map_err(|e| anyhow::anyhow!("{}: {e}", t.display()))?;
+        opts.extra_files.push(("tokenizer.json".into(), bytes));
+    }
+    Ok(opts)
+}
+
+fn save(
+    model: &Llama,
+    config: &LlamaConfig,
+    adamw: &AdamW,
+    trainer: &TrainerState,
+    out: &Path,
+    opts: &SaveOptions,
+) -> anyhow::Result<PathBuf> {
+    let dir = state::checkpoint_dir(out, trainer.step);
+    let json = serde_json::to_string_pretty(trainer)?;
+    checkpoint::save_with(model, config, &dir, opts, |staging| {
+        adamw.save(model, &staging.join(OPTIMIZER))?;
+        let p = staging.join(state::TRAINER_STATE);
+        llama_spec::atomic::write_atomic(&p, format!("{json}\n").as_bytes())
+            .map_err(|source| crate::CheckpointError::Io { path: p, source })
+    })?;
+    Ok(dir)
+}
+
+/// Mean validation loss per corpus over its first `val_sequences` windows, and their
+/// mixture-weighted combination.
+fn validate(
+    model: &Llama,
+    corpora: &[Corpus],
+    weights: &[f64],
+    cfg: &CptConfig,
+    device: &Device,
+) -> (std::collections::BTreeMap<String, f64>, Option<f64>) {
+    let seq = cfg.data.seq_len;
+    let frozen = model.valid();
+    let mut per = std::collections::BTreeMap::new();
+    let (mut num, mut den) = (0.0, 0.0);
+    let mut window = Vec::new();
+    for (c, &w) in corpora.iter().zip(weights) {
+        let n = (cfg.data.val_sequences as u64).min(c.val.windows(seq));
+        if n == 0 {
+            continue;
+        }
+        let mut sum = 0.0;
+        let ids: Vec<u64> = (0..n).collect();
+        for group in ids.chunks(cfg.train.mbs) {
+            let mut flat = Vec::with_capacity(group.len() * (seq + 1));
+            for &i in group {
+                c.val.window(i, seq, &mut window);
+                flat.extend(window.iter().map(|&t| i64::from(t)));
+            }
+            let t =
+                Tensor::<2, Int>::from_data(TensorData::new(flat, [group.len(), seq + 1]), device);
+            sum += scalar(frozen.loss(t)) * group.len() as f64;
+        }
+        let mean = sum / n as f64;
+        per.insert(c.name.clone(), mean);
+        num += w * mean;
+        den += w;
+    }
+    let combined = (den > 0.0).then(|| num / den);
+    (per, combined)
+}

@@ -1,0 +1,120 @@
+//! Run directories: numbered checkpoints (HF weights + optimizer state + trainer state), found
+//! again on resume, pruned to the last K; and the metrics file, cut back to a checkpoint's
+//! step when a run resumes from it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const TRAINER_STATE: &str = "trainer_state.json";
+pub const OPTIMIZER: &str = "optimizer.safetensors";
+pub const METRICS: &str = "metrics.jsonl";
+const PREFIX: &str = "checkpoint-";
+
+/// Everything besides weights and moments needed to continue a run exactly.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainerState {
+    pub format: String,
+    /// Optimizer steps done.
+    pub step: u64,
+    pub tokens: u64,
+    /// Sequences drawn by the mixer, and per corpus.
+    pub sequences: u64,
+    pub mixer_counts: Vec<u64>,
+    /// AdamW's step count (bias correction).
+    pub adam_step: u64,
+    /// Wall time of the run so far (all its pieces).
+    pub elapsed_s: f64,
+    /// `CptConfig::resume_key` of the run: a resumed run must match it.
+    pub resume_key: serde_json::Value,
+    /// The save dtype of the weights (a BF16 save does not resume bit-exactly).
+    pub weights_dtype: String,
+}
+
+pub const STATE_FORMAT: &str = "cloud-train-cpt/1";
+
+pub fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
+    out.join(format!("{PREFIX}{step:06}"))
+}
+
+/// Complete checkpoints in `out` (with a trainer state), oldest first.
+pub fn checkpoints(out: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let step = name.strip_prefix(PREFIX)?.parse().ok()?;
+            p.join(TRAINER_STATE).is_file().then_some((step, p))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+pub fn read_state(dir: &Path) -> Result<TrainerState, String> {
+    let p = dir.join(TRAINER_STATE);
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let s: TrainerState =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+    if s.format != STATE_FORMAT {
+        return Err(format!(
+            "{}: format {:?}, this build reads {STATE_FORMAT:?}",
+            p.display(),
+            s.format
+        ));
+    }
+    Ok(s)
+}
+
+/// Remove the oldest checkpoints so that `keep` remain.
+pub fn prune(out: &Path, keep: usize) -> std::io::Result<()> {
+    let all = checkpoints(out);
+    let excess = all.len().saturating_sub(keep.max(1));
+    for (_, dir) in &all[..excess] {
+        std::fs::remove_dir_all(dir)?;
+    }
+    Ok(())
+}
+
+/// Keep the metrics lines of steps up to `step` (a resumed run writes the later ones again).
+pub fn truncate_metrics(path: &Path, step: u64) -> std::io::Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    llama_spec::atomic::write_atomic(path, kept.as_bytes())
+}
+
+/// Appends one JSON object per line, flushed at once (a killed run loses no finished step).
+pub struct MetricsWriter {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl MetricsWriter {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn write(&mut self, line: &serde_json::Value) -> Result<(), String> {
+        writeln!(self.file, "{line}").map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+}

@@ -1,0 +1,229 @@
+//! End to end: `data prepare` + `cpt` on configs/cpt-tiny.toml (shortened with `--set`), the
+//! checkpoint converted by `quantize`, and a run killed with SIGKILL then resumed, whose loss
+//! sequence must equal the uninterrupted run's exactly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("root")
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cloud-train"));
+    c.current_dir(root());
+    c
+}
+
+fn ok(out: Output, what: &str) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+/// Prepared en/zh sample corpora in `dir`.
+fn prepare_corpora(dir: &Path) {
+    for lang in ["en", "zh"] {
+        let out = bin()
+            .args(["data", "prepare", "--in"])
+            .arg(format!("configs/corpora/{lang}"))
+            .arg("--out")
+            .arg(dir.join(lang))
+            .args([
+                "--tokenizer",
+                "assets/llama3-tokenizer.json",
+                "--val-fraction",
+                "0.25",
+            ])
+            .output()
+            .expect("spawn");
+        let text = ok(out, "data prepare");
+        assert!(text.contains("documents"), "{text}");
+    }
+}
+
+/// `cpt --config configs/cpt-tiny.toml` with the data and output moved and a shorter run.
+fn cpt(data: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = bin();
+    c.args(["cpt", "--config", "configs/cpt-tiny.toml"]);
+    let mut sets = vec![
+        format!("data.corpus=[{{name=\"en\", path={:?}, role=\"base\"}}, {{name=\"zh\", path={:?}, role=\"additional\"}}]",
+            data.join("en"), data.join("zh")),
+        format!("output.dir={:?}", out),
+    ];
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    for s in sets {
+        c.arg("--set").arg(s);
+    }
+    c
+}
+
+fn metrics(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+#[test]
+fn tiny_cpt_end_to_end() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    prepare_corpora(&data);
+    let out = tmp.path().join("run");
+    let text = ok(
+        cpt(
+            &data,
+            &out,
+            &[
+                "train.steps=12",
+                "output.save_every=6",
+                "output.eval_every=6",
+            ],
+        )
+        .output()
+        .expect("spawn"),
+        "cpt",
+    );
+    assert!(text.contains("cpt: 12 steps"), "{text}");
+
+    let m = metrics(&out);
+    assert_eq!(m.len(), 12);
+    let loss: Vec<f64> = m
+        .iter()
+        .map(|l| l["loss"].as_f64().expect("loss"))
+        .collect();
+    println!("losses {loss:?}");
+    let tail = loss[9..].iter().sum::<f64>() / 3.0;
+    assert!(tail < loss[0] - 1.0, "loss did not decrease: {loss:?}");
+    // Realized ALMR within one sequence of the target after every step (16 sequences/step).
+    for l in &m {
+        let n = l["step"].as_f64().expect("step") * 16.0;
+        let zh = l["almr"].as_f64().expect("almr") * n;
+        assert!(
+            (zh - 0.33 * n).abs() < 1.0,
+            "step {}: {zh} of {n} sequences",
+            l["step"]
+        );
+    }
+    let last = &m[11];
+    for key in ["lr", "grad_norm", "tokens_per_s", "val_loss_combined"] {
+        assert!(
+            last[key].as_f64().is_some_and(f64::is_finite),
+            "{key}: {last}"
+        );
+    }
+    assert!(
+        last["val_loss"]["en"].is_number() && last["val_loss"]["zh"].is_number(),
+        "{last}"
+    );
+    assert_eq!(last["tokens"].as_u64(), Some(12 * 16 * 64));
+
+    // keep_last = 2: both checkpoints, each complete.
+    for step in [6, 12] {
+        let ck = out.join(format!("checkpoint-{step:06}"));
+        for f in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "optimizer.safetensors",
+            "trainer_state.json",
+        ] {
+            assert!(ck.join(f).is_file(), "{}", ck.join(f).display());
+        }
+    }
+    // The checkpoint is an HF checkpoint that quantize converts.
+    let gguf = tmp.path().join("tiny.gguf");
+    let opts = quantize::convert::ConvertOptions {
+        ftype: quantize::policy::FileType::Q8_0,
+        overrides: Vec::new(),
+        name: None,
+        progress: false,
+    };
+    quantize::convert::convert(&out.join("checkpoint-000012"), &gguf, &opts)
+        .expect("quantize convert");
+    assert!(std::fs::metadata(&gguf).expect("gguf").len() > 1 << 20);
+
+    // Running it again resumes at the end: nothing left to do, metrics unchanged.
+    let text = ok(
+        cpt(&data, &out, &["train.steps=12", "output.save_every=6"])
+            .output()
+            .expect("spawn"),
+        "cpt again",
+    );
+    assert!(text.contains("(0 this run)"), "{text}");
+    assert_eq!(metrics(&out).len(), 12);
+}
+
+#[test]
+fn killed_run_resumes_exactly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    prepare_corpora(&data);
+    let args = [
+        "train.steps=10",
+        "output.save_every=3",
+        "output.eval_every=5",
+        "output.keep_last=5",
+    ];
+
+    let straight = tmp.path().join("straight");
+    ok(
+        cpt(&data, &straight, &args).output().expect("spawn"),
+        "uninterrupted cpt",
+    );
+
+    let killed = tmp.path().join("killed");
+    let mut child = cpt(&data, &killed, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Kill once step 4 is logged (after the checkpoint at step 3), before the end.
+    let start = Instant::now();
+    loop {
+        let steps =
+            std::fs::read_to_string(killed.join("metrics.jsonl")).map_or(0, |t| t.lines().count());
+        if steps >= 4 {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "run ended before it could be killed"
+        );
+        assert!(start.elapsed() < Duration::from_secs(300), "run too slow");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    assert!(
+        !killed.join("checkpoint-000010").exists(),
+        "killed too late to test anything"
+    );
+    let logged = metrics(&killed).len();
+    println!("killed after {logged} logged steps");
+
+    let text = ok(
+        cpt(&data, &killed, &args).output().expect("spawn"),
+        "resumed cpt",
+    );
+    assert!(text.contains("resuming from"), "{text}");
+
+    let (a, b) = (metrics(&straight), metrics(&killed));
+    assert_eq!(a.len(), 10);
+    assert_eq!(b.len(), 10, "steps after the checkpoint are logged once");
+    for (x, y) in a.iter().zip(&b) {
+        for key in ["step", "loss", "grad_norm", "lr", "almr", "val_loss"] {
+            assert_eq!(x[key], y[key], "step {}: {key}", x["step"]);
+        }
+    }
+}
