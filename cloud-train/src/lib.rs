@@ -13,6 +13,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod model;
+pub mod plot;
 pub mod score;
 pub mod train;
 

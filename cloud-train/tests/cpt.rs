@@ -227,3 +227,39 @@ fn killed_run_resumes_exactly() {
         }
     }
 }
+
+#[test]
+fn exhausted_corpus_with_stop_ends_the_run_with_a_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    prepare_corpora(&data);
+    let out = tmp.path().join("run");
+    let mut c = bin();
+    c.args(["cpt", "--config", "configs/cpt-tiny.toml"]);
+    // zh has 19 training windows of 64 tokens; at 16 sequences a step and ALMR 0.33 it runs
+    // out during step 4.
+    c.arg("--set").arg(format!(
+        "data.corpus=[{{name=\"en\", path={:?}, role=\"base\"}}, {{name=\"zh\", path={:?}, role=\"additional\", on_exhausted=\"stop\"}}]",
+        data.join("en"),
+        data.join("zh")
+    ));
+    c.arg("--set").arg(format!("output.dir={out:?}"));
+    c.args(["--set", "train.steps=10"]);
+    let text = ok(c.output().expect("spawn"), "cpt");
+    assert!(
+        text.contains("stopped early: corpus \"zh\" is exhausted after 19 windows"),
+        "{text}"
+    );
+    assert!(text.contains("cpt: 3 steps"), "{text}");
+    assert!(out.join("checkpoint-000003/trainer_state.json").is_file());
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("checkpoint-000003/trainer_state.json")).expect("state"),
+    )
+    .expect("json");
+    assert_eq!(
+        st["mixer_counts"][1].as_u64(),
+        Some(16),
+        "zh draws of the 3 finished steps"
+    );
+    assert_eq!(metrics(&out).len(), 3);
+}

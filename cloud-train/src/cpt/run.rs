@@ -207,6 +207,7 @@ pub fn run(
                 elapsed_s: 0.0,
                 resume_key: cfg.resume_key(),
                 weights_dtype: cfg.output.save_dtype.clone(),
+                schedule: serde_json::Value::Null,
             };
             (model.train(), config, st)
         }
@@ -221,6 +222,10 @@ pub fn run(
         total,
         decay: cfg.train.schedule,
     };
+    trainer.schedule = serde_json::json!({
+        "peak": schedule.peak, "min_lr": schedule.min_lr, "warmup": schedule.warmup,
+        "total": schedule.total, "decay": schedule.decay,
+    });
     let plan = cfg.memory_plan();
     let save_opts = save_options(cfg)?;
     let mut metrics = MetricsWriter::open(&out.join(METRICS))

@@ -28,6 +28,9 @@ pub struct TrainerState {
     pub resume_key: serde_json::Value,
     /// The save dtype of the weights (a BF16 save does not resume bit-exactly).
     pub weights_dtype: String,
+    /// The learning-rate schedule in force (a function of `step`, so no other state).
+    #[serde(default)]
+    pub schedule: serde_json::Value,
 }
 
 pub const STATE_FORMAT: &str = "cloud-train-cpt/1";

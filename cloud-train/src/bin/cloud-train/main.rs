@@ -34,6 +34,21 @@ enum Command {
     },
     /// Continual pre-training on an ALMR mixture, from a TOML config; resumes by default.
     Cpt(cpt_cmd::CptArgs),
+    /// Draw loss curves (train, and validation per corpus) from metrics.jsonl files as a PNG.
+    Plot {
+        /// One or more metrics.jsonl files (several runs share the chart, labelled by folder).
+        #[arg(long, required = true, num_args = 1..)]
+        metrics: Vec<PathBuf>,
+        #[arg(long, default_value = "loss.png")]
+        out: PathBuf,
+        /// Training tokens on the x axis instead of steps.
+        #[arg(long)]
+        tokens: bool,
+        #[arg(long, default_value_t = 1000)]
+        width: u32,
+        #[arg(long, default_value_t = 600)]
+        height: u32,
+    },
     /// Mean NLL and perplexity of a text file under a checkpoint (compare with transformers).
     Score {
         /// HF checkpoint directory (config.json, tokenizer.json, safetensors).
@@ -227,6 +242,25 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Data { command } => data_cmd::run(command)?,
         Command::Cpt(args) => cpt_cmd::run(args)?,
+        Command::Plot {
+            metrics,
+            out,
+            tokens,
+            width,
+            height,
+        } => {
+            let runs = metrics
+                .iter()
+                .map(|m| cloud_train::plot::read_metrics(m, tokens))
+                .collect::<Result<Vec<_>, _>>()?;
+            cloud_train::plot::plot(&runs, &out, tokens, (width, height))?;
+            let steps: usize = runs.iter().map(|r| r.train.len()).sum();
+            println!(
+                "plot: {} run(s), {steps} steps -> {}",
+                runs.len(),
+                out.display()
+            );
+        }
         Command::Score {
             model,
             text,
