@@ -6,6 +6,7 @@
 //! sweep and frontier (issue 8), the evaluation harness (issue 9) and multi-node training
 //! (issue 11) build on it.
 
+pub mod align;
 pub mod alloc;
 pub mod checkpoint;
 pub mod cpt;

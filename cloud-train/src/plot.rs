@@ -32,8 +32,10 @@ pub struct Curves {
     pub val: Vec<(String, Vec<(f64, f64)>)>,
 }
 
-/// Read a metrics file; `x_tokens` puts training tokens on the x axis instead of steps.
-pub fn read_metrics(path: &Path, x_tokens: bool) -> Result<Curves, PlotError> {
+/// Read a metrics file; `x_tokens` puts training tokens on the x axis instead of steps; `key`
+/// is the series drawn (`loss`, or e.g. DPO's `rewards/margins`), with its validation
+/// counterpart (`val_loss` per corpus and combined, or `val_<key>`).
+pub fn read_metrics(path: &Path, x_tokens: bool, key: &str) -> Result<Curves, PlotError> {
     let text = std::fs::read_to_string(path).map_err(|e| err(path, e.to_string()))?;
     let label = path.parent().and_then(|p| p.file_name()).map_or_else(
         || path.display().to_string(),
@@ -56,27 +58,30 @@ pub fn read_metrics(path: &Path, x_tokens: bool) -> Result<Curves, PlotError> {
     {
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| err(path, format!("line {}: {e}", i + 1)))?;
-        let key = if x_tokens { "tokens" } else { "step" };
-        let Some(x) = v[key].as_f64() else {
-            return Err(err(path, format!("line {}: no {key:?}", i + 1)));
+        let axis = if x_tokens { "tokens" } else { "step" };
+        let Some(x) = v[axis].as_f64() else {
+            return Err(err(path, format!("line {}: no {axis:?}", i + 1)));
         };
-        if let Some(y) = v["loss"].as_f64() {
+        if let Some(y) = v[key].as_f64() {
             train.push((x, y));
         }
-        if let Some(map) = v["val_loss"].as_object() {
+        let val = &v[format!("val_{key}")];
+        if let Some(map) = val.as_object() {
             for (name, y) in map {
                 if let Some(y) = y.as_f64() {
                     push_val(name, x, y);
                 }
             }
+        } else if let Some(y) = val.as_f64() {
+            push_val("val", x, y);
         }
-        if let Some(y) = v["val_loss_combined"].as_f64() {
+        if let Some(y) = v[format!("val_{key}_combined")].as_f64() {
             push_val("combined", x, y);
         }
     }
     c.train = train;
     if c.train.is_empty() {
-        return Err(err(path, "no training steps logged"));
+        return Err(err(path, format!("no {key:?} logged")));
     }
     Ok(c)
 }
@@ -99,6 +104,7 @@ pub fn plot(
     runs: &[Curves],
     out: &Path,
     x_tokens: bool,
+    key: &str,
     size: (u32, u32),
 ) -> Result<(), PlotError> {
     // Registering twice is harmless; a bad font would be a build problem, reported here.
@@ -115,7 +121,7 @@ pub fn plot(
         .into_owned();
     // The image encoder picks the format by extension: keep `.png` last in the temp name.
     let tmp = dir.join(format!(".{name}.{}.tmp.png", std::process::id()));
-    let drawn = draw(runs, &tmp, x_tokens, size).map_err(|e| err(out, e));
+    let drawn = draw(runs, &tmp, x_tokens, key, size).map_err(|e| err(out, e));
     let result = drawn.and_then(|()| {
         let f = std::fs::File::open(&tmp).map_err(|e| err(&tmp, e.to_string()))?;
         f.sync_all().map_err(|e| err(&tmp, e.to_string()))?;
@@ -127,7 +133,13 @@ pub fn plot(
     result
 }
 
-fn draw(runs: &[Curves], path: &Path, x_tokens: bool, size: (u32, u32)) -> Result<(), String> {
+fn draw(
+    runs: &[Curves],
+    path: &Path,
+    x_tokens: bool,
+    key: &str,
+    size: (u32, u32),
+) -> Result<(), String> {
     let all = runs.iter().flat_map(|r| {
         r.train
             .iter()
@@ -144,7 +156,7 @@ fn draw(runs: &[Curves], path: &Path, x_tokens: bool, size: (u32, u32)) -> Resul
     let root = BitMapBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("loss", ("sans-serif", 24))
+        .caption(key, ("sans-serif", 24))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(56)
@@ -153,7 +165,11 @@ fn draw(runs: &[Curves], path: &Path, x_tokens: bool, size: (u32, u32)) -> Resul
     chart
         .configure_mesh()
         .x_desc(if x_tokens { "tokens" } else { "step" })
-        .y_desc("cross-entropy (nats/token)")
+        .y_desc(if key == "loss" {
+            "loss (nats/token)"
+        } else {
+            key
+        })
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| e.to_string())?;
@@ -244,12 +260,12 @@ mod tests {
             text.push_str("}\n");
         }
         std::fs::write(&m, &text).expect("write");
-        let c = read_metrics(&m, false).expect("read");
+        let c = read_metrics(&m, false, "loss").expect("read");
         assert_eq!(c.train.len(), 30);
         let names: Vec<&str> = c.val.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["en", "zh", "combined"]);
         let out = dir.path().join("loss.png");
-        plot(&[c], &out, false, (400, 300)).expect("plot");
+        plot(&[c], &out, false, "loss", (400, 300)).expect("plot");
         let png = std::fs::read(&out).expect("png");
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         assert_eq!(
@@ -259,7 +275,7 @@ mod tests {
         );
 
         std::fs::write(&m, format!("{text}{{not json\n")).expect("write");
-        let e = read_metrics(&m, false).expect_err("bad line");
+        let e = read_metrics(&m, false, "loss").expect_err("bad line");
         assert!(e.to_string().contains("metrics.jsonl: line 31"), "{e}");
     }
 

@@ -28,6 +28,9 @@ pub struct ModelSection {
     pub init_seed: u64,
     /// `tokenizer.json` copied into every checkpoint (default: the one in `path`).
     pub tokenizer: Option<PathBuf>,
+    /// SFT/DPO: the chat template: `llama3`, `chatml`, or a `tokenizer_config.json` path
+    /// (default: the model directory's `tokenizer_config.json`, else `llama3`).
+    pub chat_template: Option<String>,
 }
 
 /// What role a corpus plays in the mixture.
@@ -94,6 +97,8 @@ pub struct TrainSection {
     pub steps: Option<u64>,
     /// Training tokens (rounded down to whole steps of `gbs * seq_len`).
     pub tokens: Option<u64>,
+    /// SFT/DPO: passes over the training examples (instead of `steps`).
+    pub epochs: Option<f64>,
     /// Peak learning rate.
     pub lr: f64,
     #[serde(default)]
@@ -177,6 +182,80 @@ fn default_keep() -> usize {
     3
 }
 
+impl ModelSection {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.path.is_some() == self.config.is_some() {
+            return Err("[model]: give exactly one of `path` (continue from a checkpoint) or `config` (random init)".into());
+        }
+        Ok(())
+    }
+}
+
+impl TrainSection {
+    /// The checks every training command shares.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.mbs == 0 || self.gbs == 0 || !self.gbs.is_multiple_of(self.mbs) {
+            return Err(format!(
+                "[train] gbs {} must be a positive multiple of mbs {}",
+                self.gbs, self.mbs
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) || self.min_lr < 0.0 || self.min_lr > self.lr {
+            return Err(format!(
+                "[train] lr {} must be positive and min_lr {} in [0, lr]",
+                self.lr, self.min_lr
+            ));
+        }
+        if !["f32", "bf16"].contains(&self.precision.as_str()) {
+            return Err(format!(
+                "[train] precision {:?}: f32 or bf16",
+                self.precision
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn adamw(&self) -> AdamWSettings {
+        AdamWSettings {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            decay_norms: self.decay_norms,
+        }
+    }
+
+    pub fn memory_plan(&self) -> MemoryPlan {
+        MemoryPlan {
+            checkpoint_layers: self.checkpoint_layers,
+            attention_block: self.attention_block,
+            ce_chunk: self.ce_chunk,
+            bf16: self.precision == "bf16",
+        }
+    }
+
+    /// Warmup steps for a run of `total` steps.
+    pub fn warmup(&self, total: u64) -> u64 {
+        self.warmup_steps
+            .unwrap_or_else(|| (self.warmup_ratio * total as f64).ceil() as u64)
+    }
+}
+
+impl OutputSection {
+    pub fn validate(&self) -> Result<(), String> {
+        if crate::checkpoint::safetensors::Dtype::parse(&self.save_dtype).is_none() {
+            return Err(format!(
+                "[output] save_dtype {:?}: f32, bf16 or f16",
+                self.save_dtype
+            ));
+        }
+        if self.save_every == 0 {
+            return Err("[output] save_every must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// A config that cannot run, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -199,39 +278,17 @@ impl CptConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.model.path.is_some() == self.model.config.is_some() {
-            return Err("[model]: give exactly one of `path` (continue from a checkpoint) or `config` (random init)".into());
-        }
-        let (d, t) = (&self.data, &self.train);
-        if d.seq_len < 2 {
+        self.model.validate()?;
+        self.train.validate()?;
+        self.output.validate()?;
+        if self.data.seq_len < 2 {
             return Err("[data] seq_len must be at least 2".into());
         }
-        if t.mbs == 0 || t.gbs == 0 || t.gbs % t.mbs != 0 {
-            return Err(format!(
-                "[train] gbs {} must be a positive multiple of mbs {}",
-                t.gbs, t.mbs
-            ));
-        }
-        if t.steps.is_none() == t.tokens.is_none() {
-            return Err("[train]: give exactly one of `steps` or `tokens`".into());
-        }
-        if !(t.lr > 0.0 && t.lr.is_finite()) || t.min_lr < 0.0 || t.min_lr > t.lr {
-            return Err(format!(
-                "[train] lr {} must be positive and min_lr {} in [0, lr]",
-                t.lr, t.min_lr
-            ));
-        }
-        if !["f32", "bf16"].contains(&t.precision.as_str()) {
-            return Err(format!("[train] precision {:?}: f32 or bf16", t.precision));
-        }
-        if crate::checkpoint::safetensors::Dtype::parse(&self.output.save_dtype).is_none() {
-            return Err(format!(
-                "[output] save_dtype {:?}: f32, bf16 or f16",
-                self.output.save_dtype
-            ));
-        }
-        if self.output.save_every == 0 {
-            return Err("[output] save_every must be at least 1".into());
+        let t = &self.train;
+        if t.steps.is_none() == t.tokens.is_none() || t.epochs.is_some() {
+            return Err(
+                "[train]: give exactly one of `steps` or `tokens` (`epochs` is for sft/dpo)".into(),
+            );
         }
         self.weights().map(|_| ())
     }
@@ -324,29 +381,15 @@ impl CptConfig {
     }
 
     pub fn warmup_steps(&self) -> u64 {
-        self.train
-            .warmup_steps
-            .unwrap_or_else(|| (self.train.warmup_ratio * self.total_steps() as f64).ceil() as u64)
+        self.train.warmup(self.total_steps())
     }
 
     pub fn adamw(&self) -> AdamWSettings {
-        let t = &self.train;
-        AdamWSettings {
-            beta1: t.beta1,
-            beta2: t.beta2,
-            eps: t.eps,
-            weight_decay: t.weight_decay,
-            decay_norms: t.decay_norms,
-        }
+        self.train.adamw()
     }
 
     pub fn memory_plan(&self) -> MemoryPlan {
-        MemoryPlan {
-            checkpoint_layers: self.train.checkpoint_layers,
-            attention_block: self.train.attention_block,
-            ce_chunk: self.train.ce_chunk,
-            bf16: self.train.precision == "bf16",
-        }
+        self.train.memory_plan()
     }
 
     /// What a resumed run must share with the run it continues: the data it sees and the

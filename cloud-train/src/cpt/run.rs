@@ -1,7 +1,7 @@
 //! The continual pre-training loop: mixed batches, accumulation, clipping, AdamW, the
 //! schedule, validation per corpus, metrics, checkpoints and exact resume.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -11,7 +11,7 @@ use llama_spec::LlamaConfig;
 
 use super::config::{CptConfig, Role};
 use super::state::{self, MetricsWriter, TrainerState, METRICS, OPTIMIZER, STATE_FORMAT};
-use crate::checkpoint::{self, safetensors::Dtype, SaveOptions};
+use crate::checkpoint;
 use crate::data::{Mixer, MixerCorpus, TokenStore, TokenStream};
 use crate::model::{scalar, Llama};
 use crate::train::optim::{accumulate, clip_coefficient, global_norm};
@@ -40,6 +40,13 @@ pub enum Event {
     Step(StepMetrics),
     Saved(PathBuf),
     Note(String),
+    /// A finished step of another loop (sft, dpo): its progress text, and on evaluation steps
+    /// the metrics line.
+    Line {
+        step: u64,
+        text: String,
+        eval: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -227,7 +234,7 @@ pub fn run(
         "total": schedule.total, "decay": schedule.decay,
     });
     let plan = cfg.memory_plan();
-    let save_opts = save_options(cfg)?;
+    let save_opts = state::save_options(&cfg.model, &cfg.output, Vec::new())?;
     let mut metrics = MetricsWriter::open(&out.join(METRICS))
         .map_err(|e| anyhow::anyhow!("{}: {e}", out.join(METRICS).display()))?;
     let additional: Vec<bool> = corpora.iter().map(|c| c.role == Role::Additional).collect();
@@ -359,7 +366,7 @@ pub fn run(
         }
         event(Event::Step(m));
         if last || trainer.step % cfg.output.save_every == 0 {
-            let dir = save(&model, &config, &adamw, &trainer, out, &save_opts)?;
+            let dir = state::save(&model, &config, &adamw, &trainer, out, &save_opts)?;
             saved_at = trainer.step;
             state::prune(out, cfg.output.keep_last)
                 .with_context(|| format!("pruning checkpoints in {}", out.display()))?;
@@ -368,7 +375,7 @@ pub fn run(
         }
     }
     if saved_at != trainer.step {
-        let dir = save(&model, &config, &adamw, &trainer, out, &save_opts)?;
+        let dir = state::save(&model, &config, &adamw, &trainer, out, &save_opts)?;
         state::prune(out, cfg.output.keep_last)
             .with_context(|| format!("pruning checkpoints in {}", out.display()))?;
         summary.last_checkpoint = Some(dir.clone());
@@ -381,40 +388,6 @@ pub fn run(
     summary.tokens_per_s =
         (trainer.step - first_step) as f64 * (gbs * seq) as f64 / run_s.max(1e-9);
     Ok(summary)
-}
-
-fn save_options(cfg: &CptConfig) -> anyhow::Result<SaveOptions> {
-    let dtype = Dtype::parse(&cfg.output.save_dtype)
-        .ok_or_else(|| anyhow::anyhow!("save_dtype {:?}", cfg.output.save_dtype))?;
-    let mut opts = SaveOptions {
-        dtype,
-        tokenizer_from: cfg.model.path.clone(),
-        ..SaveOptions::default()
-    };
-    if let Some(t) = &cfg.model.tokenizer {
-        let bytes = std::fs::read(t).map_err(|e| anyhow::anyhow!("{}: {e}", t.display()))?;
-        opts.extra_files.push(("tokenizer.json".into(), bytes));
-    }
-    Ok(opts)
-}
-
-fn save(
-    model: &Llama,
-    config: &LlamaConfig,
-    adamw: &AdamW,
-    trainer: &TrainerState,
-    out: &Path,
-    opts: &SaveOptions,
-) -> anyhow::Result<PathBuf> {
-    let dir = state::checkpoint_dir(out, trainer.step);
-    let json = serde_json::to_string_pretty(trainer)?;
-    checkpoint::save_with(model, config, &dir, opts, |staging| {
-        adamw.save(model, &staging.join(OPTIMIZER))?;
-        let p = staging.join(state::TRAINER_STATE);
-        llama_spec::atomic::write_atomic(&p, format!("{json}\n").as_bytes())
-            .map_err(|source| crate::CheckpointError::Io { path: p, source })
-    })?;
-    Ok(dir)
 }
 
 /// Mean validation loss per corpus over its first `val_sequences` windows, and their

@@ -5,6 +5,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use llama_spec::LlamaConfig;
+
+use super::config::{ModelSection, OutputSection};
+use crate::checkpoint::{self, safetensors::Dtype, SaveOptions};
+use crate::model::Llama;
+use crate::train::AdamW;
+
 pub const TRAINER_STATE: &str = "trainer_state.json";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
 pub const METRICS: &str = "metrics.jsonl";
@@ -120,4 +127,64 @@ impl MetricsWriter {
     pub fn write(&mut self, line: &serde_json::Value) -> Result<(), String> {
         writeln!(self.file, "{line}").map_err(|e| format!("{}: {e}", self.path.display()))
     }
+}
+
+/// How checkpoints of a run are written: its save dtype, the tokenizer files of the starting
+/// model (or `[model] tokenizer`), and `extra` files.
+pub fn save_options(
+    model: &ModelSection,
+    output: &OutputSection,
+    extra: Vec<(String, Vec<u8>)>,
+) -> anyhow::Result<SaveOptions> {
+    let dtype = Dtype::parse(&output.save_dtype)
+        .ok_or_else(|| anyhow::anyhow!("save_dtype {:?}", output.save_dtype))?;
+    let mut opts = SaveOptions {
+        dtype,
+        tokenizer_from: model.path.clone(),
+        extra_files: extra,
+        ..SaveOptions::default()
+    };
+    if let Some(t) = &model.tokenizer {
+        let bytes = std::fs::read(t).map_err(|e| anyhow::anyhow!("{}: {e}", t.display()))?;
+        opts.extra_files.push(("tokenizer.json".into(), bytes));
+    }
+    Ok(opts)
+}
+
+/// Write checkpoint `out/checkpoint-<step>`: weights, optimizer state, trainer state.
+pub fn save(
+    model: &Llama,
+    config: &LlamaConfig,
+    adamw: &AdamW,
+    trainer: &TrainerState,
+    out: &Path,
+    opts: &SaveOptions,
+) -> anyhow::Result<PathBuf> {
+    let dir = checkpoint_dir(out, trainer.step);
+    let json = serde_json::to_string_pretty(trainer)?;
+    checkpoint::save_with(model, config, &dir, opts, |staging| {
+        adamw.save(model, &staging.join(OPTIMIZER))?;
+        let p = staging.join(TRAINER_STATE);
+        llama_spec::atomic::write_atomic(&p, format!("{json}\n").as_bytes())
+            .map_err(|source| crate::CheckpointError::Io { path: p, source })
+    })?;
+    link_latest(out, &dir)?;
+    Ok(dir)
+}
+
+/// Point `out/latest` at the newest checkpoint (a relative symlink, replaced atomically), so
+/// that the next stage's config can name `runs/<stage>/latest`.
+fn link_latest(out: &Path, dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let name = dir.file_name().unwrap_or_default();
+        let tmp = out.join(format!(".latest.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(name, &tmp)
+            .and_then(|()| std::fs::rename(&tmp, out.join("latest")))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", out.join("latest").display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (out, dir);
+    Ok(())
 }

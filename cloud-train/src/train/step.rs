@@ -23,7 +23,7 @@ use burn::tensor::DType;
 use crate::model::llama::{causal_attention, rms_norm, ForwardCtx};
 use crate::model::params::{absorb, absorb_value, IdParam};
 use crate::model::{scalar, Llama};
-use crate::train::cross_entropy;
+use crate::train::cross_entropy::{self, RowWeights};
 
 /// Targets equal to this are not predicted (prompt tokens in SFT, padding).
 pub const IGNORE: i64 = -100;
@@ -59,6 +59,38 @@ impl Batch {
 }
 
 impl Batch {
+    /// Supervised rows: position `t` predicts `labels[t + 1]` where `mask[t + 1]` (a response
+    /// token), nothing elsewhere. `labels` is normally `ids` itself; it is separate so that tests
+    /// can show that masked labels never matter. Rows are right-padded to the longest with
+    /// `pad` (padding is never predicted and, being after every real token, never attended to
+    /// by one under the causal mask).
+    pub fn masked(rows: &[(&[u32], &[u32], &[bool])], pad: u32, device: &Device) -> Self {
+        let b = rows.len();
+        let s = rows
+            .iter()
+            .map(|(ids, _, _)| ids.len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut ids = Vec::with_capacity(b * s);
+        let mut targets = Vec::with_capacity(b * s);
+        for (row, labels, mask) in rows {
+            for t in 0..s {
+                ids.push(i64::from(row.get(t).copied().unwrap_or(pad)));
+                let next = t + 1;
+                targets.push(if next < row.len() && mask[next] {
+                    i64::from(labels[next])
+                } else {
+                    IGNORE
+                });
+            }
+        }
+        Self {
+            ids: Tensor::from_data(TensorData::new(ids, [b, s]), device),
+            targets: Tensor::from_data(TensorData::new(targets, [b, s]), device),
+        }
+    }
+
     /// Packed pre-training windows of `seq + 1` tokens each: inputs are the first `seq`,
     /// targets the last `seq` (every position predicts the next token).
     pub fn from_windows(windows: &[Vec<u32>], device: &Device) -> Self {
@@ -77,6 +109,37 @@ impl Batch {
             targets: Tensor::from_data(TensorData::new(targets, [b, s]), device),
         }
     }
+}
+
+/// Every position's `-log p(target)` (0 where the target is [`IGNORE`]), row-major
+/// `[batch * seq]`, without gradients, the loss head by chunks of `chunk` positions: for
+/// evaluation and for DPO's reference log-probabilities.
+pub fn position_nll(model: &Llama, batch: &Batch, chunk: usize) -> Vec<f32> {
+    let frozen = model.valid();
+    let [b, s] = batch.ids.dims();
+    let h = frozen.hidden(batch.ids.clone());
+    let hidden = h.dims()[2];
+    let rows = h.reshape([b * s, hidden]);
+    let targets = batch.targets.clone().reshape([b * s]);
+    let chunk = chunk.max(1);
+    let mut out = Vec::with_capacity(b * s);
+    let mut at = 0;
+    while at < b * s {
+        let len = chunk.min(b * s - at);
+        let part = cross_entropy::nll_rows(
+            rows.clone().narrow(0, at, len),
+            frozen.head().val(),
+            targets.clone().narrow(0, at, len),
+        );
+        out.extend(
+            part.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_else(|_| vec![f32::NAN; len]),
+        );
+        at += len;
+    }
+    out
 }
 
 /// Which memory savers to use (all off = one plain autodiff graph).
@@ -109,6 +172,32 @@ pub struct LossGrads {
 /// enabled (`Module::train`). The numbers are those of `Llama::loss` + `backward`, whatever the
 /// plan (to f32 rounding; BF16 changes them as mixed precision does).
 pub fn loss_and_grads(model: &Llama, batch: &Batch, plan: &MemoryPlan) -> LossGrads {
+    segmented(model, batch, plan, None)
+}
+
+/// Gradients of `sum_t w_t * nll_t` over the positions `t` of the batch (row-major,
+/// `[batch * seq]`), where `weights` receives every position's `nll_t = -log p(target_t)` (0 where
+/// the target is [`IGNORE`]) and returns the `w_t`. Losses that are functions of per-sequence
+/// log-probabilities (DPO: `logp = -sum of nll` over the response) get their exact gradient
+/// this way, with the weights `-dL/dlogp`. The body runs forward once; the loss head twice
+/// (once for the nll, once with gradients). The returned `loss` is `sum_t w_t * nll_t`.
+pub fn loss_and_grads_weighted(
+    model: &Llama,
+    batch: &Batch,
+    plan: &MemoryPlan,
+    weights: impl FnOnce(&[f32]) -> Vec<f32>,
+) -> LossGrads {
+    segmented(model, batch, plan, Some(Box::new(weights)))
+}
+
+type WeightFn<'a> = Box<dyn FnOnce(&[f32]) -> Vec<f32> + 'a>;
+
+fn segmented(
+    model: &Llama,
+    batch: &Batch,
+    plan: &MemoryPlan,
+    weight_fn: Option<WeightFn<'_>>,
+) -> LossGrads {
     let [b, s] = batch.ids.dims();
     let device = batch.ids.device();
     let dtype = if plan.bf16 { DType::BF16 } else { DType::F32 };
@@ -148,6 +237,28 @@ pub fn loss_and_grads(model: &Llama, batch: &Batch, plan: &MemoryPlan) -> LossGr
     let mut start = 0;
     let head = model.head();
     let mut d_head: Option<Tensor<2>> = None;
+    // Weighted losses: every position's nll first (no graph), then the caller's weights.
+    let weights: Option<Vec<f32>> = weight_fn.map(|f| {
+        let mut nll = Vec::with_capacity(b * s);
+        let mut at = 0;
+        while at < b * s {
+            let len = chunk.min(b * s - at);
+            let x = rows.clone().narrow(0, at, len).reshape([1, len, hidden]);
+            let h = rms_norm(x, &model.norm, model.dims.eps).reshape([len, hidden]);
+            let part =
+                cross_entropy::nll_rows(h.detach(), head.val(), targets.clone().narrow(0, at, len));
+            nll.extend(
+                part.into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap_or_else(|_| vec![f32::NAN; len]),
+            );
+            at += len;
+        }
+        let w = f(&nll);
+        assert_eq!(w.len(), b * s, "one weight per position");
+        w
+    });
     while start < b * s {
         let len = chunk.min(b * s - start);
         // Final norm on the tape (tiny); logits and cross-entropy by hand (cross_entropy.rs).
@@ -158,13 +269,23 @@ pub fn loss_and_grads(model: &Llama, batch: &Batch, plan: &MemoryPlan) -> LossGr
             model.dims.eps,
         )
         .reshape([len, hidden]);
-        let part = cross_entropy::chunk(
+        let row_weights = match &weights {
+            None => RowWeights::Mean(denom),
+            Some(w) => RowWeights::Each(Box::new(Tensor::from_data(
+                TensorData::new(w[start..start + len].to_vec(), [len]),
+                &device,
+            ))),
+        };
+        let part = cross_entropy::chunk_weighted(
             h.clone().detach(),
             head.val(),
             targets.clone().narrow(0, start, len),
-            denom,
+            row_weights,
         );
-        loss_sum += part.nll_sum / denom;
+        loss_sum += match &weights {
+            None => part.nll_sum / denom,
+            Some(_) => part.nll_sum,
+        };
         d_head = Some(match d_head {
             Some(acc) => acc + part.d_weight,
             None => part.d_weight,

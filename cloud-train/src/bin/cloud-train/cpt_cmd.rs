@@ -26,6 +26,17 @@ pub struct CptArgs {
 
 /// Read a TOML config and apply `key.path=value` overrides before checking it.
 pub fn load_config(path: &PathBuf, overrides: &[String]) -> Result<CptConfig> {
+    let cfg: CptConfig = load_toml(path, overrides)?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(cfg)
+}
+
+/// A TOML file with `key.path=value` overrides applied, deserialized.
+pub fn load_toml<T: serde::de::DeserializeOwned>(
+    path: &PathBuf,
+    overrides: &[String],
+) -> Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut table: toml::Table =
@@ -49,17 +60,14 @@ pub fn load_config(path: &PathBuf, overrides: &[String]) -> Result<CptConfig> {
         }
         node.insert(parts[parts.len() - 1].to_string(), value);
     }
-    let cfg: CptConfig = table
+    table
         .try_into()
-        .with_context(|| format!("{}: invalid config", path.display()))?;
-    cfg.validate()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(cfg)
+        .with_context(|| format!("{}: invalid config", path.display()))
 }
 
 /// A line above the progress bar, or on stderr when there is no terminal to draw it on (logs
 /// of cluster jobs keep it).
-fn say(bar: &ProgressBar, line: String) {
+pub fn say(bar: &ProgressBar, line: String) {
     if bar.is_hidden() {
         eprintln!("{line}");
     } else {
@@ -125,6 +133,7 @@ pub fn run(a: CptArgs) -> Result<()> {
         }
         Event::Saved(p) => say(&bar, format!("saved {}", p.display())),
         Event::Note(n) => say(&bar, format!("note: {n}")),
+        Event::Line { .. } => {}
     })?;
     bar.finish_and_clear();
     if let Some(why) = &summary.stopped {

@@ -1,5 +1,6 @@
 //! `cloud-train`: the trainer's command line.
 
+mod align_cmd;
 mod cpt_cmd;
 mod data_cmd;
 
@@ -34,6 +35,10 @@ enum Command {
     },
     /// Continual pre-training on an ALMR mixture, from a TOML config; resumes by default.
     Cpt(cpt_cmd::CptArgs),
+    /// Supervised fine-tuning on chat JSONL (loss on assistant tokens only).
+    Sft(align_cmd::AlignArgs),
+    /// Direct Preference Optimization on preference JSONL (TRL's losses and metrics).
+    Dpo(align_cmd::AlignArgs),
     /// Draw loss curves (train, and validation per corpus) from metrics.jsonl files as a PNG.
     Plot {
         /// One or more metrics.jsonl files (several runs share the chart, labelled by folder).
@@ -44,6 +49,9 @@ enum Command {
         /// Training tokens on the x axis instead of steps.
         #[arg(long)]
         tokens: bool,
+        /// The series: `loss`, or another metric such as DPO's `rewards/margins`.
+        #[arg(long, default_value = "loss")]
+        y: String,
         #[arg(long, default_value_t = 1000)]
         width: u32,
         #[arg(long, default_value_t = 600)]
@@ -242,18 +250,21 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Data { command } => data_cmd::run(command)?,
         Command::Cpt(args) => cpt_cmd::run(args)?,
+        Command::Sft(args) => align_cmd::run(args, cloud_train::align::Stage::Sft)?,
+        Command::Dpo(args) => align_cmd::run(args, cloud_train::align::Stage::Dpo)?,
         Command::Plot {
             metrics,
             out,
             tokens,
+            y,
             width,
             height,
         } => {
             let runs = metrics
                 .iter()
-                .map(|m| cloud_train::plot::read_metrics(m, tokens))
+                .map(|m| cloud_train::plot::read_metrics(m, tokens, &y))
                 .collect::<Result<Vec<_>, _>>()?;
-            cloud_train::plot::plot(&runs, &out, tokens, (width, height))?;
+            cloud_train::plot::plot(&runs, &out, tokens, &y, (width, height))?;
             let steps: usize = runs.iter().map(|r| r.train.len()).sum();
             println!(
                 "plot: {} run(s), {steps} steps -> {}",

@@ -1,0 +1,703 @@
+//! The SFT and DPO loops: chat data tokenized once, shuffled per epoch, micro-batches padded to
+//! their longest example, gradient accumulation, clipping, AdamW and the schedule shared with
+//! `cpt`, validation, metrics, checkpoints (the same format, so runs resume the same way).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use llama_spec::chat::{ChatTemplate, CHATML_TEMPLATE, LLAMA3_TEMPLATE};
+use llama_spec::LlamaConfig;
+
+use super::config::AlignConfig;
+use super::data::{encode, parse_preference, parse_sft, Encoded, Turns};
+use crate::checkpoint;
+use crate::cpt::config::ModelSection;
+use crate::cpt::state::{self, MetricsWriter, TrainerState, METRICS, OPTIMIZER, STATE_FORMAT};
+use crate::cpt::{Event, Resume};
+use crate::data::{splitmix64, Permutation};
+use crate::model::Llama;
+use crate::train::dpo::{self, DpoMetrics, PairLogps};
+use crate::train::optim::{accumulate, clip_coefficient, global_norm};
+use crate::train::{
+    loss_and_grads, loss_and_grads_weighted, position_nll, AdamW, Batch, MemoryPlan, Schedule,
+};
+
+/// Which alignment stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Sft,
+    Dpo,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Sft => "sft",
+            Stage::Dpo => "dpo",
+        }
+    }
+}
+
+/// A preference pair, with the reference model's log-probabilities once computed.
+#[derive(Debug, Clone)]
+struct Pair {
+    chosen: Encoded,
+    rejected: Encoded,
+    ref_logps: (f64, f64),
+}
+
+enum Examples {
+    Sft(Vec<Encoded>),
+    Dpo(Vec<Pair>),
+}
+
+impl Examples {
+    fn len(&self) -> usize {
+        match self {
+            Examples::Sft(v) => v.len(),
+            Examples::Dpo(v) => v.len(),
+        }
+    }
+}
+
+/// What the loop ended with.
+#[derive(Debug, Clone)]
+pub struct AlignSummary {
+    pub first_step: u64,
+    pub steps: u64,
+    pub train_examples: usize,
+    pub val_examples: usize,
+    /// Records skipped by reason.
+    pub skipped: BTreeMap<String, u64>,
+    pub first_loss: Option<f64>,
+    pub last_loss: Option<f64>,
+    pub last_val_loss: Option<f64>,
+    /// DPO: the metrics of the last step and of the last validation.
+    pub last_dpo: Option<DpoMetrics>,
+    pub last_val_dpo: Option<DpoMetrics>,
+    pub tokens_per_s: f64,
+    pub elapsed_s: f64,
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+/// The chat template: `[model] chat_template`, else the model directory's
+/// `tokenizer_config.json`, else Llama-3's. Also the `tokenizer_config.json` to write into
+/// checkpoints when the model directory has none (so that `quantize convert` puts the template
+/// into the GGUF and the edge runtime formats chats the same way).
+fn chat_template(model: &ModelSection) -> anyhow::Result<(ChatTemplate, Option<Vec<u8>>)> {
+    let from_dir = model
+        .path
+        .as_ref()
+        .map(|p| p.join("tokenizer_config.json"))
+        .filter(|p| p.exists());
+    let builtin = |name: &str| -> Option<(&'static str, &'static str, &'static str)> {
+        match name {
+            "llama3" => Some((LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>")),
+            "chatml" => Some((CHATML_TEMPLATE, "", "<|im_end|>")),
+            _ => None,
+        }
+    };
+    let choice = model.chat_template.clone();
+    let (tmpl, write) = match (choice.as_deref(), from_dir) {
+        (Some(name), _) if builtin(name).is_some() => {
+            let (src, bos, eos) = builtin(name).unwrap_or_default();
+            (ChatTemplate::new(src, bos, eos, name)?, true)
+        }
+        (Some(path), _) => (
+            ChatTemplate::from_tokenizer_config(path)?
+                .with_context(|| format!("{path}: no chat_template"))?,
+            true,
+        ),
+        (None, Some(p)) => match ChatTemplate::from_tokenizer_config(&p)? {
+            Some(t) => (t, false),
+            None => (
+                ChatTemplate::new(LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>", "llama3")?,
+                true,
+            ),
+        },
+        (None, None) => (
+            ChatTemplate::new(LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>", "llama3")?,
+            true,
+        ),
+    };
+    let config = write.then(|| {
+        let json = serde_json::json!({
+            "bos_token": tmpl.bos_token, "eos_token": tmpl.eos_token,
+            "chat_template": tmpl.source(),
+        });
+        format!("{json:#}\n").into_bytes()
+    });
+    Ok((tmpl, config))
+}
+
+fn tokenizer_path(model: &ModelSection) -> anyhow::Result<PathBuf> {
+    match (&model.tokenizer, &model.path) {
+        (Some(t), _) => Ok(t.clone()),
+        (None, Some(p)) => Ok(p.join("tokenizer.json")),
+        (None, None) => {
+            bail!("[model]: give `tokenizer` (a tokenizer.json) for a random-init model")
+        }
+    }
+}
+
+/// Read, parse, template and tokenize every record; split train/val.
+fn load(
+    cfg: &AlignConfig,
+    stage: Stage,
+    tok: &tokenizers::Tokenizer,
+    tmpl: &ChatTemplate,
+) -> anyhow::Result<(Examples, Examples, BTreeMap<String, u64>)> {
+    let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut train_sft, mut val_sft, mut train_dpo, mut val_dpo) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut ordinal = 0u64;
+    for path in &cfg.data.train {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut r = std::io::BufReader::new(f);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = r
+                .read_until(b'\n', &mut line)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            let mut skip = |why: &str| *skipped.entry(why.to_string()).or_default() += 1;
+            let Ok(text) = std::str::from_utf8(&line) else {
+                skip("invalid_utf8");
+                continue;
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+                skip("malformed_json");
+                continue;
+            };
+            let to_val = cfg.data.val_fraction > 0.0
+                && ((splitmix64(cfg.data.seed ^ splitmix64(ordinal)) >> 11) as f64
+                    / (1u64 << 53) as f64)
+                    < cfg.data.val_fraction;
+            ordinal += 1;
+            let fits = |e: &Encoded| e.ids.len() <= cfg.data.max_len && e.trained() > 0;
+            match stage {
+                Stage::Sft => {
+                    let Ok(msgs) = parse_sft(&v) else {
+                        skip("bad_record");
+                        continue;
+                    };
+                    match encode(tok, tmpl, &msgs, Turns::All) {
+                        Ok(e) if fits(&e) => {
+                            if to_val {
+                                val_sft.push(e)
+                            } else {
+                                train_sft.push(e)
+                            }
+                        }
+                        Ok(_) => skip("too_long"),
+                        Err(_) => skip("template_error"),
+                    }
+                }
+                Stage::Dpo => {
+                    let Ok((prompt, chosen, rejected)) = parse_preference(&v) else {
+                        skip("bad_record");
+                        continue;
+                    };
+                    let conv = |reply: &str| {
+                        let mut m = prompt.clone();
+                        m.push(llama_spec::chat::Message::assistant(reply));
+                        encode(tok, tmpl, &m, Turns::Last)
+                    };
+                    match (conv(&chosen), conv(&rejected)) {
+                        (Ok(c), Ok(r)) if fits(&c) && fits(&r) => {
+                            let p = Pair {
+                                chosen: c,
+                                rejected: r,
+                                ref_logps: (0.0, 0.0),
+                            };
+                            if to_val {
+                                val_dpo.push(p)
+                            } else {
+                                train_dpo.push(p)
+                            }
+                        }
+                        (Ok(_), Ok(_)) => skip("too_long"),
+                        _ => skip("template_error"),
+                    }
+                }
+            }
+        }
+    }
+    let (train, val) = match stage {
+        Stage::Sft => (Examples::Sft(train_sft), Examples::Sft(val_sft)),
+        Stage::Dpo => (Examples::Dpo(train_dpo), Examples::Dpo(val_dpo)),
+    };
+    if train.len() == 0 {
+        bail!(
+            "no usable training examples in {:?} (skipped: {skipped:?})",
+            cfg.data.train
+        );
+    }
+    Ok((train, val, skipped))
+}
+
+fn rows_of(es: &[&Encoded]) -> Vec<(Vec<u32>, Vec<bool>)> {
+    es.iter().map(|e| (e.ids.clone(), e.mask.clone())).collect()
+}
+
+fn batch_of(rows: &[(Vec<u32>, Vec<bool>)], device: &Device) -> Batch {
+    let r: Vec<(&[u32], &[u32], &[bool])> = rows
+        .iter()
+        .map(|(i, m)| (i.as_slice(), i.as_slice(), m.as_slice()))
+        .collect();
+    Batch::masked(&r, 0, device)
+}
+
+/// Per row: how many positions predict a trained token.
+fn counts(rows: &[(Vec<u32>, Vec<bool>)]) -> Vec<usize> {
+    rows.iter()
+        .map(|(_, m)| m.iter().skip(1).filter(|&&x| x).count())
+        .collect()
+}
+
+/// Response-token log-probability sums of each row (chosen rows, then rejected rows).
+fn logps(model: &Llama, pairs: &[&Pair], device: &Device, chunk: usize) -> Vec<f64> {
+    let mut es: Vec<&Encoded> = pairs.iter().map(|p| &p.chosen).collect();
+    es.extend(pairs.iter().map(|p| &p.rejected));
+    let rows = rows_of(&es);
+    let b = batch_of(&rows, device);
+    let seq = b.ids.dims()[1];
+    let nll = position_nll(model, &b, chunk);
+    dpo::sequence_logps(&nll, seq, &counts(&rows), false)
+}
+
+fn pair_logps(
+    pairs: &[&Pair],
+    policy: &[f64],
+    rows: &[(Vec<u32>, Vec<bool>)],
+    mean: bool,
+) -> Vec<PairLogps> {
+    let k = pairs.len();
+    let n = counts(rows);
+    let norm = |v: f64, i: usize| if mean { v / n[i].max(1) as f64 } else { v };
+    (0..k)
+        .map(|i| PairLogps {
+            policy_chosen: norm(policy[i], i),
+            policy_rejected: norm(policy[k + i], k + i),
+            ref_chosen: norm(pairs[i].ref_logps.0, i),
+            ref_rejected: norm(pairs[i].ref_logps.1, k + i),
+        })
+        .collect()
+}
+
+fn scale(m: DpoMetrics, by: f64) -> DpoMetrics {
+    DpoMetrics {
+        rewards_chosen: m.rewards_chosen / by,
+        rewards_rejected: m.rewards_rejected / by,
+        rewards_margins: m.rewards_margins / by,
+        rewards_accuracies: m.rewards_accuracies / by,
+    }
+}
+
+fn add(a: &mut DpoMetrics, b: DpoMetrics) {
+    a.rewards_chosen += b.rewards_chosen;
+    a.rewards_rejected += b.rewards_rejected;
+    a.rewards_margins += b.rewards_margins;
+    a.rewards_accuracies += b.rewards_accuracies;
+}
+
+/// The reference log-probabilities of every pair, computed once with the starting model and
+/// kept in the run directory (a resumed run no longer has that model).
+fn reference_logps(
+    model: &Llama,
+    sets: [&mut Vec<Pair>; 2],
+    out: &Path,
+    fingerprint: &str,
+    mbs: usize,
+    chunk: usize,
+    device: &Device,
+) -> anyhow::Result<()> {
+    let path = out.join("reference_logps.json");
+    let saved: Option<serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(|v: &serde_json::Value| v["fingerprint"] == fingerprint);
+    let mut all = Vec::new();
+    for (s, set) in sets.into_iter().enumerate() {
+        let values: Vec<(f64, f64)> = match &saved {
+            Some(v) => serde_json::from_value(v["sets"][s].clone())
+                .with_context(|| format!("{}", path.display()))?,
+            None => {
+                let mut v = Vec::with_capacity(set.len());
+                for group in set.chunks(mbs.max(1)) {
+                    let refs: Vec<&Pair> = group.iter().collect();
+                    let l = logps(model, &refs, device, chunk);
+                    let k = group.len();
+                    v.extend((0..k).map(|i| (l[i], l[k + i])));
+                }
+                v
+            }
+        };
+        if values.len() != set.len() {
+            bail!(
+                "{}: {} pairs, the data has {}",
+                path.display(),
+                values.len(),
+                set.len()
+            );
+        }
+        for (p, v) in set.iter_mut().zip(&values) {
+            p.ref_logps = *v;
+        }
+        all.push(values);
+    }
+    if saved.is_none() {
+        let json = serde_json::json!({"fingerprint": fingerprint, "sets": all});
+        llama_spec::atomic::write_atomic(&path, format!("{json}\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Run (or continue) an SFT or DPO config.
+pub fn run(
+    cfg: &AlignConfig,
+    stage: Stage,
+    resume: Resume,
+    mut event: impl FnMut(Event),
+) -> anyhow::Result<AlignSummary> {
+    let device = cfg.train.backend.device().map_err(anyhow::Error::msg)?;
+    let out = &cfg.output.dir;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let tok_path = tokenizer_path(&cfg.model)?;
+    let tok = llama_spec::tokenizer::from_tokenizer_json(&tok_path)
+        .with_context(|| format!("loading {}", tok_path.display()))?;
+    let (tmpl, tokenizer_config) = chat_template(&cfg.model)?;
+    let (mut train, mut val, skipped) = load(cfg, stage, &tok, &tmpl)?;
+    let (n_train, n_val) = (train.len(), val.len());
+    if !skipped.is_empty() {
+        event(Event::Note(format!("skipped records: {skipped:?}")));
+    }
+    let resume_key = serde_json::json!({
+        "stage": stage.name(), "data": cfg.data.train, "max_len": cfg.data.max_len,
+        "val_fraction": cfg.data.val_fraction, "seed": cfg.data.seed,
+        "mbs": cfg.train.mbs, "gbs": cfg.train.gbs, "train_examples": n_train,
+    });
+
+    let existing = state::checkpoints(out);
+    let from = match resume {
+        Resume::Auto => existing.last().map(|(_, p)| p.clone()),
+        Resume::From(p) => Some(p),
+        Resume::Never if !existing.is_empty() => bail!(
+            "{} already has checkpoints: resume (the default) or choose another output dir",
+            out.display()
+        ),
+        Resume::Never => None,
+    };
+    let plan: MemoryPlan = cfg.train.memory_plan();
+    let chunk = plan.ce_chunk.unwrap_or(4096);
+    let mut adamw = AdamW::new(cfg.train.adamw());
+    let (model, config, mut trainer): (Llama, LlamaConfig, TrainerState) = match &from {
+        Some(dir) => {
+            let st = state::read_state(dir).map_err(anyhow::Error::msg)?;
+            if st.resume_key != resume_key {
+                bail!(
+                    "{}: made with other data or batch settings:\n  checkpoint: {}\n  config:     {}",
+                    dir.display(),
+                    st.resume_key,
+                    resume_key
+                );
+            }
+            let (model, config) = checkpoint::load(dir, &device)?;
+            let model = model.train();
+            adamw.load(&model, &dir.join(OPTIMIZER), st.adam_step)?;
+            state::truncate_metrics(&out.join(METRICS), st.step)?;
+            (model, config, st)
+        }
+        None => {
+            let (model, config) = match (&cfg.model.path, &cfg.model.config) {
+                (Some(p), _) => checkpoint::load(p, &device)
+                    .with_context(|| format!("loading {}", p.display()))?,
+                (None, Some(c)) => {
+                    let config = LlamaConfig::from_file(c)?;
+                    (Llama::init(&config, cfg.model.init_seed, &device), config)
+                }
+                (None, None) => bail!("[model]: no path or config"),
+            };
+            state::truncate_metrics(&out.join(METRICS), 0)?;
+            let st = TrainerState {
+                format: STATE_FORMAT.into(),
+                step: 0,
+                tokens: 0,
+                sequences: 0,
+                mixer_counts: Vec::new(),
+                adam_step: 0,
+                elapsed_s: 0.0,
+                resume_key: resume_key.clone(),
+                weights_dtype: cfg.output.save_dtype.clone(),
+                schedule: serde_json::Value::Null,
+            };
+            (model.train(), config, st)
+        }
+    };
+    let mut model = model;
+    if let (Examples::Dpo(t), Examples::Dpo(v)) = (&mut train, &mut val) {
+        if from.is_some() && !out.join("reference_logps.json").exists() {
+            bail!(
+                "{}: no reference_logps.json; a DPO run cannot resume without the reference log-probabilities",
+                out.display()
+            );
+        }
+        event(Event::Note(format!(
+            "reference log-probabilities of {} pairs",
+            t.len() + v.len()
+        )));
+        reference_logps(
+            &model,
+            [t, v],
+            out,
+            &resume_key.to_string(),
+            cfg.train.mbs,
+            chunk,
+            &device,
+        )?;
+    }
+    let total = cfg.total_steps(n_train);
+    let schedule = Schedule {
+        peak: cfg.train.lr,
+        min_lr: cfg.train.min_lr,
+        warmup: cfg.train.warmup(total),
+        total,
+        decay: cfg.train.schedule,
+    };
+    trainer.schedule = serde_json::json!({
+        "peak": schedule.peak, "min_lr": schedule.min_lr, "warmup": schedule.warmup,
+        "total": schedule.total, "decay": schedule.decay,
+    });
+    let extra = tokenizer_config
+        .map(|b| vec![("tokenizer_config.json".to_string(), b)])
+        .unwrap_or_default();
+    let save_opts = state::save_options(&cfg.model, &cfg.output, extra)?;
+    let mut metrics = MetricsWriter::open(&out.join(METRICS)).map_err(anyhow::Error::msg)?;
+    event(Event::Start {
+        first_step: trainer.step,
+        total_steps: total,
+        params: model.num_params(),
+        resumed_from: from.clone(),
+    });
+    let run_start = Instant::now();
+    let elapsed_before = trainer.elapsed_s;
+    let mut summary = AlignSummary {
+        first_step: trainer.step,
+        steps: trainer.step,
+        train_examples: n_train,
+        val_examples: n_val,
+        skipped,
+        first_loss: None,
+        last_loss: None,
+        last_val_loss: None,
+        last_dpo: None,
+        last_val_dpo: None,
+        tokens_per_s: 0.0,
+        elapsed_s: 0.0,
+        last_checkpoint: from.clone(),
+    };
+    let (gbs, mbs) = (cfg.train.gbs, cfg.train.mbs);
+    let order = |i: u64| -> usize {
+        let n = n_train as u64;
+        let perm = Permutation::new(n, splitmix64(cfg.data.seed ^ (i / n)));
+        perm.apply(i % n) as usize
+    };
+    let mut tokens_run = 0u64;
+    let mut saved_at = trainer.step;
+    while trainer.step < total {
+        let t0 = Instant::now();
+        let lr = schedule.lr(trainer.step);
+        let ids: Vec<usize> = (0..gbs as u64)
+            .map(|j| order(trainer.sequences + j))
+            .collect();
+        let mut grads = GradientsParams::new();
+        let mut loss = 0.0;
+        let mut step_tokens = 0u64;
+        let mut dpo_sums = DpoMetrics::default();
+        match &train {
+            Examples::Sft(ex) => {
+                let all: Vec<&Encoded> = ids.iter().map(|&i| &ex[i]).collect();
+                let total_trained: usize = counts(&rows_of(&all)).iter().sum();
+                for group in all.chunks(mbs) {
+                    let rows = rows_of(group);
+                    let n: usize = counts(&rows).iter().sum();
+                    step_tokens += rows.iter().map(|(i, _)| i.len() as u64).sum::<u64>();
+                    let b = batch_of(&rows, &device);
+                    let out = loss_and_grads(&model, &b, &plan);
+                    let w = n as f64 / total_trained.max(1) as f64;
+                    loss += out.loss * w;
+                    accumulate(&model, &mut grads, out.grads, w);
+                }
+            }
+            Examples::Dpo(ex) => {
+                let all: Vec<&Pair> = ids.iter().map(|&i| &ex[i]).collect();
+                let mean = cfg.dpo.loss.length_normalized();
+                for group in all.chunks(mbs) {
+                    let mut es: Vec<&Encoded> = group.iter().map(|p| &p.chosen).collect();
+                    es.extend(group.iter().map(|p| &p.rejected));
+                    let rows = rows_of(&es);
+                    step_tokens += rows.iter().map(|(i, _)| i.len() as u64).sum::<u64>();
+                    let b = batch_of(&rows, &device);
+                    let seq = b.ids.dims()[1];
+                    let n = counts(&rows);
+                    let response: Vec<bool> = rows
+                        .iter()
+                        .flat_map(|(ids, m)| (0..seq).map(move |t| t + 1 < ids.len() && m[t + 1]))
+                        .collect();
+                    let mut result = None;
+                    let out = loss_and_grads_weighted(&model, &b, &plan, |nll| {
+                        let policy = dpo::sequence_logps(nll, seq, &n, false);
+                        let pairs = pair_logps(group, &policy, &rows, mean);
+                        let o = dpo::dpo(
+                            &pairs,
+                            cfg.dpo.beta,
+                            cfg.dpo.loss,
+                            cfg.dpo.label_smoothing,
+                            gbs as f64,
+                        );
+                        let d: Vec<f64> = o.d_chosen.iter().chain(&o.d_rejected).copied().collect();
+                        let w = dpo::position_weights(&d, seq, &response, &n, mean);
+                        result = Some(o);
+                        w
+                    });
+                    if let Some(o) = result {
+                        loss += o.loss;
+                        add(&mut dpo_sums, o.sums);
+                    }
+                    accumulate(&model, &mut grads, out.grads, 1.0);
+                }
+            }
+        }
+        let norm = global_norm(&model, &grads);
+        model = adamw.update(
+            model,
+            grads,
+            lr,
+            clip_coefficient(norm, cfg.train.max_grad_norm),
+        );
+        if !loss.is_finite() || !norm.is_finite() {
+            bail!(
+                "step {}: loss {loss}, gradient norm {norm}: training diverged",
+                trainer.step + 1
+            );
+        }
+        trainer.step += 1;
+        trainer.sequences += gbs as u64;
+        trainer.tokens += step_tokens;
+        trainer.adam_step = adamw.step;
+        tokens_run += step_tokens;
+        let tokens_per_s = step_tokens as f64 / t0.elapsed().as_secs_f64();
+        let last = trainer.step == total;
+        let eval_due =
+            last || (cfg.output.eval_every > 0 && trainer.step % cfg.output.eval_every == 0);
+        trainer.elapsed_s = elapsed_before + run_start.elapsed().as_secs_f64();
+        let mut line = serde_json::json!({
+            "step": trainer.step,
+            "epoch": trainer.sequences as f64 / n_train as f64,
+            "lr": lr, "loss": loss, "grad_norm": norm, "tokens_per_s": tokens_per_s,
+            "elapsed_s": trainer.elapsed_s,
+        });
+        let step_dpo = scale(dpo_sums, gbs as f64);
+        if stage == Stage::Dpo {
+            merge(&mut line, serde_json::to_value(step_dpo)?, "");
+            summary.last_dpo = Some(step_dpo);
+        }
+        if eval_due && n_val > 0 {
+            match &val {
+                Examples::Sft(ex) => {
+                    let (mut sum, mut n) = (0.0, 0usize);
+                    for group in ex.chunks(mbs) {
+                        let refs: Vec<&Encoded> = group.iter().collect();
+                        let rows = rows_of(&refs);
+                        let b = batch_of(&rows, &device);
+                        sum += position_nll(&model, &b, chunk)
+                            .iter()
+                            .map(|&v| f64::from(v))
+                            .sum::<f64>();
+                        n += counts(&rows).iter().sum::<usize>();
+                    }
+                    let v = sum / n.max(1) as f64;
+                    line["val_loss"] = v.into();
+                    summary.last_val_loss = Some(v);
+                }
+                Examples::Dpo(ex) => {
+                    let mean = cfg.dpo.loss.length_normalized();
+                    let (mut l, mut sums) = (0.0, DpoMetrics::default());
+                    for group in ex.chunks(mbs) {
+                        let refs: Vec<&Pair> = group.iter().collect();
+                        let policy = logps(&model, &refs, &device, chunk);
+                        let mut es: Vec<&Encoded> = refs.iter().map(|p| &p.chosen).collect();
+                        es.extend(refs.iter().map(|p| &p.rejected));
+                        let pairs = pair_logps(&refs, &policy, &rows_of(&es), mean);
+                        let o = dpo::dpo(
+                            &pairs,
+                            cfg.dpo.beta,
+                            cfg.dpo.loss,
+                            cfg.dpo.label_smoothing,
+                            n_val as f64,
+                        );
+                        l += o.loss;
+                        add(&mut sums, o.sums);
+                    }
+                    let m = scale(sums, n_val as f64);
+                    line["val_loss"] = l.into();
+                    merge(&mut line, serde_json::to_value(m)?, "val_");
+                    summary.last_val_loss = Some(l);
+                    summary.last_val_dpo = Some(m);
+                }
+            }
+        }
+        metrics.write(&line).map_err(anyhow::Error::msg)?;
+        summary.first_loss.get_or_insert(loss);
+        summary.last_loss = Some(loss);
+        event(Event::Line {
+            step: trainer.step,
+            text: match stage {
+                Stage::Sft => format!("loss {loss:.4} lr {lr:.2e} {tokens_per_s:.0} tok/s"),
+                Stage::Dpo => format!(
+                    "loss {loss:.4} margin {:.3} acc {:.2} lr {lr:.2e}",
+                    step_dpo.rewards_margins, step_dpo.rewards_accuracies
+                ),
+            },
+            eval: line.get("val_loss").map(|_| line.to_string()),
+        });
+        if last || trainer.step % cfg.output.save_every == 0 {
+            let dir = state::save(&model, &config, &adamw, &trainer, out, &save_opts)?;
+            saved_at = trainer.step;
+            state::prune(out, cfg.output.keep_last)?;
+            summary.last_checkpoint = Some(dir.clone());
+            event(Event::Saved(dir));
+        }
+    }
+    if saved_at != trainer.step {
+        let dir = state::save(&model, &config, &adamw, &trainer, out, &save_opts)?;
+        summary.last_checkpoint = Some(dir.clone());
+        event(Event::Saved(dir));
+    }
+    summary.steps = trainer.step;
+    summary.elapsed_s = trainer.elapsed_s;
+    summary.tokens_per_s = tokens_run as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
+    Ok(summary)
+}
+
+/// Copy the fields of `from` (an object) into `into`, names prefixed.
+fn merge(into: &mut serde_json::Value, from: serde_json::Value, prefix: &str) {
+    if let (Some(a), serde_json::Value::Object(b)) = (into.as_object_mut(), from) {
+        for (k, v) in b {
+            a.insert(format!("{prefix}{k}"), v);
+        }
+    }
+}

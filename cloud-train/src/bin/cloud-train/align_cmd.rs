@@ -1,0 +1,100 @@
+//! `cloud-train sft` and `cloud-train dpo`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use cloud_train::align::{self, AlignConfig, Stage};
+use cloud_train::cpt::{Event, Resume};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cpt_cmd::{load_toml, say};
+
+#[derive(Args)]
+pub struct AlignArgs {
+    /// The run's TOML config (see configs/sft-*.toml, configs/dpo-*.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a config value, e.g. `--set train.lr=1e-5 --set dpo.beta=0.2`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Continue from this checkpoint (default: the newest one in the output dir, if any).
+    #[arg(long, conflicts_with = "fresh")]
+    resume: Option<PathBuf>,
+    /// Start from the model, not from a checkpoint (refused if the output dir has any).
+    #[arg(long)]
+    fresh: bool,
+}
+
+pub fn run(a: AlignArgs, stage: Stage) -> Result<()> {
+    let cfg: AlignConfig = load_toml(&a.config, &a.overrides)?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.config.display()))?;
+    let resume = match (a.resume, a.fresh) {
+        (Some(p), _) => Resume::From(p),
+        (None, true) => Resume::Never,
+        (None, false) => Resume::Auto,
+    };
+    let name = if stage == Stage::Sft { "sft" } else { "dpo" };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(&format!(
+            "{name} {{bar:30}} {{pos}}/{{len}} steps {{msg}} eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let s = align::run(&cfg, stage, resume, |e| match e {
+        Event::Start {
+            first_step,
+            total_steps,
+            params,
+            resumed_from,
+        } => {
+            bar.set_length(total_steps);
+            bar.set_position(first_step);
+            say(
+                &bar,
+                match resumed_from {
+                    Some(p) => format!("{name}: {params} parameters, resuming from {} at step {first_step}/{total_steps}", p.display()),
+                    None => format!("{name}: {params} parameters, {total_steps} steps"),
+                },
+            );
+        }
+        Event::Line { step, text, eval } => {
+            bar.set_position(step);
+            bar.set_message(text);
+            if let Some(line) = eval {
+                say(&bar, format!("eval: {line}"));
+            }
+        }
+        Event::Saved(p) => say(&bar, format!("saved {}", p.display())),
+        Event::Note(n) => say(&bar, format!("note: {n}")),
+        Event::Step(_) => {}
+    })?;
+    bar.finish_and_clear();
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    let dpo = match (s.last_dpo, s.last_val_dpo) {
+        (Some(t), v) => format!(
+            ", margin {:.4} accuracy {:.2} (val margin {} accuracy {})",
+            t.rewards_margins,
+            t.rewards_accuracies,
+            f(v.map(|m| m.rewards_margins)),
+            f(v.map(|m| m.rewards_accuracies))
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "{name}: {} steps ({} this run) on {} examples ({} val, skipped {:?}), loss {} -> {}, val loss {}{dpo}, {:.0} tokens/s, {:.1}s; checkpoint {}",
+        s.steps,
+        s.steps - s.first_step,
+        s.train_examples,
+        s.val_examples,
+        s.skipped,
+        f(s.first_loss),
+        f(s.last_loss),
+        f(s.last_val_loss),
+        s.tokens_per_s,
+        s.elapsed_s,
+        s.last_checkpoint.map_or("none".into(), |p| p.display().to_string())
+    );
+    Ok(())
+}
