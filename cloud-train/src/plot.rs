@@ -208,7 +208,11 @@ fn draw(
             let label = if many {
                 format!("{} val {name}", run.label)
             } else {
-                if name == "val" { "val".to_string() } else { format!("val {name}") }
+                if name == "val" {
+                    "val".to_string()
+                } else {
+                    format!("val {name}")
+                }
             };
             chart
                 .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
