@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cpt::config::{ConfigError, ModelSection, OutputSection, TrainSection};
+use crate::cpt::config::{read_toml, ConfigError, ModelSection, OutputSection, TrainSection};
 use crate::train::dpo::DpoLoss;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -70,15 +70,7 @@ impl Default for DpoSection {
 
 impl AlignConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let err = |message: String| ConfigError {
-            path: path.to_path_buf(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let cfg: AlignConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        cfg.validate().map_err(err)?;
-        Ok(cfg)
+        read_toml(path.as_ref(), Self::validate)
     }
 
     pub fn validate(&self) -> Result<(), String> {

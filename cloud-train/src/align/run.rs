@@ -18,12 +18,12 @@ use super::config::AlignConfig;
 use super::data::{encode, parse_preference, parse_sft, Encoded, Turns};
 use crate::checkpoint;
 use crate::cpt::config::ModelSection;
-use crate::cpt::state::{self, MetricsWriter, TrainerState, METRICS, OPTIMIZER, STATE_FORMAT};
+use crate::cpt::state::{self, MetricsWriter, TrainerState, METRICS, OPTIMIZER};
 use crate::cpt::{Event, Resume};
 use crate::data::{splitmix64, Permutation};
 use crate::model::Llama;
 use crate::train::dpo::{self, DpoMetrics, PairLogps};
-use crate::train::optim::{accumulate, clip_coefficient, global_norm};
+use crate::train::optim::accumulate;
 use crate::train::{
     loss_and_grads, loss_and_grads_weighted, position_nll, AdamW, Batch, MemoryPlan, Schedule,
 };
@@ -391,16 +391,7 @@ pub fn run(
         "mbs": cfg.train.mbs, "gbs": cfg.train.gbs, "train_examples": n_train,
     });
 
-    let existing = state::checkpoints(out);
-    let from = match resume {
-        Resume::Auto => existing.last().map(|(_, p)| p.clone()),
-        Resume::From(p) => Some(p),
-        Resume::Never if !existing.is_empty() => bail!(
-            "{} already has checkpoints: resume (the default) or choose another output dir",
-            out.display()
-        ),
-        Resume::Never => None,
-    };
+    let from = state::resume_from(out, resume)?;
     let plan: MemoryPlan = cfg.train.memory_plan();
     let chunk = plan.ce_chunk.unwrap_or(4096);
     let mut adamw = AdamW::new(cfg.train.adamw());
@@ -422,28 +413,9 @@ pub fn run(
             (model, config, st)
         }
         None => {
-            let (model, config) = match (&cfg.model.path, &cfg.model.config) {
-                (Some(p), _) => checkpoint::load(p, &device)
-                    .with_context(|| format!("loading {}", p.display()))?,
-                (None, Some(c)) => {
-                    let config = LlamaConfig::from_file(c)?;
-                    (Llama::init(&config, cfg.model.init_seed, &device), config)
-                }
-                (None, None) => bail!("[model]: no path or config"),
-            };
+            let (model, config) = state::starting_model(&cfg.model, &device)?;
             state::truncate_metrics(&out.join(METRICS), 0)?;
-            let st = TrainerState {
-                format: STATE_FORMAT.into(),
-                step: 0,
-                tokens: 0,
-                sequences: 0,
-                mixer_counts: Vec::new(),
-                adam_step: 0,
-                elapsed_s: 0.0,
-                resume_key: resume_key.clone(),
-                weights_dtype: cfg.output.save_dtype.clone(),
-                schedule: serde_json::Value::Null,
-            };
+            let st = TrainerState::fresh(resume_key.clone(), &cfg.output.save_dtype);
             (model.train(), config, st)
         }
     };
@@ -581,18 +553,17 @@ pub fn run(
                 }
             }
         }
-        let norm = global_norm(&model, &grads);
-        model = adamw.update(
-            model,
-            grads,
-            lr,
-            clip_coefficient(norm, cfg.train.max_grad_norm),
-        );
-        if !loss.is_finite() || !norm.is_finite() {
-            bail!(
-                "step {}: loss {loss}, gradient norm {norm}: training diverged",
-                trainer.step + 1
-            );
+        let norm;
+        (model, norm) = adamw
+            .step(model, grads, lr, cfg.train.max_grad_norm)
+            .map_err(|n| {
+                anyhow::anyhow!(
+                    "step {}: gradient norm {n}: training diverged",
+                    trainer.step + 1
+                )
+            })?;
+        if !loss.is_finite() {
+            bail!("step {}: loss {loss}: training diverged", trainer.step + 1);
         }
         trainer.step += 1;
         trainer.sequences += gbs as u64;

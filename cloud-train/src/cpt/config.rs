@@ -264,17 +264,24 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Read a TOML config file and check it with `validate`.
+pub fn read_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    validate: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, ConfigError> {
+    let err = |message: String| ConfigError {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let cfg: T = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    validate(&cfg).map_err(err)?;
+    Ok(cfg)
+}
+
 impl CptConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let err = |message: String| ConfigError {
-            path: path.to_path_buf(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let cfg: CptConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        cfg.validate().map_err(err)?;
-        Ok(cfg)
+        read_toml(path.as_ref(), Self::validate)
     }
 
     pub fn validate(&self) -> Result<(), String> {

@@ -7,14 +7,13 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use llama_spec::LlamaConfig;
 
 use super::config::{CptConfig, Role};
-use super::state::{self, MetricsWriter, TrainerState, METRICS, OPTIMIZER, STATE_FORMAT};
+use super::state::{self, MetricsWriter, TrainerState, METRICS, OPTIMIZER};
 use crate::checkpoint;
 use crate::data::{Mixer, MixerCorpus, TokenStore, TokenStream};
 use crate::model::{scalar, Llama};
-use crate::train::optim::{accumulate, clip_coefficient, global_norm};
+use crate::train::optim::accumulate;
 use crate::train::{loss_and_grads, AdamW, Batch, Schedule};
 
 /// How to treat an output directory that already holds checkpoints.
@@ -141,17 +140,7 @@ pub fn run(
     let mut mixer = Mixer::new(mixer_corpora, cfg.data.seed).map_err(anyhow::Error::msg)?;
 
     // Model, optimizer and position: fresh or from a checkpoint.
-    let existing = state::checkpoints(out);
-    let from = match resume {
-        Resume::Auto => existing.last().map(|(_, p)| p.clone()),
-        Resume::From(p) => Some(p),
-        Resume::Never if !existing.is_empty() => bail!(
-            "{} already has checkpoints (newest {}): resume (the default) or choose another output dir",
-            out.display(),
-            existing.last().map(|(_, p)| p.display().to_string()).unwrap_or_default()
-        ),
-        Resume::Never => None,
-    };
+    let from = state::resume_from(out, resume)?;
     let mut adamw = AdamW::new(cfg.adamw());
     let (model, config, mut trainer) = match &from {
         Some(dir) => {
@@ -193,29 +182,11 @@ pub fn run(
             (model, config, st)
         }
         None => {
-            let (model, config) = match (&cfg.model.path, &cfg.model.config) {
-                (Some(p), _) => checkpoint::load(p, &device)
-                    .with_context(|| format!("loading {}", p.display()))?,
-                (None, Some(c)) => {
-                    let config = LlamaConfig::from_file(c)?;
-                    (Llama::init(&config, cfg.model.init_seed, &device), config)
-                }
-                (None, None) => bail!("[model]: no path or config"),
-            };
+            let (model, config) = state::starting_model(&cfg.model, &device)?;
             state::truncate_metrics(&out.join(METRICS), 0)
                 .with_context(|| format!("{}", out.join(METRICS).display()))?;
-            let st = TrainerState {
-                format: STATE_FORMAT.into(),
-                step: 0,
-                tokens: 0,
-                sequences: 0,
-                mixer_counts: mixer.counts().to_vec(),
-                adam_step: 0,
-                elapsed_s: 0.0,
-                resume_key: cfg.resume_key(),
-                weights_dtype: cfg.output.save_dtype.clone(),
-                schedule: serde_json::Value::Null,
-            };
+            let mut st = TrainerState::fresh(cfg.resume_key(), &cfg.output.save_dtype);
+            st.mixer_counts = mixer.counts().to_vec();
             (model.train(), config, st)
         }
     };
@@ -309,19 +280,18 @@ pub fn run(
             loss += out.loss / micro as f64;
             accumulate(&model, &mut grads, out.grads, 1.0 / micro as f64);
         }
-        let norm = global_norm(&model, &grads);
-        model = adamw.update(
-            model,
-            grads,
-            lr,
-            clip_coefficient(norm, cfg.train.max_grad_norm),
-        );
-        if !loss.is_finite() || !norm.is_finite() {
-            bail!(
-                "step {}: loss {loss}, gradient norm {norm}: training diverged (lower lr, or check the data); the last checkpoint is {}",
-                trainer.step + 1,
-                summary.last_checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
-            );
+        let norm;
+        (model, norm) = adamw
+            .step(model, grads, lr, cfg.train.max_grad_norm)
+            .map_err(|n| {
+                anyhow::anyhow!(
+                    "step {}: gradient norm {n}: training diverged (lower lr, or check the data); the last checkpoint is {}",
+                    trainer.step + 1,
+                    summary.last_checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
+                )
+            })?;
+        if !loss.is_finite() {
+            bail!("step {}: loss {loss}: training diverged", trainer.step + 1);
         }
         trainer.step += 1;
         trainer.tokens += (gbs * seq) as u64;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use llama_spec::LlamaConfig;
 
 use super::config::{ModelSection, OutputSection};
+use super::run::Resume;
 use crate::checkpoint::{self, safetensors::Dtype, SaveOptions};
 use crate::model::Llama;
 use crate::train::AdamW;
@@ -41,6 +42,59 @@ pub struct TrainerState {
 }
 
 pub const STATE_FORMAT: &str = "cloud-train-cpt/1";
+
+impl TrainerState {
+    /// The state of a run that has not taken a step.
+    pub fn fresh(resume_key: serde_json::Value, weights_dtype: &str) -> Self {
+        Self {
+            format: STATE_FORMAT.into(),
+            step: 0,
+            tokens: 0,
+            sequences: 0,
+            mixer_counts: Vec::new(),
+            adam_step: 0,
+            elapsed_s: 0.0,
+            resume_key,
+            weights_dtype: weights_dtype.to_string(),
+            schedule: serde_json::Value::Null,
+        }
+    }
+}
+
+/// The checkpoint a run continues from, if any: the newest in `out` (`Auto`), the one given,
+/// or none (`Never`, refused when `out` has checkpoints, so that no run is silently mixed).
+pub fn resume_from(out: &Path, resume: Resume) -> anyhow::Result<Option<PathBuf>> {
+    let existing = checkpoints(out);
+    Ok(match resume {
+        Resume::Auto => existing.last().map(|(_, p)| p.clone()),
+        Resume::From(p) => Some(p),
+        Resume::Never if !existing.is_empty() => anyhow::bail!(
+            "{} already has checkpoints (newest {}): resume (the default) or choose another output dir",
+            out.display(),
+            existing.last().map(|(_, p)| p.display().to_string()).unwrap_or_default()
+        ),
+        Resume::Never => None,
+    })
+}
+
+/// The starting model of a run: `[model] path` loaded, or `[model] config` randomly
+/// initialized with `init_seed`.
+pub fn starting_model(
+    model: &ModelSection,
+    device: &burn::prelude::Device,
+) -> anyhow::Result<(Llama, LlamaConfig)> {
+    use anyhow::Context;
+    match (&model.path, &model.config) {
+        (Some(p), _) => {
+            checkpoint::load(p, device).with_context(|| format!("loading {}", p.display()))
+        }
+        (None, Some(c)) => {
+            let config = LlamaConfig::from_file(c)?;
+            Ok((Llama::init(&config, model.init_seed, device), config))
+        }
+        (None, None) => anyhow::bail!("[model]: no path or config"),
+    }
+}
 
 pub fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
     out.join(format!("{PREFIX}{step:06}"))

@@ -110,6 +110,24 @@ impl AdamW {
         model.map(&mut mapper)
     }
 
+    /// One optimizer step: the global norm of `grads`, clipping to `max_norm`, the update.
+    /// Returns the model and the norm before clipping; a non-finite norm is `Err(norm)` and no
+    /// update is made (the caller stops; its last checkpoint holds good weights).
+    pub fn step(
+        &mut self,
+        model: Llama,
+        grads: GradientsParams,
+        lr: f64,
+        max_norm: Option<f64>,
+    ) -> Result<(Llama, f64), f64> {
+        let norm = global_norm(&model, &grads);
+        if !norm.is_finite() {
+            return Err(norm);
+        }
+        let model = self.update(model, grads, lr, clip_coefficient(norm, max_norm));
+        Ok((model, norm))
+    }
+
     fn update_one(
         &mut self,
         id: ParamId,

@@ -1,40 +1,17 @@
 //! `cloud-train sft` and `cloud-train dpo`.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
-use clap::Args;
 use cloud_train::align::{self, AlignConfig, Stage};
-use cloud_train::cpt::{Event, Resume};
+use cloud_train::cpt::Event;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cpt_cmd::{load_toml, say};
+use crate::cpt_cmd::{load_toml, say, RunArgs};
 
-#[derive(Args)]
-pub struct AlignArgs {
-    /// The run's TOML config (see configs/sft-*.toml, configs/dpo-*.toml).
-    #[arg(long)]
-    config: PathBuf,
-    /// Override a config value, e.g. `--set train.lr=1e-5 --set dpo.beta=0.2`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
-    /// Continue from this checkpoint (default: the newest one in the output dir, if any).
-    #[arg(long, conflicts_with = "fresh")]
-    resume: Option<PathBuf>,
-    /// Start from the model, not from a checkpoint (refused if the output dir has any).
-    #[arg(long)]
-    fresh: bool,
-}
-
-pub fn run(a: AlignArgs, stage: Stage) -> Result<()> {
+pub fn run(a: RunArgs, stage: Stage) -> Result<()> {
     let cfg: AlignConfig = load_toml(&a.config, &a.overrides)?;
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.config.display()))?;
-    let resume = match (a.resume, a.fresh) {
-        (Some(p), _) => Resume::From(p),
-        (None, true) => Resume::Never,
-        (None, false) => Resume::Auto,
-    };
+    let resume = a.resume();
     let name = if stage == Stage::Sft { "sft" } else { "dpo" };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(&format!(

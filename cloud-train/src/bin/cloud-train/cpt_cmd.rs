@@ -7,21 +7,32 @@ use clap::Args;
 use cloud_train::cpt::{self, CptConfig, Event, Resume};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// What every training command takes.
 #[derive(Args)]
-pub struct CptArgs {
-    /// The run's TOML config (see configs/cpt-*.toml).
+pub struct RunArgs {
+    /// The run's TOML config (see configs/).
     #[arg(long)]
-    config: PathBuf,
+    pub config: PathBuf,
     /// Override a config value, e.g. `--set train.lr=1e-5 --set output.dir=runs/x`
     /// (the value is TOML; a bare word is a string).
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
+    pub overrides: Vec<String>,
     /// Continue from this checkpoint (default: the newest one in the output dir, if any).
     #[arg(long, conflicts_with = "fresh")]
-    resume: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
     /// Start from the model, not from a checkpoint (refused if the output dir has any).
     #[arg(long)]
-    fresh: bool,
+    pub fresh: bool,
+}
+
+impl RunArgs {
+    pub fn resume(&self) -> Resume {
+        match (&self.resume, self.fresh) {
+            (Some(p), _) => Resume::From(p.clone()),
+            (None, true) => Resume::Never,
+            (None, false) => Resume::Auto,
+        }
+    }
 }
 
 /// Read a TOML config and apply `key.path=value` overrides before checking it.
@@ -75,13 +86,9 @@ pub fn say(bar: &ProgressBar, line: String) {
     }
 }
 
-pub fn run(a: CptArgs) -> Result<()> {
+pub fn run(a: RunArgs) -> Result<()> {
     let cfg = load_config(&a.config, &a.overrides)?;
-    let resume = match (a.resume, a.fresh) {
-        (Some(p), _) => Resume::From(p),
-        (None, true) => Resume::Never,
-        (None, false) => Resume::Auto,
-    };
+    let resume = a.resume();
     let bar = ProgressBar::new(cfg.total_steps()).with_style(
         ProgressStyle::with_template("cpt {bar:30} {pos}/{len} steps {msg} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),

@@ -34,11 +34,11 @@ enum Command {
         command: data_cmd::DataCommand,
     },
     /// Continual pre-training on an ALMR mixture, from a TOML config; resumes by default.
-    Cpt(cpt_cmd::CptArgs),
+    Cpt(cpt_cmd::RunArgs),
     /// Supervised fine-tuning on chat JSONL (loss on assistant tokens only).
-    Sft(align_cmd::AlignArgs),
+    Sft(cpt_cmd::RunArgs),
     /// Direct Preference Optimization on preference JSONL (TRL's losses and metrics).
-    Dpo(align_cmd::AlignArgs),
+    Dpo(cpt_cmd::RunArgs),
     /// Draw loss curves (train, and validation per corpus) from metrics.jsonl files as a PNG.
     Plot {
         /// One or more metrics.jsonl files (several runs share the chart, labelled by folder).
