@@ -16,6 +16,7 @@ pub mod error;
 pub mod model;
 pub mod plot;
 pub mod score;
+pub mod sweep;
 pub mod train;
 
 pub use error::CheckpointError;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 /// The font the labels are drawn with, embedded (see assets/LICENSE-DejaVu.txt).
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-ascii.ttf");
+pub(crate) const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-ascii.ttf");
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]

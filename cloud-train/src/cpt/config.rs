@@ -279,6 +279,43 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(
     Ok(cfg)
 }
 
+/// A TOML config file with `key.path=value` overrides applied (each value is TOML; a bare word
+/// is a string), deserialized, not yet validated.
+pub fn load_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    overrides: &[String],
+) -> Result<T, ConfigError> {
+    let err = |message: String| ConfigError {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|e| err(format!("not valid TOML: {e}")))?;
+    for o in overrides {
+        let Some((key, raw)) = o.split_once('=') else {
+            return Err(err(format!("--set {o:?}: expected KEY=VALUE")));
+        };
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        let mut node = &mut table;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            node = node
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| err(format!("--set {key}: {part} is not a table")))?;
+        }
+        node.insert(parts[parts.len() - 1].to_string(), value);
+    }
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| err(format!("invalid config: {e}")))
+}
+
 impl CptConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         read_toml(path.as_ref(), Self::validate)

@@ -1,8 +1,8 @@
 //! `cloud-train cpt`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Args;
 use cloud_train::cpt::{self, CptConfig, Event, Resume};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,7 +36,7 @@ impl RunArgs {
 }
 
 /// Read a TOML config and apply `key.path=value` overrides before checking it.
-pub fn load_config(path: &PathBuf, overrides: &[String]) -> Result<CptConfig> {
+pub fn load_config(path: &Path, overrides: &[String]) -> Result<CptConfig> {
     let cfg: CptConfig = load_toml(path, overrides)?;
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -44,36 +44,8 @@ pub fn load_config(path: &PathBuf, overrides: &[String]) -> Result<CptConfig> {
 }
 
 /// A TOML file with `key.path=value` overrides applied, deserialized.
-pub fn load_toml<T: serde::de::DeserializeOwned>(
-    path: &PathBuf,
-    overrides: &[String],
-) -> Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
-    for o in overrides {
-        let Some((key, raw)) = o.split_once('=') else {
-            bail!("--set {o:?}: expected KEY=VALUE");
-        };
-        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-        let mut node = &mut table;
-        let parts: Vec<&str> = key.trim().split('.').collect();
-        for part in &parts[..parts.len() - 1] {
-            node = node
-                .entry(part.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                .as_table_mut()
-                .with_context(|| format!("--set {key}: {part} is not a table"))?;
-        }
-        node.insert(parts[parts.len() - 1].to_string(), value);
-    }
-    table
-        .try_into()
-        .with_context(|| format!("{}: invalid config", path.display()))
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path, overrides: &[String]) -> Result<T> {
+    Ok(cloud_train::cpt::config::load_toml(path, overrides)?)
 }
 
 /// A line above the progress bar, or on stderr when there is no terminal to draw it on (logs

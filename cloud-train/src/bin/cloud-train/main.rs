@@ -3,6 +3,7 @@
 mod align_cmd;
 mod cpt_cmd;
 mod data_cmd;
+mod sweep_cmd;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -39,6 +40,12 @@ enum Command {
     Sft(cpt_cmd::RunArgs),
     /// Direct Preference Optimization on preference JSONL (TRL's losses and metrics).
     Dpo(cpt_cmd::RunArgs),
+    /// One CPT run per (ALMR, LR) grid point (here, resumable, or as a Slurm array);
+    /// `sweep collect DIR` gathers results.csv.
+    Sweep(sweep_cmd::SweepArgs),
+    /// Fit the loss and metric surfaces of a sweep, the paper's two frontiers, and their
+    /// intersection; draw contours.png.
+    Frontier(sweep_cmd::FrontierArgs),
     /// Draw loss curves (train, and validation per corpus) from metrics.jsonl files as a PNG.
     Plot {
         /// One or more metrics.jsonl files (several runs share the chart, labelled by folder).
@@ -250,6 +257,8 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Data { command } => data_cmd::run(command)?,
         Command::Cpt(args) => cpt_cmd::run(args)?,
+        Command::Sweep(args) => sweep_cmd::run(args)?,
+        Command::Frontier(args) => sweep_cmd::frontier(args)?,
         Command::Sft(args) => align_cmd::run(args, cloud_train::align::Stage::Sft)?,
         Command::Dpo(args) => align_cmd::run(args, cloud_train::align::Stage::Dpo)?,
         Command::Plot {

@@ -1,0 +1,311 @@
+//! `sweep`: one CPT run per (ALMR, LR) grid point, derived from a base config with only
+//! `data.almr`, `train.lr` and `output.dir` changed; run here one after another (finished runs
+//! skipped, an interrupted one resumed), or written out as a Slurm job array; and `collect`,
+//! which gathers every run's final validation losses (and evaluation scores, when present)
+//! into `results.csv`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::cpt::config::{load_toml, CptConfig};
+use crate::cpt::state;
+
+/// The sweep's index of its runs.
+pub const SWEEP: &str = "sweep.json";
+/// Per-run evaluation results (`{"scores": {"benchmark": score, ...}}`), written by the
+/// evaluation harness; optional.
+pub const EVAL: &str = "eval.json";
+
+/// One grid point.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GridRun {
+    pub name: String,
+    /// Percent.
+    pub almr_pct: f64,
+    pub lr: f64,
+    /// The run's output directory.
+    pub dir: PathBuf,
+}
+
+/// The grid's runs and their configs. `almrs_pct` in percent.
+pub fn plan(
+    base: &Path,
+    overrides: &[String],
+    almrs_pct: &[f64],
+    lrs: &[f64],
+    out: &Path,
+) -> anyhow::Result<Vec<(GridRun, CptConfig)>> {
+    if almrs_pct.is_empty() || lrs.is_empty() {
+        anyhow::bail!("an empty grid: give --almr and --lr values");
+    }
+    let mut runs = Vec::new();
+    for &a in almrs_pct {
+        if !(0.0..=100.0).contains(&a) {
+            anyhow::bail!("ALMR {a}: give percentages in [0, 100]");
+        }
+        for &lr in lrs {
+            let name = format!("almr{a}_lr{lr:e}").replace('+', "");
+            let dir = out.join(&name);
+            let mut o = overrides.to_vec();
+            o.push(format!("data.almr={}", a / 100.0));
+            o.push(format!("train.lr={lr:e}"));
+            o.push(format!("output.dir={:?}", dir.display().to_string()));
+            let cfg: CptConfig = load_toml(base, &o)?;
+            cfg.validate()
+                .map_err(|e| anyhow::anyhow!("{} at ALMR {a} %, LR {lr:e}: {e}", base.display()))?;
+            runs.push((
+                GridRun {
+                    name,
+                    almr_pct: a,
+                    lr,
+                    dir,
+                },
+                cfg,
+            ));
+        }
+    }
+    Ok(runs)
+}
+
+/// Write `out/sweep.json`.
+pub fn write_index(out: &Path, runs: &[(GridRun, CptConfig)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let list: Vec<&GridRun> = runs.iter().map(|(r, _)| r).collect();
+    let p = out.join(SWEEP);
+    llama_spec::atomic::write_atomic(&p, serde_json::to_string_pretty(&list)?.as_bytes())
+        .with_context(|| format!("writing {}", p.display()))
+}
+
+/// The run has a checkpoint at its last step.
+pub fn finished(cfg: &CptConfig) -> bool {
+    state::checkpoints(&cfg.output.dir)
+        .last()
+        .is_some_and(|(step, _)| *step >= cfg.total_steps())
+}
+
+/// A Slurm job array: one config per run under `out/configs/`, and `out/sweep.sbatch`.
+pub fn emit_slurm(out: &Path, runs: &[(GridRun, CptConfig)]) -> anyhow::Result<PathBuf> {
+    let dir = out.join("configs");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut list = String::new();
+    for (r, cfg) in runs {
+        let p = dir.join(format!("{}.toml", r.name));
+        let text = toml::to_string(cfg).with_context(|| format!("serializing {}", r.name))?;
+        llama_spec::atomic::write_atomic(&p, text.as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?;
+        let _ = writeln!(list, "  {:?}", p.display().to_string());
+    }
+    let script = format!(
+        r#"#!/bin/bash
+# The (ALMR, LR) sweep as a Slurm job array: one CPT run per task, each resumable (a requeued
+# task continues from its newest checkpoint). Adjust the resources for your cluster, then:
+#   sbatch {sbatch}
+# and when every task is done: cloud-train sweep collect {out}
+#SBATCH --job-name=almr-lr-sweep
+#SBATCH --array=0-{last}
+#SBATCH --nodes=1
+#SBATCH --gpus-per-node=8
+#SBATCH --time=48:00:00
+#SBATCH --requeue
+#SBATCH --output={out}/slurm-%A_%a.out
+set -euo pipefail
+CONFIGS=(
+{list})
+exec cloud-train cpt --config "${{CONFIGS[$SLURM_ARRAY_TASK_ID]}}"
+"#,
+        sbatch = out.join("sweep.sbatch").display(),
+        out = out.display(),
+        last = runs.len().saturating_sub(1),
+    );
+    let p = out.join("sweep.sbatch");
+    llama_spec::atomic::write_atomic(&p, script.as_bytes())
+        .with_context(|| format!("writing {}", p.display()))?;
+    Ok(p)
+}
+
+/// One row of `results.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    pub run: String,
+    pub almr_pct: f64,
+    pub lr: f64,
+    pub steps: u64,
+    pub tokens: u64,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    /// Per corpus, in name order.
+    pub val_loss_corpus: Vec<(String, f64)>,
+    /// Per benchmark (from `eval.json`), in name order; and their mean.
+    pub scores: Vec<(String, f64)>,
+    pub metric_avg: Option<f64>,
+}
+
+/// Every run of the sweep in `dir` with a final validation loss (runs without one are listed
+/// in the second value, so the user sees what is missing).
+pub fn collect(dir: &Path) -> anyhow::Result<(Vec<ResultRow>, Vec<String>)> {
+    let idx = dir.join(SWEEP);
+    let text = std::fs::read_to_string(&idx)
+        .with_context(|| format!("reading {} (run `cloud-train sweep` first)", idx.display()))?;
+    let runs: Vec<GridRun> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a sweep index", idx.display()))?;
+    let (mut rows, mut missing) = (Vec::new(), Vec::new());
+    for r in runs {
+        let metrics = std::fs::read_to_string(r.dir.join(state::METRICS)).unwrap_or_default();
+        let last_eval = metrics
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["val_loss_combined"].is_number());
+        let Some(v) = last_eval else {
+            missing.push(r.name);
+            continue;
+        };
+        let mut val_loss_corpus: Vec<(String, f64)> = v["val_loss"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        val_loss_corpus.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut scores: Vec<(String, f64)> = std::fs::read_to_string(r.dir.join(EVAL))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|e| {
+                e["scores"].as_object().map(|m| {
+                    m.iter()
+                        .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        scores.sort_by(|a, b| a.0.cmp(&b.0));
+        let metric_avg = (!scores.is_empty())
+            .then(|| scores.iter().map(|s| s.1).sum::<f64>() / scores.len() as f64);
+        rows.push(ResultRow {
+            run: r.name,
+            almr_pct: r.almr_pct,
+            lr: r.lr,
+            steps: v["step"].as_u64().unwrap_or(0),
+            tokens: v["tokens"].as_u64().unwrap_or(0),
+            train_loss: v["loss"].as_f64().unwrap_or(f64::NAN),
+            val_loss: v["val_loss_combined"].as_f64().unwrap_or(f64::NAN),
+            val_loss_corpus,
+            scores,
+            metric_avg,
+        });
+    }
+    Ok((rows, missing))
+}
+
+/// `results.csv`: `run, almr_pct, lr, log10_lr, steps, tokens, train_loss, val_loss` (the
+/// mixture-weighted validation loss), `val_loss_<corpus>` for each corpus, `score_<benchmark>`
+/// for each evaluated benchmark, and `metric_avg` (their mean; empty without evaluations).
+pub fn to_csv(rows: &[ResultRow]) -> String {
+    let corpora: Vec<String> = rows
+        .first()
+        .map(|r| r.val_loss_corpus.iter().map(|c| c.0.clone()).collect())
+        .unwrap_or_default();
+    let mut benches: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.scores.iter().map(|s| s.0.clone()))
+        .collect();
+    benches.sort();
+    benches.dedup();
+    let mut out = String::from("run,almr_pct,lr,log10_lr,steps,tokens,train_loss,val_loss");
+    for c in &corpora {
+        let _ = write!(out, ",val_loss_{c}");
+    }
+    for b in &benches {
+        let _ = write!(out, ",score_{b}");
+    }
+    out.push_str(",metric_avg\n");
+    for r in rows {
+        let _ = write!(
+            out,
+            "{},{},{:e},{:.6},{},{},{:.6},{:.6}",
+            r.run,
+            r.almr_pct,
+            r.lr,
+            r.lr.log10(),
+            r.steps,
+            r.tokens,
+            r.train_loss,
+            r.val_loss
+        );
+        for c in &corpora {
+            let v = r.val_loss_corpus.iter().find(|x| &x.0 == c).map(|x| x.1);
+            let _ = write!(out, ",{}", v.map_or(String::new(), |v| format!("{v:.6}")));
+        }
+        for b in &benches {
+            let v = r.scores.iter().find(|x| &x.0 == b).map(|x| x.1);
+            let _ = write!(out, ",{}", v.map_or(String::new(), |v| format!("{v:.6}")));
+        }
+        let _ = writeln!(
+            out,
+            ",{}",
+            r.metric_avg.map_or(String::new(), |v| format!("{v:.6}"))
+        );
+    }
+    out
+}
+
+/// What the frontier needs of one row of `results.csv`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GridResult {
+    pub almr_pct: f64,
+    pub log10_lr: f64,
+    pub val_loss: f64,
+    pub metric_avg: Option<f64>,
+}
+
+/// Every row of a `results.csv`.
+pub fn read_csv(path: &Path) -> anyhow::Result<Vec<GridResult>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .with_context(|| format!("{}: empty", path.display()))?
+        .split(',')
+        .collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .with_context(|| format!("{}: no column {name:?}", path.display()))
+    };
+    let (ca, cx, cl, cm) = (
+        col("almr_pct")?,
+        col("log10_lr")?,
+        col("val_loss")?,
+        col("metric_avg")?,
+    );
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |c: usize| -> anyhow::Result<f64> {
+            f.get(c)
+                .and_then(|v| v.trim().parse().ok())
+                .with_context(|| {
+                    format!(
+                        "{}: line {}: column {} is not a number",
+                        path.display(),
+                        i + 2,
+                        header[c]
+                    )
+                })
+        };
+        let metric = f.get(cm).and_then(|v| v.trim().parse().ok());
+        rows.push(GridResult {
+            almr_pct: num(ca)?,
+            log10_lr: num(cx)?,
+            val_loss: num(cl)?,
+            metric_avg: metric,
+        });
+    }
+    Ok(rows)
+}
