@@ -79,7 +79,7 @@ fn sweep_collect_and_frontier() {
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 10, "{csv}");
-    assert_eq!(lines[0], "run,almr_pct,lr,log10_lr,steps,tokens,train_loss,val_loss,val_loss_en,val_loss_zh,metric_avg");
+    assert_eq!(lines[0], "run,almr_pct,lr,log10_lr,steps,tokens,train_loss,val_loss,val_loss_mixture,val_loss_en,val_loss_zh,metric_avg");
     assert!(
         lines[1].starts_with("almr10_lr1e-3,10,1e-3,-3.000000,2,512,"),
         "{}",

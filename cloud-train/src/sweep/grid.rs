@@ -134,7 +134,11 @@ pub struct ResultRow {
     pub steps: u64,
     pub tokens: u64,
     pub train_loss: f64,
+    /// The mean of the per-corpus validation losses: the same objective at every grid point
+    /// (the run's own mixture-weighted loss would weigh the corpora differently per ALMR).
     pub val_loss: f64,
+    /// The run's mixture-weighted validation loss, as logged.
+    pub val_loss_mixture: f64,
     /// Per corpus, in name order.
     pub val_loss_corpus: Vec<(String, f64)>,
     /// Per benchmark (from `eval.json`), in name order; and their mean.
@@ -192,7 +196,12 @@ pub fn collect(dir: &Path) -> anyhow::Result<(Vec<ResultRow>, Vec<String>)> {
             steps: v["step"].as_u64().unwrap_or(0),
             tokens: v["tokens"].as_u64().unwrap_or(0),
             train_loss: v["loss"].as_f64().unwrap_or(f64::NAN),
-            val_loss: v["val_loss_combined"].as_f64().unwrap_or(f64::NAN),
+            val_loss: if val_loss_corpus.is_empty() {
+                f64::NAN
+            } else {
+                val_loss_corpus.iter().map(|c| c.1).sum::<f64>() / val_loss_corpus.len() as f64
+            },
+            val_loss_mixture: v["val_loss_combined"].as_f64().unwrap_or(f64::NAN),
             val_loss_corpus,
             scores,
             metric_avg,
@@ -201,9 +210,10 @@ pub fn collect(dir: &Path) -> anyhow::Result<(Vec<ResultRow>, Vec<String>)> {
     Ok((rows, missing))
 }
 
-/// `results.csv`: `run, almr_pct, lr, log10_lr, steps, tokens, train_loss, val_loss` (the
-/// mixture-weighted validation loss), `val_loss_<corpus>` for each corpus, `score_<benchmark>`
-/// for each evaluated benchmark, and `metric_avg` (their mean; empty without evaluations).
+/// `results.csv`: `run, almr_pct, lr, log10_lr, steps, tokens, train_loss, val_loss` (the mean
+/// of the per-corpus validation losses), `val_loss_mixture` (weighted by the run's mixture),
+/// `val_loss_<corpus>` for each corpus, `score_<benchmark>` for each evaluated benchmark, and
+/// `metric_avg` (their mean; empty without evaluations).
 pub fn to_csv(rows: &[ResultRow]) -> String {
     let corpora: Vec<String> = rows
         .first()
@@ -215,7 +225,8 @@ pub fn to_csv(rows: &[ResultRow]) -> String {
         .collect();
     benches.sort();
     benches.dedup();
-    let mut out = String::from("run,almr_pct,lr,log10_lr,steps,tokens,train_loss,val_loss");
+    let mut out =
+        String::from("run,almr_pct,lr,log10_lr,steps,tokens,train_loss,val_loss,val_loss_mixture");
     for c in &corpora {
         let _ = write!(out, ",val_loss_{c}");
     }
@@ -226,7 +237,7 @@ pub fn to_csv(rows: &[ResultRow]) -> String {
     for r in rows {
         let _ = write!(
             out,
-            "{},{},{:e},{:.6},{},{},{:.6},{:.6}",
+            "{},{},{:e},{:.6},{},{},{:.6},{:.6},{:.6}",
             r.run,
             r.almr_pct,
             r.lr,
@@ -234,7 +245,8 @@ pub fn to_csv(rows: &[ResultRow]) -> String {
             r.steps,
             r.tokens,
             r.train_loss,
-            r.val_loss
+            r.val_loss,
+            r.val_loss_mixture
         );
         for c in &corpora {
             let v = r.val_loss_corpus.iter().find(|x| &x.0 == c).map(|x| x.1);
