@@ -3,31 +3,20 @@
 //! test does not need a CPT run first); each checkpoint goes through `quantize convert` into a
 //! GGUF that edge-runtime loads and chats with, with the same chat template.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("root")
-}
+use common::{cloud_train, run_ok};
 
 fn run(args: &[&str], sets: &[String]) -> String {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cloud-train"));
-    c.current_dir(root()).args(args);
+    let mut c = cloud_train();
+    c.args(args);
     for s in sets {
         c.arg("--set").arg(s);
     }
-    let out: Output = c.output().expect("spawn");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{args:?} failed:\n{text}");
-    text
+    run_ok(&mut c)
 }
 
 fn metrics(out: &Path) -> Vec<serde_json::Value> {

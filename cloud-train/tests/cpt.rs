@@ -2,50 +2,30 @@
 //! checkpoint converted by `quantize`, and a run killed with SIGKILL then resumed, whose loss
 //! sequence must equal the uninterrupted run's exactly.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("root")
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cloud-train"));
-    c.current_dir(root());
-    c
-}
-
-fn ok(out: Output, what: &str) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{what} failed:\n{text}");
-    text
-}
+use common::{cloud_train as bin, run_ok};
 
 /// Prepared en/zh sample corpora in `dir`.
 fn prepare_corpora(dir: &Path) {
     for lang in ["en", "zh"] {
-        let out = bin()
-            .args(["data", "prepare", "--in"])
-            .arg(format!("configs/corpora/{lang}"))
-            .arg("--out")
-            .arg(dir.join(lang))
-            .args([
-                "--tokenizer",
-                "assets/llama3-tokenizer.json",
-                "--val-fraction",
-                "0.25",
-            ])
-            .output()
-            .expect("spawn");
-        let text = ok(out, "data prepare");
+        let text = run_ok(
+            bin()
+                .args(["data", "prepare", "--in"])
+                .arg(format!("configs/corpora/{lang}"))
+                .arg("--out")
+                .arg(dir.join(lang))
+                .args([
+                    "--tokenizer",
+                    "assets/llama3-tokenizer.json",
+                    "--val-fraction",
+                    "0.25",
+                ]),
+        );
         assert!(text.contains("documents"), "{text}");
     }
 }
@@ -80,20 +60,15 @@ fn tiny_cpt_end_to_end() {
     let data = tmp.path().join("data");
     prepare_corpora(&data);
     let out = tmp.path().join("run");
-    let text = ok(
-        cpt(
-            &data,
-            &out,
-            &[
-                "train.steps=12",
-                "output.save_every=6",
-                "output.eval_every=6",
-            ],
-        )
-        .output()
-        .expect("spawn"),
-        "cpt",
-    );
+    let text = run_ok(&mut cpt(
+        &data,
+        &out,
+        &[
+            "train.steps=12",
+            "output.save_every=6",
+            "output.eval_every=6",
+        ],
+    ));
     assert!(text.contains("cpt: 12 steps"), "{text}");
 
     let m = metrics(&out);
@@ -154,12 +129,11 @@ fn tiny_cpt_end_to_end() {
     assert!(std::fs::metadata(&gguf).expect("gguf").len() > 1 << 20);
 
     // Running it again resumes at the end: nothing left to do, metrics unchanged.
-    let text = ok(
-        cpt(&data, &out, &["train.steps=12", "output.save_every=6"])
-            .output()
-            .expect("spawn"),
-        "cpt again",
-    );
+    let text = run_ok(&mut cpt(
+        &data,
+        &out,
+        &["train.steps=12", "output.save_every=6"],
+    ));
     assert!(text.contains("(0 this run)"), "{text}");
     assert_eq!(metrics(&out).len(), 12);
 }
@@ -177,10 +151,7 @@ fn killed_run_resumes_exactly() {
     ];
 
     let straight = tmp.path().join("straight");
-    ok(
-        cpt(&data, &straight, &args).output().expect("spawn"),
-        "uninterrupted cpt",
-    );
+    run_ok(&mut cpt(&data, &straight, &args));
 
     let killed = tmp.path().join("killed");
     let mut child = cpt(&data, &killed, &args)
@@ -212,10 +183,7 @@ fn killed_run_resumes_exactly() {
     let logged = metrics(&killed).len();
     println!("killed after {logged} logged steps");
 
-    let text = ok(
-        cpt(&data, &killed, &args).output().expect("spawn"),
-        "resumed cpt",
-    );
+    let text = run_ok(&mut cpt(&data, &killed, &args));
     assert!(text.contains("resuming from"), "{text}");
 
     let (a, b) = (metrics(&straight), metrics(&killed));
@@ -245,7 +213,7 @@ fn exhausted_corpus_with_stop_ends_the_run_with_a_checkpoint() {
     ));
     c.arg("--set").arg(format!("output.dir={out:?}"));
     c.args(["--set", "train.steps=10"]);
-    let text = ok(c.output().expect("spawn"), "cpt");
+    let text = run_ok(&mut c);
     assert!(
         text.contains("stopped early: corpus \"zh\" is exhausted after 19 windows"),
         "{text}"

@@ -3,29 +3,14 @@
 //! The averaged metric comes from the evaluation harness (issue 9); here each run gets an
 //! `eval.json` with synthetic scores peaking on a known line, to exercise that path.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("root")
-}
+use std::path::{Path, PathBuf};
+
+use common::{cloud_train, run_ok};
 
 fn run(args: &[String]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cloud-train"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .expect("spawn");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{args:?} failed:\n{text}");
-    text
+    run_ok(cloud_train().args(args))
 }
 
 fn s(v: &str) -> String {

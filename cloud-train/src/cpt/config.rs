@@ -269,13 +269,11 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(
     path: &Path,
     validate: impl FnOnce(&T) -> Result<(), String>,
 ) -> Result<T, ConfigError> {
-    let err = |message: String| ConfigError {
+    let cfg: T = load_toml(path, &[])?;
+    validate(&cfg).map_err(|message| ConfigError {
         path: path.to_path_buf(),
         message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let cfg: T = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-    validate(&cfg).map_err(err)?;
+    })?;
     Ok(cfg)
 }
 

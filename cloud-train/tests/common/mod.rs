@@ -107,3 +107,30 @@ pub fn reference_loss(case: &str) -> f64 {
 }
 
 pub const CASES: [&str; 3] = ["gqa_llama3", "mha_tied", "mha_tied_bf16"];
+
+/// The workspace root (the CLI tests run there, as users do).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("root")
+}
+
+/// The `cloud-train` binary, to run from the workspace root.
+pub fn cloud_train() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-train"));
+    c.current_dir(root());
+    c
+}
+
+/// Run `c`; its stdout and stderr, or a panic with them when it failed.
+pub fn run_ok(c: &mut std::process::Command) -> String {
+    let out = c.output().expect("spawn");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{c:?} failed:\n{text}");
+    text
+}

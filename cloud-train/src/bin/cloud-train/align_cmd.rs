@@ -3,9 +3,8 @@
 use anyhow::Result;
 use cloud_train::align::{self, AlignConfig, Stage};
 use cloud_train::cpt::Event;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cpt_cmd::{load_toml, say, RunArgs};
+use crate::cpt_cmd::{load_toml, say, started, step_bar, RunArgs};
 
 pub fn run(a: RunArgs, stage: Stage) -> Result<()> {
     let cfg: AlignConfig = load_toml(&a.config, &a.overrides)?;
@@ -13,29 +12,21 @@ pub fn run(a: RunArgs, stage: Stage) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.config.display()))?;
     let resume = a.resume();
     let name = if stage == Stage::Sft { "sft" } else { "dpo" };
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(&format!(
-            "{name} {{bar:30}} {{pos}}/{{len}} steps {{msg}} eta {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = step_bar(name, 0);
     let s = align::run(&cfg, stage, resume, |e| match e {
         Event::Start {
             first_step,
             total_steps,
             params,
             resumed_from,
-        } => {
-            bar.set_length(total_steps);
-            bar.set_position(first_step);
-            say(
-                &bar,
-                match resumed_from {
-                    Some(p) => format!("{name}: {params} parameters, resuming from {} at step {first_step}/{total_steps}", p.display()),
-                    None => format!("{name}: {params} parameters, {total_steps} steps"),
-                },
-            );
-        }
+        } => started(
+            &bar,
+            name,
+            (first_step, total_steps),
+            params,
+            resumed_from,
+            "",
+        ),
         Event::Line { step, text, eval } => {
             bar.set_position(step);
             bar.set_message(text);

@@ -58,39 +58,57 @@ pub fn say(bar: &ProgressBar, line: String) {
     }
 }
 
+/// The progress bar of a training command.
+pub fn step_bar(name: &str, steps: u64) -> ProgressBar {
+    ProgressBar::new(steps).with_style(
+        ProgressStyle::with_template(&format!(
+            "{name} {{bar:30}} {{pos}}/{{len}} steps {{msg}} eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
+}
+
+/// `Event::Start` of a training loop: the bar's range and one line on what starts.
+pub fn started(
+    bar: &ProgressBar,
+    name: &str,
+    (first_step, total_steps): (u64, u64),
+    params: usize,
+    resumed_from: Option<PathBuf>,
+    extra: &str,
+) {
+    bar.set_length(total_steps);
+    bar.set_position(first_step);
+    say(
+        bar,
+        match resumed_from {
+            Some(p) => format!(
+                "{name}: {params} parameters, resuming from {} at step {first_step}/{total_steps}",
+                p.display()
+            ),
+            None => format!("{name}: {params} parameters, {total_steps} steps{extra}"),
+        },
+    );
+}
+
 pub fn run(a: RunArgs) -> Result<()> {
     let cfg = load_config(&a.config, &a.overrides)?;
     let resume = a.resume();
-    let bar = ProgressBar::new(cfg.total_steps()).with_style(
-        ProgressStyle::with_template("cpt {bar:30} {pos}/{len} steps {msg} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = step_bar("cpt", cfg.total_steps());
     let summary = cpt::run(&cfg, resume, |e| match e {
         Event::Start {
             first_step,
             total_steps,
             params,
             resumed_from,
-        } => {
-            bar.set_length(total_steps);
-            bar.set_position(first_step);
-            match resumed_from {
-                Some(p) => say(
-                    &bar,
-                    format!(
-                    "cpt: {params} parameters, resuming from {} at step {first_step}/{total_steps}",
-                    p.display()
-                ),
-                ),
-                None => say(
-                    &bar,
-                    format!(
-                        "cpt: {params} parameters, {total_steps} steps, ALMR {}",
-                        cfg.data.almr
-                    ),
-                ),
-            }
-        }
+        } => started(
+            &bar,
+            "cpt",
+            (first_step, total_steps),
+            params,
+            resumed_from,
+            &format!(", ALMR {}", cfg.data.almr),
+        ),
         Event::Step(m) => {
             bar.set_position(m.step);
             bar.set_message(format!(
