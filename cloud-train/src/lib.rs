@@ -13,6 +13,7 @@ pub mod cpt;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod model;
 pub mod plot;
 pub mod score;

@@ -64,27 +64,6 @@ pub struct Model {
     name: String,
 }
 
-/// GPT-2's byte <-> printable-character map, inverted: char -> byte.
-fn byte_decoder() -> std::collections::HashMap<char, u8> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
-    let mut cs = bs.clone();
-    let mut n = 0;
-    for b in 0..256u32 {
-        if !bs.contains(&b) {
-            bs.push(b);
-            cs.push(256 + n);
-            n += 1;
-        }
-    }
-    bs.iter()
-        .zip(&cs)
-        .filter_map(|(&b, &c)| Some((char::from_u32(c)?, b as u8)))
-        .collect()
-}
-
 impl Model {
     /// Map `path`, read its config, tokenizer and chat template, and check every tensor's type
     /// and shape against the config.
@@ -183,7 +162,7 @@ impl Model {
             rope_freqs,
         };
 
-        let dec = byte_decoder();
+        let dec = llama_spec::tokenizer::byte_decoder();
         let token_bytes = vocab
             .tokens
             .iter()
@@ -194,14 +173,7 @@ impl Model {
                 } else if ty == token_type::USER_DEFINED {
                     t.as_bytes().to_vec()
                 } else {
-                    let mut out = Vec::with_capacity(t.len());
-                    for c in t.chars() {
-                        match dec.get(&c) {
-                            Some(&b) => out.push(b),
-                            None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
-                        }
-                    }
-                    out
+                    llama_spec::tokenizer::byte_level_bytes(t, &dec)
                 }
             })
             .collect();

@@ -286,6 +286,36 @@ impl Session {
         Ok(out)
     }
 
+    /// Logits of every position from `from` on: the cache is made to hold `tokens[..from]`
+    /// (reusing the longest prefix already cached), then `tokens[from..]` are evaluated and
+    /// their logits returned (`(tokens.len() - from) * vocab_size` values). What scoring many
+    /// continuations of one context needs: the shared context is evaluated once.
+    pub fn eval_logits_from(&mut self, tokens: &[u32], from: usize) -> Result<Vec<f32>> {
+        if from >= tokens.len() {
+            return Err(Error::Invalid(format!(
+                "eval_logits_from: from = {from} but only {} tokens",
+                tokens.len()
+            )));
+        }
+        let common = self
+            .tokens
+            .iter()
+            .zip(&tokens[..from])
+            .take_while(|(a, b)| a == b)
+            .count();
+        self.tokens.truncate(common);
+        self.has_logits = false;
+        if common < from {
+            self.append(&tokens[common..from], LogitsMode::Last, |_| {})?;
+        }
+        let vocab = self.model.config.vocab_size as usize;
+        let mut out = Vec::with_capacity((tokens.len() - from) * vocab);
+        self.append(&tokens[from..], LogitsMode::All, |logits| {
+            out.extend_from_slice(logits)
+        })?;
+        Ok(out)
+    }
+
     /// Generate a continuation of `prompt` (token ids). The returned iterator yields text
     /// pieces as they are produced.
     pub fn generate(&mut self, prompt: &[u32], opts: GenerateOptions) -> Result<Generation<'_>> {

@@ -452,3 +452,37 @@ pub fn hf_to_gguf_metadata(
     md.set(keys::MERGES, MetadataValue::string_array(merges));
     Ok(md)
 }
+
+/// GPT-2's byte <-> printable-character map of byte-level BPE, inverted: char -> byte.
+pub fn byte_decoder() -> std::collections::HashMap<char, u8> {
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
+    let mut cs = bs.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bs.contains(&b) {
+            bs.push(b);
+            cs.push(256 + n);
+            n += 1;
+        }
+    }
+    bs.iter()
+        .zip(&cs)
+        .filter_map(|(&b, &c)| Some((char::from_u32(c)?, b as u8)))
+        .collect()
+}
+
+/// The bytes a byte-level BPE token string stands for (characters outside the byte alphabet
+/// are kept as their UTF-8).
+pub fn byte_level_bytes(token: &str, dec: &std::collections::HashMap<char, u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(token.len());
+    for c in token.chars() {
+        match dec.get(&c) {
+            Some(&b) => out.push(b),
+            None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
+    out
+}

@@ -3,6 +3,7 @@
 mod align_cmd;
 mod cpt_cmd;
 mod data_cmd;
+mod eval_cmd;
 mod sweep_cmd;
 
 use std::path::PathBuf;
@@ -46,6 +47,11 @@ enum Command {
     /// Fit the loss and metric surfaces of a sweep, the paper's two frontiers, and their
     /// intersection; draw contours.png.
     Frontier(sweep_cmd::FrontierArgs),
+    /// Evaluate a checkpoint directory or a GGUF file on the benchmarks (C-Eval, MMLU, ...);
+    /// writes results JSON (the `eval.json` that `sweep collect` reads) and prints a table.
+    Eval(eval_cmd::EvalArgs),
+    /// One markdown table (rows = models, columns = benchmarks) from several `eval` results.
+    EvalTable(eval_cmd::TableArgs),
     /// Draw loss curves (train, and validation per corpus) from metrics.jsonl files as a PNG.
     Plot {
         /// One or more metrics.jsonl files (several runs share the chart, labelled by folder).
@@ -259,6 +265,8 @@ fn main() -> Result<()> {
         Command::Cpt(args) => cpt_cmd::run(args)?,
         Command::Sweep(args) => sweep_cmd::run(args)?,
         Command::Frontier(args) => sweep_cmd::frontier(args)?,
+        Command::Eval(args) => eval_cmd::run(args)?,
+        Command::EvalTable(args) => eval_cmd::table(args)?,
         Command::Sft(args) => align_cmd::run(args, cloud_train::align::Stage::Sft)?,
         Command::Dpo(args) => align_cmd::run(args, cloud_train::align::Stage::Dpo)?,
         Command::Plot {

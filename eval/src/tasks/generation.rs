@@ -1,0 +1,296 @@
+//! Generation tasks: greedy decoding until a stop sequence, then the task's metric.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::io::{field, read_json, read_jsonl, read_text};
+use super::GenItem;
+use crate::error::{EvalError, Result};
+use crate::metrics::{self, text, BleuTokenizer};
+
+fn item(
+    id: String,
+    prompt: String,
+    max_tokens: usize,
+    stop: &[&str],
+    refs: Vec<String>,
+) -> GenItem {
+    GenItem {
+        id,
+        prompt,
+        chat: false,
+        max_tokens,
+        stop: stop.iter().map(|s| s.to_string()).collect(),
+        refs,
+        extra: None,
+    }
+}
+
+/// CMRC 2018 / DRCD (SQuAD-format JSON), OpenCompass's generation prompt:
+/// `文章：{context}\n根据上文，回答如下问题：{question}\n答：`, stop at a newline, 50 tokens.
+pub fn squad(dir: &Path, name: &str) -> Result<Vec<GenItem>> {
+    let path = dir.join(name).join("dev.json");
+    let v = read_json(&path)?;
+    let data = v["data"]
+        .as_array()
+        .ok_or_else(|| EvalError::data(&path, "no \"data\" list (SQuAD format expected)"))?;
+    let mut out = Vec::new();
+    for article in data {
+        for para in article["paragraphs"].as_array().into_iter().flatten() {
+            let ctx = field(para, "context", &path, out.len())?;
+            for qa in para["qas"].as_array().into_iter().flatten() {
+                let q = field(qa, "question", &path, out.len())?;
+                let id = qa["id"]
+                    .as_str()
+                    .map_or_else(|| out.len().to_string(), str::to_string);
+                let refs: Vec<String> = qa["answers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["text"].as_str().map(str::to_string))
+                    .collect();
+                if refs.is_empty() {
+                    return Err(EvalError::data(&path, format!("question {id}: no answers")));
+                }
+                out.push(item(
+                    id,
+                    format!("文章：{ctx}\n根据上文，回答如下问题：{q}\n答："),
+                    50,
+                    &["\n"],
+                    refs,
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// LCSTS (`test.src.txt` / `test.tgt.txt`, one text per line, as OpenCompass distributes it):
+/// `阅读以下文章，并给出简短的摘要：{text}\n摘要如下：`, stop at a newline, 64 tokens.
+pub fn lcsts(dir: &Path) -> Result<Vec<GenItem>> {
+    let src_path = dir.join("lcsts/test.src.txt");
+    let tgt_path = dir.join("lcsts/test.tgt.txt");
+    let src = read_text(&src_path)?;
+    let tgt = read_text(&tgt_path)?;
+    let (s, t): (Vec<&str>, Vec<&str>) = (src.lines().collect(), tgt.lines().collect());
+    if s.len() != t.len() {
+        return Err(EvalError::data(
+            &tgt_path,
+            format!(
+                "{} lines but {} has {}",
+                t.len(),
+                src_path.display(),
+                s.len()
+            ),
+        ));
+    }
+    Ok(s.iter()
+        .zip(&t)
+        .enumerate()
+        .map(|(i, (s, t))| {
+            item(
+                format!("lcsts/{i}"),
+                format!("阅读以下文章，并给出简短的摘要：{s}\n摘要如下："),
+                64,
+                &["\n"],
+                vec![t.to_string()],
+            )
+        })
+        .collect())
+}
+
+/// WMT22 general test sets as plain text (`{src}-{tgt}.src` / `.ref`, one segment per line):
+/// zh->en `Translate the following Chinese text to English.\nChinese: {src}\nEnglish:`,
+/// en->zh `将下面的英文翻译成中文。\n英文：{src}\n中文：`; stop at a newline, 160 tokens.
+pub fn wmt(dir: &Path, src: &str, tgt: &str) -> Result<Vec<GenItem>> {
+    let sp = dir.join(format!("wmt22/{src}-{tgt}.src"));
+    let rp = dir.join(format!("wmt22/{src}-{tgt}.ref"));
+    let s = read_text(&sp)?;
+    let r = read_text(&rp)?;
+    let (s, r): (Vec<&str>, Vec<&str>) = (s.lines().collect(), r.lines().collect());
+    if s.len() != r.len() {
+        return Err(EvalError::data(
+            &rp,
+            format!("{} lines, source has {}", r.len(), s.len()),
+        ));
+    }
+    Ok(s.iter()
+        .zip(&r)
+        .enumerate()
+        .map(|(i, (s, r))| {
+            let prompt = if src == "zh" {
+                format!("Translate the following Chinese text to English.\nChinese: {s}\nEnglish:")
+            } else {
+                format!("将下面的英文翻译成中文。\n英文：{s}\n中文：")
+            };
+            item(
+                format!("wmt22-{src}-{tgt}/{i}"),
+                prompt,
+                160,
+                &["\n"],
+                vec![r.to_string()],
+            )
+        })
+        .collect())
+}
+
+/// GSM8K (`question`, `answer` with `#### n`), 4-shot from the first train problems as
+/// lm-eval's `gsm8k`: `Question: {q}\nAnswer: {worked answer}` blocks, then
+/// `Question: {q}\nAnswer:`; stop at "Question:" or a blank line, 256 tokens.
+pub fn gsm8k(dir: &Path) -> Result<Vec<GenItem>> {
+    let train = dir.join("gsm8k/train.jsonl");
+    let test = dir.join("gsm8k/test.jsonl");
+    let mut shots = String::new();
+    for (i, v) in read_jsonl(&train)?.iter().take(4).enumerate() {
+        let q = field(v, "question", &train, i)?;
+        let a = field(v, "answer", &train, i)?;
+        shots.push_str(&format!("Question: {q}\nAnswer: {a}\n\n"));
+    }
+    read_jsonl(&test)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let q = field(v, "question", &test, i)?;
+            let a = field(v, "answer", &test, i)?;
+            let gold = text::gsm8k_gold(a).ok_or_else(|| {
+                EvalError::data(&test, format!("record {}: no `#### n` answer", i + 1))
+            })?;
+            Ok(item(
+                format!("gsm8k/{i}"),
+                format!("{shots}Question: {q}\nAnswer:"),
+                256,
+                &["Question:", "\n\n"],
+                vec![gold],
+            ))
+        })
+        .collect()
+}
+
+/// TriviaQA (the original JSON: `Data[].Question`, `Data[].Answer.Aliases`), 0-shot as
+/// lm-eval's `triviaqa`: `Question: {q}?\nAnswer:`, stop at newline, ".", ","; 32 tokens.
+pub fn triviaqa(dir: &Path) -> Result<Vec<GenItem>> {
+    let path = dir.join("triviaqa/dev.json");
+    let v = read_json(&path)?;
+    let data = v["Data"]
+        .as_array()
+        .ok_or_else(|| EvalError::data(&path, "no \"Data\" list (TriviaQA's JSON expected)"))?;
+    data.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let q = field(d, "Question", &path, i)?;
+            let mut refs: Vec<String> = d["Answer"]["Aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
+            if let Some(v) = d["Answer"]["Value"].as_str() {
+                refs.push(v.to_string());
+            }
+            if refs.is_empty() {
+                return Err(EvalError::data(
+                    &path,
+                    format!("record {}: no answer aliases", i + 1),
+                ));
+            }
+            let id = d["QuestionId"]
+                .as_str()
+                .map_or_else(|| i.to_string(), str::to_string);
+            Ok(item(
+                id,
+                format!("Question: {}?\nAnswer:", q.trim_end_matches('?')),
+                32,
+                &["\n", ".", ","],
+                refs,
+            ))
+        })
+        .collect()
+}
+
+/// Dialogue prompts for the Chinese-token fraction (`{"prompt": ..., "system"?: ...}` lines),
+/// rendered with the model's chat template; 96 tokens each.
+pub fn dialogue(dir: &Path) -> Result<Vec<GenItem>> {
+    let path = dir.join("dialogue/prompts.jsonl");
+    read_jsonl(&path)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let p = field(v, "prompt", &path, i)?;
+            let mut it = item(format!("dialogue/{i}"), p.to_string(), 96, &[], Vec::new());
+            it.chat = true;
+            it.extra = v.get("system").cloned();
+            Ok(it)
+        })
+        .collect()
+}
+
+/// Per-item score (0 or 1, or an F1) for the itemwise tasks, for the sample log.
+pub fn item_score(task: &str, item: &GenItem, output: &str) -> Option<f64> {
+    match task {
+        "cmrc" | "drcd" => Some(metrics::cmrc_em(&item.refs, output)),
+        "gsm8k" => Some(f64::from(u8::from(
+            text::last_number(output).is_some_and(|n| text::same_number(&n, &item.refs[0])),
+        ))),
+        "triviaqa" => Some(metrics::text::triviaqa_em(&item.refs, first_line(output))),
+        _ => None,
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    crate::metrics::py_strip(s.split('\n').next().unwrap_or(""))
+}
+
+/// The task's metrics (0-100) over all items.
+pub fn score(task: &str, items: &[GenItem], outputs: &[String]) -> BTreeMap<String, f64> {
+    let n = items.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&GenItem, &String) -> f64| {
+        100.0 * items.iter().zip(outputs).map(|(i, o)| f(i, o)).sum::<f64>() / n
+    };
+    let mut m = BTreeMap::new();
+    match task {
+        "cmrc" | "drcd" => {
+            m.insert(
+                "em".into(),
+                mean(&|i, o| metrics::cmrc_em(&i.refs, first_line(o))),
+            );
+            m.insert(
+                "f1".into(),
+                mean(&|i, o| metrics::cmrc_f1(&i.refs, first_line(o))),
+            );
+        }
+        "lcsts" => {
+            let refs: Vec<String> = items.iter().map(|i| i.refs[0].clone()).collect();
+            m.insert(
+                "rougeL_jieba".into(),
+                metrics::rouge_l_jieba(outputs, &refs),
+            );
+            m.insert("rougeL_char".into(), metrics::rouge_l_char(outputs, &refs));
+        }
+        "wmt22-zh-en" | "wmt22-en-zh" => {
+            let tok = if task.ends_with("-zh") {
+                BleuTokenizer::Zh
+            } else {
+                BleuTokenizer::Mteval13a
+            };
+            let hyps: Vec<String> = outputs.iter().map(|o| first_line(o).to_string()).collect();
+            let refs = vec![items.iter().map(|i| i.refs[0].clone()).collect::<Vec<_>>()];
+            m.insert("bleu".into(), metrics::corpus_bleu(&hyps, &refs, tok).score);
+        }
+        "gsm8k" | "triviaqa" => {
+            let key = if task == "gsm8k" { "acc" } else { "em" };
+            m.insert(
+                key.into(),
+                mean(&|i, o| item_score(task, i, o).unwrap_or(0.0)),
+            );
+        }
+        _ => {}
+    }
+    m
+}
+
+/// The JSON value `extra` holds for a dialogue item: its system prompt, if any.
+pub fn system_prompt(item: &GenItem) -> Option<&str> {
+    item.extra.as_ref().and_then(Value::as_str)
+}

@@ -1,0 +1,145 @@
+//! The benchmarks: where each reads its data (the benchmark's own public format, under
+//! `--data-dir`), how it builds prompts, and how it is scored. Every prompt format is written
+//! out in the task's loader; the README's table lists them.
+//!
+//! | task | data (under the data dir) | kind | shots | primary metric |
+//! | --- | --- | --- | --- | --- |
+//! | `ceval` | `ceval/val/{subject}_val.csv`, shots from `ceval/dev/{subject}_dev.csv` | choice | 5 | acc |
+//! | `mmlu` | `mmlu/test/{subject}_test.csv`, shots from `mmlu/dev/{subject}_dev.csv` (no header) | choice | 5 | acc |
+//! | `agieval` | `agieval/{task}.jsonl` (`passage`, `question`, `options`, `label`) | choice | 0 | acc |
+//! | `cluewsc` | `cluewsc/dev.json` (CLUE JSON lines) | choice | 0 | acc |
+//! | `eprstmt` | `eprstmt/dev_few_all.json` (FewCLUE JSON lines) | choice | 0 | acc |
+//! | `cmrc` | `cmrc/dev.json` (SQuAD format) | generation | 0 | em (and f1) |
+//! | `drcd` | `drcd/dev.json` (SQuAD format) | generation | 0 | em (and f1) |
+//! | `lcsts` | `lcsts/test.src.txt`, `lcsts/test.tgt.txt` (one per line) | generation | 0 | rougeL_jieba (and rougeL_char) |
+//! | `wmt22-zh-en` | `wmt22/zh-en.src`, `wmt22/zh-en.ref` (`sacrebleu -t wmt22 -l zh-en --echo src`/`ref`) | generation | 0 | bleu (13a) |
+//! | `wmt22-en-zh` | `wmt22/en-zh.src`, `wmt22/en-zh.ref` | generation | 0 | bleu (zh) |
+//! | `gsm8k` | `gsm8k/test.jsonl`, shots from `gsm8k/train.jsonl` | generation | 4 | acc (last number) |
+//! | `triviaqa` | `triviaqa/dev.json` (the original `{"Data": [...]}`) | generation | 0 | em |
+//! | `humaneval` | `humaneval/HumanEval.jsonl.gz` (else `assets/HumanEval.jsonl.gz`) | generation + execution | 0 | pass@1 |
+//! | `zh-fraction` | `dialogue/prompts.jsonl` (`{"prompt": ...}`), chat template | generation | 0 | zh_fraction (not averaged) |
+
+pub mod choice;
+pub mod generation;
+pub mod humaneval;
+pub mod io;
+
+use std::path::Path;
+
+use crate::error::{EvalError, Result};
+
+/// Multiple choice by log-likelihood: `context` followed by each of `choices` (which carry
+/// their own leading delimiter, e.g. " A").
+#[derive(Debug, Clone)]
+pub struct ChoiceItem {
+    pub id: String,
+    pub context: String,
+    pub choices: Vec<String>,
+    pub gold: usize,
+}
+
+/// Greedy generation from `prompt` (rendered with the chat template when `chat`), scored
+/// against `refs`.
+#[derive(Debug, Clone)]
+pub struct GenItem {
+    pub id: String,
+    pub prompt: String,
+    pub chat: bool,
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
+    pub refs: Vec<String>,
+    /// Task-specific payload (HumanEval: the test program and entry point).
+    pub extra: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Items {
+    Choice(Vec<ChoiceItem>),
+    Gen(Vec<GenItem>),
+}
+
+impl Items {
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Choice(v) => v.len(),
+            Self::Gen(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn truncate(&mut self, n: usize) {
+        match self {
+            Self::Choice(v) => v.truncate(n),
+            Self::Gen(v) => v.truncate(n),
+        }
+    }
+}
+
+/// Every task, in the order of the paper's tables.
+pub const TASKS: &[&str] = &[
+    "ceval",
+    "mmlu",
+    "agieval",
+    "cluewsc",
+    "eprstmt",
+    "cmrc",
+    "drcd",
+    "lcsts",
+    "wmt22-zh-en",
+    "wmt22-en-zh",
+    "gsm8k",
+    "triviaqa",
+    "humaneval",
+    "zh-fraction",
+];
+
+/// The metric a task contributes to the average (all on a 0-100 scale); `None` for tasks that
+/// are measurements, not benchmarks (`zh-fraction`).
+pub fn primary_metric(task: &str) -> Option<&'static str> {
+    Some(match task {
+        "ceval" | "mmlu" | "agieval" | "cluewsc" | "eprstmt" | "gsm8k" => "acc",
+        "cmrc" | "drcd" | "triviaqa" => "em",
+        "lcsts" => "rougeL_jieba",
+        "wmt22-zh-en" | "wmt22-en-zh" => "bleu",
+        "humaneval" => "pass@1",
+        _ => return None,
+    })
+}
+
+/// Expand `all` and check names.
+pub fn resolve(names: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for n in names {
+        if n == "all" {
+            out.extend(TASKS.iter().map(|s| s.to_string()));
+        } else if TASKS.contains(&n.as_str()) {
+            out.push(n.clone());
+        } else {
+            return Err(EvalError::UnknownTask(n.clone(), TASKS.join(", ")));
+        }
+    }
+    out.dedup();
+    Ok(out)
+}
+
+/// Read a task's items from `data_dir`.
+pub fn load(task: &str, data_dir: &Path) -> Result<Items> {
+    Ok(match task {
+        "ceval" => Items::Choice(choice::ceval(data_dir)?),
+        "mmlu" => Items::Choice(choice::mmlu(data_dir)?),
+        "agieval" => Items::Choice(choice::agieval(data_dir)?),
+        "cluewsc" => Items::Choice(choice::cluewsc(data_dir)?),
+        "eprstmt" => Items::Choice(choice::eprstmt(data_dir)?),
+        "cmrc" => Items::Gen(generation::squad(data_dir, "cmrc")?),
+        "drcd" => Items::Gen(generation::squad(data_dir, "drcd")?),
+        "lcsts" => Items::Gen(generation::lcsts(data_dir)?),
+        "wmt22-zh-en" => Items::Gen(generation::wmt(data_dir, "zh", "en")?),
+        "wmt22-en-zh" => Items::Gen(generation::wmt(data_dir, "en", "zh")?),
+        "gsm8k" => Items::Gen(generation::gsm8k(data_dir)?),
+        "triviaqa" => Items::Gen(generation::triviaqa(data_dir)?),
+        "humaneval" => Items::Gen(humaneval::load(data_dir)?),
+        "zh-fraction" => Items::Gen(generation::dialogue(data_dir)?),
+        other => return Err(EvalError::UnknownTask(other.into(), TASKS.join(", "))),
+    })
+}
