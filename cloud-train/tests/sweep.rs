@@ -1,7 +1,7 @@
 //! `sweep` end to end on the tiny config (3 x 3 grid, 2 steps a run), `sweep collect`,
 //! a resumed sweep that skips finished runs, `--emit-slurm`, and `frontier` on the result.
-//! The averaged metric comes from the evaluation harness (issue 9); here each run gets an
-//! `eval.json` with synthetic scores peaking on a known line, to exercise that path.
+//! The averaged metric comes from the evaluation harness: first synthetic `eval.json` scores
+//! peaking on a known line (the frontier must find it), then the real harness on each run.
 
 mod common;
 
@@ -141,15 +141,43 @@ fn sweep_collect_and_frontier() {
     );
     assert!(f["recommendation"]["almr_pct"].is_number(), "{f}");
 
+    // The real harness: each finished run's last checkpoint evaluated (burn backend), once.
+    let mut with_eval = args.clone();
+    for a in ["--eval-tasks", "eprstmt,cluewsc", "--eval-limit", "2"] {
+        with_eval.push(s(a));
+    }
+    let text = run(&with_eval);
+    assert_eq!(text.matches("eval average").count(), 9, "{text}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
+    assert!(
+        csv.lines()
+            .next()
+            .expect("header")
+            .ends_with("score_cluewsc,score_eprstmt,metric_avg"),
+        "{csv}"
+    );
+    let e: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("almr33_lr3e-3/eval.json")).expect("eval.json"),
+    )
+    .expect("json");
+    assert_eq!(e["model"], "checkpoint-000002", "{e}");
+    assert_eq!(e["tasks"]["eprstmt"]["n"], 2, "{e}");
+    let text = run(&with_eval);
+    assert_eq!(text.matches("evaluated already").count(), 9, "{text}");
+
     // Slurm: one config per run and a job array.
     let slurm = tmp.path().join("slurm");
-    let mut args2 = args.clone();
+    let mut args2 = with_eval.clone();
     let i = args2.iter().position(|a| a == "--out").expect("--out") + 1;
     args2[i] = slurm.display().to_string();
     args2.push(s("--emit-slurm"));
     run(&args2);
     let sbatch = std::fs::read_to_string(slurm.join("sweep.sbatch")).expect("sbatch");
     assert!(sbatch.contains("#SBATCH --array=0-8"), "{sbatch}");
+    assert!(
+        sbatch.contains("cloud-train eval --model \"${RUNS[$SLURM_ARRAY_TASK_ID]}/latest\" --tasks eprstmt,cluewsc"),
+        "{sbatch}"
+    );
     let cfgs = std::fs::read_dir(slurm.join("configs"))
         .expect("configs")
         .count();

@@ -41,6 +41,7 @@ fn every_task_loads_its_samples() {
         ("wmt22-en-zh", 4),
         ("gsm8k", 3),
         ("triviaqa", 4),
+        ("cloze", 48),
         ("zh-fraction", 6),
     ];
     for (t, n) in want {

@@ -1,3 +1,13 @@
-//! edge-chat: the ratatui terminal chat app on top of edge-runtime.
-//!
-//! Not implemented yet: this crate only reserves its place in the workspace (issue 10).
+//! edge-chat: a terminal chat app (ratatui) on edge-runtime, for the emotional-support
+//! chatbot. The pieces are a library so that tests drive them without a terminal:
+//! [`app::App`] (state + one update function), [`ui::draw`], [`worker`] (the inference
+//! thread), [`editor`], [`wrap`] (display-width wrapping for CJK and emoji), [`persona`],
+//! [`store`] (saved sessions).
+
+pub mod app;
+pub mod editor;
+pub mod persona;
+pub mod store;
+pub mod ui;
+pub mod worker;
+pub mod wrap;

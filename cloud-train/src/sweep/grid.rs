@@ -85,18 +85,89 @@ pub fn finished(cfg: &CptConfig) -> bool {
         .is_some_and(|(step, _)| *step >= cfg.total_steps())
 }
 
-/// A Slurm job array: one config per run under `out/configs/`, and `out/sweep.sbatch`.
-pub fn emit_slurm(out: &Path, runs: &[(GridRun, CptConfig)]) -> anyhow::Result<PathBuf> {
+/// What to evaluate each finished run on (its `eval.json`: the metric objective).
+#[derive(Debug, Clone)]
+pub struct EvalPlan {
+    pub tasks: Vec<String>,
+    pub data_dir: PathBuf,
+    pub limit: Option<usize>,
+}
+
+impl EvalPlan {
+    /// The `cloud-train eval` arguments that carry this plan (for the Slurm script).
+    fn cli_args(&self) -> String {
+        let mut s = format!(
+            "--tasks {} --data-dir {:?}",
+            self.tasks.join(","),
+            self.data_dir.display().to_string()
+        );
+        if let Some(n) = self.limit {
+            let _ = write!(s, " --limit {n}");
+        }
+        s
+    }
+}
+
+/// Evaluate a finished run's last checkpoint and write `run/eval.json`, unless an `eval.json`
+/// of that checkpoint with those tasks is there already. Returns the average when evaluated.
+pub fn evaluate_run(
+    cfg: &CptConfig,
+    plan: &EvalPlan,
+    progress: bool,
+) -> anyhow::Result<Option<llm_eval::Report>> {
+    let Some((_, ckpt)) = state::checkpoints(&cfg.output.dir).last().cloned() else {
+        anyhow::bail!("{}: no checkpoint to evaluate", cfg.output.dir.display());
+    };
+    let out = cfg.output.dir.join(EVAL);
+    let name = ckpt
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Ok(prev) = llm_eval::Report::read(&out) {
+        let covered = plan.tasks.iter().all(|t| prev.tasks.contains_key(t));
+        if prev.model == name && covered && prev.limit == plan.limit {
+            return Ok(None);
+        }
+    }
+    let device = cfg.train.backend.device().map_err(anyhow::Error::msg)?;
+    let mut model = crate::eval::BurnModel::load(&ckpt, &device)
+        .with_context(|| format!("loading {}", ckpt.display()))?;
+    let opts = llm_eval::RunOptions {
+        limit: plan.limit,
+        progress,
+        ..llm_eval::RunOptions::default()
+    };
+    let tasks = llm_eval::tasks::resolve(&plan.tasks)?;
+    let report = llm_eval::evaluate(&mut model, &tasks, &plan.data_dir, &opts)?;
+    report.write(&out)?;
+    Ok(Some(report))
+}
+
+/// A Slurm job array: one config per run under `out/configs/`, and `out/sweep.sbatch`; each
+/// task trains, then (with an eval plan) evaluates its run.
+pub fn emit_slurm(
+    out: &Path,
+    runs: &[(GridRun, CptConfig)],
+    eval: Option<&EvalPlan>,
+) -> anyhow::Result<PathBuf> {
     let dir = out.join("configs");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut list = String::new();
+    let mut dirs = String::new();
     for (r, cfg) in runs {
         let p = dir.join(format!("{}.toml", r.name));
         let text = toml::to_string(cfg).with_context(|| format!("serializing {}", r.name))?;
         llama_spec::atomic::write_atomic(&p, text.as_bytes())
             .with_context(|| format!("writing {}", p.display()))?;
         let _ = writeln!(list, "  {:?}", p.display().to_string());
+        let _ = writeln!(dirs, "  {:?}", cfg.output.dir.display().to_string());
     }
+    let eval_line = eval.map_or(String::new(), |e| {
+        format!(
+            "cloud-train eval --model \"${{RUNS[$SLURM_ARRAY_TASK_ID]}}/latest\" {} --out \"${{RUNS[$SLURM_ARRAY_TASK_ID]}}/{EVAL}\"\n",
+            e.cli_args()
+        )
+    });
     let script = format!(
         r#"#!/bin/bash
 # The (ALMR, LR) sweep as a Slurm job array: one CPT run per task, each resumable (a requeued
@@ -113,8 +184,10 @@ pub fn emit_slurm(out: &Path, runs: &[(GridRun, CptConfig)]) -> anyhow::Result<P
 set -euo pipefail
 CONFIGS=(
 {list})
-exec cloud-train cpt --config "${{CONFIGS[$SLURM_ARRAY_TASK_ID]}}"
-"#,
+RUNS=(
+{dirs})
+cloud-train cpt --config "${{CONFIGS[$SLURM_ARRAY_TASK_ID]}}"
+{eval_line}"#,
         sbatch = out.join("sweep.sbatch").display(),
         out = out.display(),
         last = runs.len().saturating_sub(1),

@@ -342,3 +342,48 @@ pub fn eprstmt(dir: &Path) -> Result<Vec<ChoiceItem>> {
         })
         .collect()
 }
+
+/// Generic multiple choice (`{"context", "choices", "gold"}` JSON lines, the layout of
+/// lm-eval's custom multiple-choice tasks), every `*.jsonl` under `cloze/`. Choices carry
+/// their own leading space where one is wanted. `configs/eval-data/cloze/` holds an in-domain
+/// cloze set made from the sample corpora (`scripts/make-cloze.py`) for the tiny sweep demo.
+pub fn cloze(dir: &Path) -> Result<Vec<ChoiceItem>> {
+    let mut out = Vec::new();
+    for path in files_ending(&dir.join("cloze"), ".jsonl")? {
+        let stem = path
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for (i, v) in read_jsonl(&path)?.into_iter().enumerate() {
+            let context = field(&v, "context", &path, i)?.to_string();
+            let choices: Vec<String> = v
+                .get("choices")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let gold = v.get("gold").and_then(Value::as_u64).map(|g| g as usize);
+            match gold {
+                Some(g) if g < choices.len() && choices.len() >= 2 => out.push(ChoiceItem {
+                    id: format!("{stem}/{i}"),
+                    context,
+                    choices,
+                    gold: g,
+                }),
+                _ => {
+                    return Err(EvalError::data(
+                        &path,
+                        format!(
+                            "record {}: want 2+ string choices and a gold index among them",
+                            i + 1
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -17,6 +17,7 @@
 //! | `gsm8k` | `gsm8k/test.jsonl`, shots from `gsm8k/train.jsonl` | generation | 4 | acc (last number) |
 //! | `triviaqa` | `triviaqa/dev.json` (the original `{"Data": [...]}`) | generation | 0 | em |
 //! | `humaneval` | `humaneval/HumanEval.jsonl.gz` (else `assets/HumanEval.jsonl.gz`) | generation + execution | 0 | pass@1 |
+//! | `cloze` | `cloze/*.jsonl` (`context`, `choices`, `gold`: generic multiple choice) | choice | 0 | acc_norm |
 //! | `zh-fraction` | `dialogue/prompts.jsonl` (`{"prompt": ...}`), chat template | generation | 0 | zh_fraction (not averaged) |
 
 pub mod choice;
@@ -91,6 +92,7 @@ pub const TASKS: &[&str] = &[
     "gsm8k",
     "triviaqa",
     "humaneval",
+    "cloze",
     "zh-fraction",
 ];
 
@@ -103,6 +105,7 @@ pub fn primary_metric(task: &str) -> Option<&'static str> {
         "lcsts" => "rougeL_jieba",
         "wmt22-zh-en" | "wmt22-en-zh" => "bleu",
         "humaneval" => "pass@1",
+        "cloze" => "acc_norm",
         _ => return None,
     })
 }
@@ -139,6 +142,7 @@ pub fn load(task: &str, data_dir: &Path) -> Result<Items> {
         "gsm8k" => Items::Gen(generation::gsm8k(data_dir)?),
         "triviaqa" => Items::Gen(generation::triviaqa(data_dir)?),
         "humaneval" => Items::Gen(humaneval::load(data_dir)?),
+        "cloze" => Items::Choice(choice::cloze(data_dir)?),
         "zh-fraction" => Items::Gen(generation::dialogue(data_dir)?),
         other => return Err(EvalError::UnknownTask(other.into(), TASKS.join(", "))),
     })

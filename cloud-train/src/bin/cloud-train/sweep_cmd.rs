@@ -34,6 +34,16 @@ pub struct SweepArgs {
     /// Write a Slurm job array (sweep.sbatch and one config per run) instead of running here.
     #[arg(long)]
     emit_slurm: bool,
+    /// Evaluate each finished run on these tasks (comma-separated, see `eval`) and write its
+    /// eval.json: the averaged-metric objective of the frontier.
+    #[arg(long, value_delimiter = ',')]
+    eval_tasks: Vec<String>,
+    /// The benchmarks' data for --eval-tasks.
+    #[arg(long, default_value = "configs/eval-data")]
+    eval_data: PathBuf,
+    /// Only the first N items of each task.
+    #[arg(long)]
+    eval_limit: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -63,9 +73,17 @@ pub fn run(a: SweepArgs) -> Result<()> {
         bail!("sweep needs --config, --almr, --lr and --out (or `sweep collect DIR`)");
     };
     let runs = grid::plan(config, &a.overrides, &a.almr, &a.lr, out)?;
+    let eval = (!a.eval_tasks.is_empty()).then(|| grid::EvalPlan {
+        tasks: a.eval_tasks.clone(),
+        data_dir: a.eval_data.clone(),
+        limit: a.eval_limit,
+    });
+    if let Some(e) = &eval {
+        llm_eval::tasks::resolve(&e.tasks)?;
+    }
     grid::write_index(out, &runs)?;
     if a.emit_slurm {
-        let p = grid::emit_slurm(out, &runs)?;
+        let p = grid::emit_slurm(out, &runs, eval.as_ref())?;
         println!(
             "sweep: {} runs -> {} (submit with sbatch)",
             runs.len(),
@@ -77,6 +95,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
     for (i, (r, cfg)) in runs.iter().enumerate() {
         if grid::finished(cfg) {
             println!("sweep {}/{n} {}: done already", i + 1, r.name);
+            evaluate(i, n, r, cfg, eval.as_ref())?;
             continue;
         }
         let bar = ProgressBar::new(cfg.total_steps()).with_style(
@@ -106,8 +125,30 @@ pub fn run(a: SweepArgs) -> Result<()> {
                 .map_or("-".into(), |v| format!("{v:.4}")),
             s.tokens_per_s
         );
+        evaluate(i, n, r, cfg, eval.as_ref())?;
     }
     collect(out)?;
+    Ok(())
+}
+
+fn evaluate(
+    i: usize,
+    n: usize,
+    r: &grid::GridRun,
+    cfg: &cloud_train::cpt::config::CptConfig,
+    plan: Option<&grid::EvalPlan>,
+) -> Result<()> {
+    let Some(plan) = plan else { return Ok(()) };
+    match grid::evaluate_run(cfg, plan, true)? {
+        Some(rep) => println!(
+            "sweep {}/{n} {}: eval average {} over {}",
+            i + 1,
+            r.name,
+            rep.average.map_or("-".into(), |v| format!("{v:.2}")),
+            plan.tasks.join(",")
+        ),
+        None => println!("sweep {}/{n} {}: evaluated already", i + 1, r.name),
+    }
     Ok(())
 }
 
