@@ -15,6 +15,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod pipeline;
 pub mod plot;
 pub mod score;
 pub mod sweep;

@@ -26,8 +26,14 @@ fn committed_configs_are_valid() {
             assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{name}: {w:?}");
         } else if name.starts_with("sft-") || name.starts_with("dpo-") {
             AlignConfig::from_file(&p).unwrap_or_else(|e| panic!("{e}"));
+        } else if name.starts_with("pipeline-") {
+            // Paths in it are relative to the repository root, like the command's.
+            std::env::set_current_dir(dir.join("..")).expect("cd");
+            let c = cloud_train::pipeline::PipelineConfig::from_file(&p, &[])
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            llm_eval::tasks::resolve(&c.eval_tasks).unwrap_or_else(|e| panic!("{name}: {e}"));
         } else {
-            panic!("{name}: unknown kind of config (cpt-, sft-, dpo-)");
+            panic!("{name}: unknown kind of config (cpt-, sft-, dpo-, pipeline-)");
         }
         seen += 1;
     }

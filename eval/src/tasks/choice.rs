@@ -120,101 +120,110 @@ fn ceval_subject_zh(subject: &str) -> String {
         .map_or_else(|| subject.replace('_', " "), |(_, v)| v.to_string())
 }
 
-/// Rows of a C-Eval CSV (`id,question,A,B,C,D,answer[,explanation]`) as (text, gold).
-fn ceval_rows(path: &Path) -> Result<Vec<(String, usize)>> {
-    read_csv(path, true)?
+/// The C-Eval / MMLU file layout: `{bench}/{split}/{subject}_{split}.csv`, with shots from
+/// `{bench}/dev/{subject}_dev.csv`; the question is column `q_col`, the four options follow,
+/// then the answer letter.
+struct SubjectCsv {
+    bench: &'static str,
+    split: &'static str,
+    header: bool,
+    q_col: usize,
+    columns: &'static str,
+    answer_prompt: &'static str,
+}
+
+const CEVAL: SubjectCsv = SubjectCsv {
+    bench: "ceval",
+    split: "val",
+    header: true,
+    q_col: 1,
+    columns: "id,question,A,B,C,D,answer",
+    answer_prompt: "答案：",
+};
+
+const MMLU: SubjectCsv = SubjectCsv {
+    bench: "mmlu",
+    split: "test",
+    header: false,
+    q_col: 0,
+    columns: "question,A,B,C,D,answer",
+    answer_prompt: "Answer:",
+};
+
+/// A subject file's rows as (question text, gold index).
+fn subject_rows(path: &Path, spec: &SubjectCsv) -> Result<Vec<(String, usize)>> {
+    let q = spec.q_col;
+    read_csv(path, spec.header)?
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            if r.len() < 7 {
+            if r.len() < q + 6 {
                 return Err(EvalError::data(
                     path,
-                    format!("row {}: want id,question,A,B,C,D,answer", i + 1),
+                    format!("row {}: want {}", i + 1, spec.columns),
                 ));
             }
             Ok((
-                abcd(&r[1], &r[2..6], "答案："),
-                letter_index(&r[6], path, i)?,
+                abcd(&r[q], &r[q + 1..q + 5], spec.answer_prompt),
+                letter_index(&r[q + 5], path, i)?,
             ))
         })
         .collect()
+}
+
+/// Every subject of a C-Eval/MMLU-style benchmark, 5-shot, `describe(subject)` first.
+fn subject_task(
+    dir: &Path,
+    spec: &SubjectCsv,
+    describe: impl Fn(&str) -> String,
+) -> Result<Vec<ChoiceItem>> {
+    let suffix = format!("_{}.csv", spec.split);
+    let mut out = Vec::new();
+    for path in files_ending(&dir.join(spec.bench).join(spec.split), &suffix)? {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let subject = name.trim_end_matches(suffix.as_str());
+        let dev = dir
+            .join(spec.bench)
+            .join("dev")
+            .join(format!("{subject}_dev.csv"));
+        let shots: Vec<(String, usize)> = subject_rows(&dev, spec)?.into_iter().take(5).collect();
+        let desc = describe(subject);
+        for (i, (q, gold)) in subject_rows(&path, spec)?.into_iter().enumerate() {
+            out.push(ChoiceItem {
+                id: format!("{subject}/{i}"),
+                context: few_shot(&desc, &shots, &q),
+                choices: choices_abcd(),
+                gold,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// C-Eval (validation split, 5-shot from dev), as lm-eval's `ceval-valid`:
 /// `以下是中国关于{科目}的单项选择题，请选出其中的正确答案。\n\n` + shots + question, where a
 /// question is `{q}\nA. ..\nB. ..\nC. ..\nD. ..\n答案：` and the choices are " A" ... " D".
 pub fn ceval(dir: &Path) -> Result<Vec<ChoiceItem>> {
-    let mut out = Vec::new();
-    for path in files_ending(&dir.join("ceval/val"), "_val.csv")? {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let subject = name.trim_end_matches("_val.csv");
-        let dev = dir.join("ceval/dev").join(format!("{subject}_dev.csv"));
-        let shots: Vec<(String, usize)> = ceval_rows(&dev)?.into_iter().take(5).collect();
-        let desc = format!(
+    subject_task(dir, &CEVAL, |s| {
+        format!(
             "以下是中国关于{}的单项选择题，请选出其中的正确答案。\n\n",
-            ceval_subject_zh(subject)
-        );
-        for (i, (q, gold)) in ceval_rows(&path)?.into_iter().enumerate() {
-            out.push(ChoiceItem {
-                id: format!("{subject}/{i}"),
-                context: few_shot(&desc, &shots, &q),
-                choices: choices_abcd(),
-                gold,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// MMLU rows (`question,A,B,C,D,answer`, no header) as (text, gold).
-fn mmlu_rows(path: &Path) -> Result<Vec<(String, usize)>> {
-    read_csv(path, false)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            if r.len() < 6 {
-                return Err(EvalError::data(
-                    path,
-                    format!("row {}: want question,A,B,C,D,answer", i + 1),
-                ));
-            }
-            Ok((
-                abcd(&r[0], &r[1..5], "Answer:"),
-                letter_index(&r[5], path, i)?,
-            ))
-        })
-        .collect()
+            ceval_subject_zh(s)
+        )
+    })
 }
 
 /// MMLU (test split, 5-shot from dev) as lm-eval's `mmlu`: `The following are multiple choice
 /// questions (with answers) about {subject}.\n\n` + shots + `{q}\nA. ..\nD. ..\nAnswer:`.
 pub fn mmlu(dir: &Path) -> Result<Vec<ChoiceItem>> {
-    let mut out = Vec::new();
-    for path in files_ending(&dir.join("mmlu/test"), "_test.csv")? {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let subject = name.trim_end_matches("_test.csv");
-        let dev = dir.join("mmlu/dev").join(format!("{subject}_dev.csv"));
-        let shots: Vec<(String, usize)> = mmlu_rows(&dev)?.into_iter().take(5).collect();
-        let desc = format!(
+    subject_task(dir, &MMLU, |s| {
+        format!(
             "The following are multiple choice questions (with answers) about {}.\n\n",
-            subject.replace('_', " ")
-        );
-        for (i, (q, gold)) in mmlu_rows(&path)?.into_iter().enumerate() {
-            out.push(ChoiceItem {
-                id: format!("{subject}/{i}"),
-                context: few_shot(&desc, &shots, &q),
-                choices: choices_abcd(),
-                gold,
-            });
-        }
-    }
-    Ok(out)
+            s.replace('_', " ")
+        )
+    })
 }
 
 /// AGIEval, 0-shot, with AGIEval's own zero-shot prompts. Chinese tasks (`gaokao-*`,

@@ -4,6 +4,7 @@ mod align_cmd;
 mod cpt_cmd;
 mod data_cmd;
 mod eval_cmd;
+mod pipeline_cmd;
 mod sweep_cmd;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ enum Command {
     /// Evaluate a checkpoint directory or a GGUF file on the benchmarks (C-Eval, MMLU, ...);
     /// writes results JSON (the `eval.json` that `sweep collect` reads) and prints a table.
     Eval(eval_cmd::EvalArgs),
+    /// From the shipped GGUF and sample corpora to a quantized chatbot: CPT, SFT, DPO, export,
+    /// quantization, evaluation before and after; resumable by stage.
+    Pipeline(pipeline_cmd::PipelineArgs),
     /// One markdown table (rows = models, columns = benchmarks) from several `eval` results.
     EvalTable(eval_cmd::TableArgs),
     /// Draw loss curves (train, and validation per corpus) from metrics.jsonl files as a PNG.
@@ -267,6 +271,7 @@ fn main() -> Result<()> {
         Command::Frontier(args) => sweep_cmd::frontier(args)?,
         Command::Eval(args) => eval_cmd::run(args)?,
         Command::EvalTable(args) => eval_cmd::table(args)?,
+        Command::Pipeline(args) => pipeline_cmd::run(args)?,
         Command::Sft(args) => align_cmd::run(args, cloud_train::align::Stage::Sft)?,
         Command::Dpo(args) => align_cmd::run(args, cloud_train::align::Stage::Dpo)?,
         Command::Plot {

@@ -1,0 +1,105 @@
+//! The end-to-end pipeline's config (`cloud-train pipeline`, configs/pipeline-demo.toml): the
+//! run directory, the starting GGUF, the corpora, and the CPT / SFT / DPO stage configs with
+//! their overrides. The command itself is in the binary (`pipeline_cmd.rs`).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Corpus {
+    pub name: String,
+    pub path: PathBuf,
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    pub config: PathBuf,
+    /// Overrides for the stage's own config (`train.steps=24`).
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The run directory: every stage's output goes under it.
+    pub dir: PathBuf,
+    /// The starting model, a GGUF file (dequantized to an HF checkpoint).
+    pub base_gguf: PathBuf,
+    /// The final GGUF type (`q4_k_m`, `q8_0`, ...).
+    #[serde(default = "q4_k_m")]
+    pub quant: String,
+    #[serde(default = "two")]
+    pub threads: usize,
+    pub eval_data: PathBuf,
+    /// Sample tasks scored before and after (the Chinese-token fraction is always measured).
+    pub eval_tasks: Vec<String>,
+    #[serde(default)]
+    pub eval_limit: Option<usize>,
+    #[serde(default = "val_fraction")]
+    pub val_fraction: f64,
+    pub corpus: Vec<Corpus>,
+    pub cpt: StageConfig,
+    pub sft: StageConfig,
+    pub dpo: StageConfig,
+}
+
+fn q4_k_m() -> String {
+    "q4_k_m".into()
+}
+fn two() -> usize {
+    2
+}
+fn val_fraction() -> f64 {
+    0.25
+}
+
+pub const STAGES: [&str; 9] = [
+    "base",
+    "data",
+    "eval-before",
+    "cpt",
+    "sft",
+    "dpo",
+    "export",
+    "quantize",
+    "eval-after",
+];
+
+impl PipelineConfig {
+    /// Read and check a pipeline config: the stage configs exist, the corpora have roles the
+    /// CPT mixer knows, and the quantization type is a GGUF file type name.
+    pub fn from_file(path: &std::path::Path, overrides: &[String]) -> anyhow::Result<Self> {
+        let cfg: Self = crate::cpt::config::load_toml(path, overrides)?;
+        for (name, st) in [("cpt", &cfg.cpt), ("sft", &cfg.sft), ("dpo", &cfg.dpo)] {
+            if !st.config.is_file() {
+                anyhow::bail!(
+                    "{}: [{name}] config {} not found",
+                    path.display(),
+                    st.config.display()
+                );
+            }
+        }
+        for c in &cfg.corpus {
+            if !["base", "additional", "domain"].contains(&c.role.as_str()) {
+                anyhow::bail!(
+                    "{}: corpus {:?}: role {:?} (base, additional, domain)",
+                    path.display(),
+                    c.name,
+                    c.role
+                );
+            }
+        }
+        if cfg.corpus.is_empty() || cfg.eval_tasks.is_empty() {
+            anyhow::bail!(
+                "{}: give at least one [[corpus]] and one eval task",
+                path.display()
+            );
+        }
+        Ok(cfg)
+    }
+}
