@@ -46,24 +46,7 @@ fn chat_with(ckpt: &Path, gguf: &Path) -> String {
         text,
         "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nI feel lonely today.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
     );
-    let mut session = edge_runtime::Session::new(
-        model,
-        edge_runtime::SessionOptions {
-            n_threads: 2,
-            ..Default::default()
-        },
-    )
-    .expect("session");
-    let opts = edge_runtime::GenerateOptions {
-        max_tokens: 12,
-        ..Default::default()
-    };
-    let mut pieces = 0;
-    let mut reply = String::new();
-    for p in session.chat(&msgs, opts).expect("chat") {
-        reply.push_str(&p.expect("piece").text);
-        pieces += 1;
-    }
+    let (reply, pieces) = common::chat_gguf(gguf, "I feel lonely today.", 12);
     assert!(pieces > 0, "no tokens generated");
     reply
 }

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{cloud_train, root, run_ok};
 
 fn config(dir: &std::path::Path, dpo_set: &str) -> String {
@@ -118,31 +116,6 @@ fn pipeline_runs_every_stage_and_resumes_after_a_failure() {
     assert_eq!(text.matches("done already").count(), 9, "{text}");
 
     // The final GGUF chats through edge-runtime with its chat template.
-    let model = Arc::new(
-        edge_runtime::Model::load(
-            dir.join("final.Q4_K_M.gguf"),
-            edge_runtime::LoadOptions::default(),
-        )
-        .expect("load"),
-    );
-    let mut s = edge_runtime::Session::new(
-        model,
-        edge_runtime::SessionOptions {
-            n_threads: 2,
-            ..Default::default()
-        },
-    )
-    .expect("session");
-    let opts = edge_runtime::GenerateOptions {
-        max_tokens: 16,
-        ..Default::default()
-    };
-    let mut g = s
-        .chat(&[edge_runtime::Message::user("我今天有点难过。")], opts)
-        .expect("chat");
-    let mut reply = String::new();
-    for p in g.by_ref() {
-        reply.push_str(&p.expect("piece").text);
-    }
-    assert!(g.stats().generated_tokens > 0, "{reply:?}");
+    let (reply, pieces) = common::chat_gguf(&dir.join("final.Q4_K_M.gguf"), "我今天有点难过。", 16);
+    assert!(pieces > 0, "{reply:?}");
 }

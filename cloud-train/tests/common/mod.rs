@@ -134,3 +134,33 @@ pub fn run_ok(c: &mut std::process::Command) -> String {
     assert!(out.status.success(), "{c:?} failed:\n{text}");
     text
 }
+
+/// Chat with a GGUF file through edge-runtime (2 threads): the reply and the number of pieces
+/// streamed.
+pub fn chat_gguf(gguf: &std::path::Path, prompt: &str, max_tokens: usize) -> (String, usize) {
+    let model = std::sync::Arc::new(
+        edge_runtime::Model::load(gguf, edge_runtime::LoadOptions::default()).expect("load gguf"),
+    );
+    let mut session = edge_runtime::Session::new(
+        model,
+        edge_runtime::SessionOptions {
+            n_threads: 2,
+            ..Default::default()
+        },
+    )
+    .expect("session");
+    let opts = edge_runtime::GenerateOptions {
+        max_tokens,
+        ..Default::default()
+    };
+    let mut pieces = 0;
+    let mut reply = String::new();
+    for p in session
+        .chat(&[edge_runtime::Message::user(prompt)], opts)
+        .expect("chat")
+    {
+        reply.push_str(&p.expect("piece").text);
+        pieces += 1;
+    }
+    (reply, pieces)
+}
