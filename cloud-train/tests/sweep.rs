@@ -77,13 +77,16 @@ fn sweep_collect_and_frontier() {
 
     // The loss frontier alone (no metric yet).
     let report = tmp.path().join("report");
-    let text = run(&[
-        s("frontier"),
-        s("--results"),
-        out.join("results.csv").display().to_string(),
-        s("--out"),
-        report.display().to_string(),
-    ]);
+    let frontier = || {
+        run(&[
+            s("frontier"),
+            s("--results"),
+            out.join("results.csv").display().to_string(),
+            s("--out"),
+            report.display().to_string(),
+        ])
+    };
+    let text = frontier();
     assert!(
         text.contains("loss frontier:") && text.contains("recommendation: none"),
         "{text}"
@@ -119,13 +122,7 @@ fn sweep_collect_and_frontier() {
             .ends_with("score_ceval,score_mmlu,metric_avg"),
         "{csv}"
     );
-    let text = run(&[
-        s("frontier"),
-        s("--results"),
-        out.join("results.csv").display().to_string(),
-        s("--out"),
-        report.display().to_string(),
-    ]);
+    let text = frontier();
     println!("{text}");
     let f: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report.join("frontier.json")).expect("json"))
