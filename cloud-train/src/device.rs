@@ -27,12 +27,18 @@ impl std::str::FromStr for Backend {
 impl Backend {
     /// The device, or why this build cannot provide it.
     pub fn device(self) -> Result<Device, String> {
+        self.device_at(0)
+    }
+
+    /// The device of index `index` (a process's local rank picks its GPU; CPU ignores it).
+    pub fn device_at(self, index: usize) -> Result<Device, String> {
+        let _ = index;
         match self {
             Backend::Flex => Ok(Device::flex()),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu => Ok(Device::wgpu(Default::default())),
             #[cfg(feature = "cuda")]
-            Backend::Cuda => Ok(Device::cuda(0)),
+            Backend::Cuda => Ok(Device::cuda(index)),
             #[allow(unreachable_patterns)]
             other => Err(format!(
                 "backend {other:?} is not in this build: rebuild with `--features {}`",

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod cpt;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod model;

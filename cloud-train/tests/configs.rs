@@ -39,3 +39,51 @@ fn committed_configs_are_valid() {
     }
     assert!(seen >= 8, "{seen} configs");
 }
+
+/// The Slurm examples: each names a committed cpt config whose batch geometry divides over its
+/// world size (nodes x tasks per node): gbs = mbs x accumulation x world.
+#[test]
+fn slurm_examples_fit_their_world_size() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root.join("configs/slurm")).expect("configs/slurm") {
+        let p = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&p).expect("sbatch");
+        let name = p.display().to_string();
+        let sbatch = |key: &str| -> usize {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("#SBATCH --{key}=")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name}: no #SBATCH --{key}"))
+        };
+        let world = sbatch("nodes") * sbatch("ntasks-per-node");
+        // The command's words after `cpt` (line continuations joined).
+        let command = text.replace("\\\n", " ");
+        let words: Vec<&str> = command
+            .split_whitespace()
+            .skip_while(|w| *w != "cpt")
+            .collect();
+        let arg = |flag: &str| -> Vec<String> {
+            words
+                .windows(2)
+                .filter(|w| w[0] == flag)
+                .map(|w| w[1].to_string())
+                .collect()
+        };
+        let config = root.join(
+            arg("--config")
+                .first()
+                .unwrap_or_else(|| panic!("{name}: no --config")),
+        );
+        let cfg: CptConfig = cloud_train::cpt::config::load_toml(&config, &arg("--set"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        cfg.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (gbs, mbs) = (cfg.train.gbs, cfg.train.mbs);
+        assert!(
+            gbs % (mbs * world) == 0,
+            "{name}: gbs {gbs} is not mbs {mbs} x accumulation x world {world}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 3, "{seen} sbatch files");
+}

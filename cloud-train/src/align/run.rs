@@ -21,11 +21,12 @@ use crate::cpt::config::ModelSection;
 use crate::cpt::state::{self, MetricsWriter, TrainerState, METRICS, OPTIMIZER};
 use crate::cpt::{Event, Resume};
 use crate::data::{splitmix64, Permutation};
+use crate::dist::{my_slice, Collective, DataParallel, Ranks, StepError};
 use crate::model::Llama;
 use crate::train::dpo::{self, DpoMetrics, PairLogps};
 use crate::train::optim::accumulate;
 use crate::train::{
-    loss_and_grads, loss_and_grads_weighted, position_nll, AdamW, Batch, MemoryPlan, Schedule,
+    loss_and_grads, loss_and_grads_weighted, position_nll, Batch, MemoryPlan, Schedule,
 };
 
 /// Which alignment stage.
@@ -306,6 +307,23 @@ fn scale(m: DpoMetrics, by: f64) -> DpoMetrics {
     }
 }
 
+/// The metrics summed over ranks.
+fn sum_metrics(dp: &DataParallel, m: DpoMetrics) -> Result<DpoMetrics, crate::dist::CommError> {
+    let mut v = [
+        m.rewards_chosen,
+        m.rewards_rejected,
+        m.rewards_margins,
+        m.rewards_accuracies,
+    ];
+    dp.sum_f64(&mut v)?;
+    Ok(DpoMetrics {
+        rewards_chosen: v[0],
+        rewards_rejected: v[1],
+        rewards_margins: v[2],
+        rewards_accuracies: v[3],
+    })
+}
+
 fn add(a: &mut DpoMetrics, b: DpoMetrics) {
     a.rewards_chosen += b.rewards_chosen;
     a.rewards_rejected += b.rewards_rejected;
@@ -320,9 +338,9 @@ fn reference_logps(
     sets: [&mut Vec<Pair>; 2],
     out: &Path,
     fingerprint: &str,
-    mbs: usize,
-    chunk: usize,
+    (mbs, chunk): (usize, usize),
     device: &Device,
+    comm: &dyn Collective,
 ) -> anyhow::Result<()> {
     let path = out.join("reference_logps.json");
     let saved: Option<serde_json::Value> = std::fs::read_to_string(&path)
@@ -335,14 +353,23 @@ fn reference_logps(
             Some(v) => serde_json::from_value(v["sets"][s].clone())
                 .with_context(|| format!("{}", path.display()))?,
             None => {
-                let mut v = Vec::with_capacity(set.len());
-                for group in set.chunks(mbs.max(1)) {
+                // Groups dealt out to the ranks; the sum over ranks fills every value.
+                let mut flat = vec![0.0; 2 * set.len()];
+                let mbs = mbs.max(1);
+                for (g, group) in set.chunks(mbs).enumerate() {
+                    if g % comm.world() != comm.rank() {
+                        continue;
+                    }
                     let refs: Vec<&Pair> = group.iter().collect();
                     let l = logps(model, &refs, device, chunk);
                     let k = group.len();
-                    v.extend((0..k).map(|i| (l[i], l[k + i])));
+                    for i in 0..k {
+                        flat[2 * (g * mbs + i)] = l[i];
+                        flat[2 * (g * mbs + i) + 1] = l[k + i];
+                    }
                 }
-                v
+                comm.all_reduce_sum_f64(&mut flat)?;
+                flat.chunks(2).map(|c| (c[0], c[1])).collect()
             }
         };
         if values.len() != set.len() {
@@ -358,7 +385,7 @@ fn reference_logps(
         }
         all.push(values);
     }
-    if saved.is_none() {
+    if saved.is_none() && comm.rank() == 0 {
         let json = serde_json::json!({"fingerprint": fingerprint, "sets": all});
         llama_spec::atomic::write_atomic(&path, format!("{json}\n").as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
@@ -373,7 +400,21 @@ pub fn run(
     resume: Resume,
     mut event: impl FnMut(Event),
 ) -> anyhow::Result<AlignSummary> {
-    let device = cfg.train.backend.device().map_err(anyhow::Error::msg)?;
+    let Ranks { device, comm, .. } = {
+        let ranks =
+            Ranks::start(cfg.train.backend, &cfg.train.dist()).map_err(anyhow::Error::msg)?;
+        if let Some(b) = ranks.banner() {
+            event(Event::Note(b));
+        }
+        ranks
+    };
+    let rank = comm.rank();
+    // Rank 0 reports; the others run quietly.
+    let mut event = move |e: Event| {
+        if rank == 0 || matches!(e, Event::Note(_)) {
+            event(e)
+        }
+    };
     let out = &cfg.output.dir;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let tok_path = tokenizer_path(&cfg.model)?;
@@ -394,7 +435,6 @@ pub fn run(
     let from = state::resume_from(out, resume)?;
     let plan: MemoryPlan = cfg.train.memory_plan();
     let chunk = plan.ce_chunk.unwrap_or(4096);
-    let mut adamw = AdamW::new(cfg.train.adamw());
     let (model, config, mut trainer): (Llama, LlamaConfig, TrainerState) = match &from {
         Some(dir) => {
             let st = state::read_state(dir).map_err(anyhow::Error::msg)?;
@@ -408,18 +448,43 @@ pub fn run(
             }
             let (model, config) = checkpoint::load(dir, &device)?;
             let model = model.train();
-            adamw.load(&model, &dir.join(OPTIMIZER), st.adam_step)?;
-            state::truncate_metrics(&out.join(METRICS), st.step)?;
+            if rank == 0 {
+                state::truncate_metrics(&out.join(METRICS), st.step)?;
+            }
             (model, config, st)
         }
         None => {
             let (model, config) = state::starting_model(&cfg.model, &device)?;
-            state::truncate_metrics(&out.join(METRICS), 0)?;
+            if rank == 0 {
+                state::truncate_metrics(&out.join(METRICS), 0)?;
+            }
             let st = TrainerState::fresh(resume_key.clone(), &cfg.output.save_dtype);
             (model.train(), config, st)
         }
     };
     let mut model = model;
+    let mut dp = DataParallel::new(
+        comm,
+        cfg.train.adamw(),
+        cfg.train.dist().zero,
+        &model,
+        &device,
+    );
+    if let Some(dir) = &from {
+        dp.load_optimizer(&model, &dir.join(OPTIMIZER), trainer.adam_step)?;
+    }
+    let (gbs, mbs) = (cfg.train.gbs, cfg.train.mbs);
+    dp.accumulation(gbs, mbs).map_err(anyhow::Error::msg)?;
+    dp.check_same(
+        "(parameters, step, examples, gbs, mbs)",
+        &[
+            model.num_params() as f64,
+            trainer.step as f64,
+            n_train as f64,
+            gbs as f64,
+            mbs as f64,
+        ],
+    )?;
     if let (Examples::Dpo(t), Examples::Dpo(v)) = (&mut train, &mut val) {
         if from.is_some() && !out.join("reference_logps.json").exists() {
             bail!(
@@ -436,9 +501,9 @@ pub fn run(
             [t, v],
             out,
             &resume_key.to_string(),
-            cfg.train.mbs,
-            chunk,
+            (cfg.train.mbs, chunk),
             &device,
+            dp.comm(),
         )?;
     }
     let total = cfg.total_steps(n_train);
@@ -457,7 +522,11 @@ pub fn run(
         .map(|b| vec![("tokenizer_config.json".to_string(), b)])
         .unwrap_or_default();
     let save_opts = state::save_options(&cfg.model, &cfg.output, extra)?;
-    let mut metrics = MetricsWriter::open(&out.join(METRICS)).map_err(anyhow::Error::msg)?;
+    let mut metrics = if rank == 0 {
+        Some(MetricsWriter::open(&out.join(METRICS)).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
     event(Event::Start {
         first_step: trainer.step,
         total_steps: total,
@@ -481,7 +550,7 @@ pub fn run(
         elapsed_s: 0.0,
         last_checkpoint: from.clone(),
     };
-    let (gbs, mbs) = (cfg.train.gbs, cfg.train.mbs);
+    let world = dp.world();
     let order = |i: u64| -> usize {
         let n = n_train as u64;
         let perm = Permutation::new(n, splitmix64(cfg.data.seed ^ (i / n)));
@@ -502,8 +571,9 @@ pub fn run(
         match &train {
             Examples::Sft(ex) => {
                 let all: Vec<&Encoded> = ids.iter().map(|&i| &ex[i]).collect();
+                // Token-weighted over the whole global batch, whichever rank computes a part.
                 let total_trained: usize = counts(&rows_of(&all)).iter().sum();
-                for group in all.chunks(mbs) {
+                for group in my_slice(&all, rank, world).chunks(mbs) {
                     let rows = rows_of(group);
                     let n: usize = counts(&rows).iter().sum();
                     step_tokens += rows.iter().map(|(i, _)| i.len() as u64).sum::<u64>();
@@ -517,7 +587,7 @@ pub fn run(
             Examples::Dpo(ex) => {
                 let all: Vec<&Pair> = ids.iter().map(|&i| &ex[i]).collect();
                 let mean = cfg.dpo.loss.length_normalized();
-                for group in all.chunks(mbs) {
+                for group in my_slice(&all, rank, world).chunks(mbs) {
                     let mut es: Vec<&Encoded> = group.iter().map(|p| &p.chosen).collect();
                     es.extend(group.iter().map(|p| &p.rejected));
                     let rows = rows_of(&es);
@@ -553,22 +623,31 @@ pub fn run(
                 }
             }
         }
+        let mut totals = [loss, step_tokens as f64];
+        dp.sum_f64(&mut totals)?;
+        let (loss, step_tokens) = (totals[0], totals[1] as u64);
+        let dpo_sums = if stage == Stage::Dpo {
+            sum_metrics(&dp, dpo_sums)?
+        } else {
+            dpo_sums
+        };
         let norm;
-        (model, norm) = adamw
-            .step(model, grads, lr, cfg.train.max_grad_norm)
-            .map_err(|n| {
-                anyhow::anyhow!(
-                    "step {}: gradient norm {n}: training diverged",
-                    trainer.step + 1
-                )
-            })?;
+        (model, norm) =
+            dp.step(model, grads, lr, cfg.train.max_grad_norm)
+                .map_err(|e| match e {
+                    StepError::Diverged(n) => anyhow::anyhow!(
+                        "step {}: gradient norm {n}: training diverged",
+                        trainer.step + 1
+                    ),
+                    StepError::Comm(e) => anyhow::anyhow!("step {}: {e}", trainer.step + 1),
+                })?;
         if !loss.is_finite() {
             bail!("step {}: loss {loss}: training diverged", trainer.step + 1);
         }
         trainer.step += 1;
         trainer.sequences += gbs as u64;
         trainer.tokens += step_tokens;
-        trainer.adam_step = adamw.step;
+        trainer.adam_step = dp.adam_step();
         tokens_run += step_tokens;
         let tokens_per_s = step_tokens as f64 / t0.elapsed().as_secs_f64();
         let last = trainer.step == total;
@@ -590,7 +669,7 @@ pub fn run(
             match &val {
                 Examples::Sft(ex) => {
                     let (mut sum, mut n) = (0.0, 0usize);
-                    for group in ex.chunks(mbs) {
+                    for group in ex.chunks(mbs).skip(rank).step_by(world) {
                         let refs: Vec<&Encoded> = group.iter().collect();
                         let rows = rows_of(&refs);
                         let b = batch_of(&rows, &device);
@@ -600,14 +679,16 @@ pub fn run(
                             .sum::<f64>();
                         n += counts(&rows).iter().sum::<usize>();
                     }
-                    let v = sum / n.max(1) as f64;
+                    let mut t = [sum, n as f64];
+                    dp.sum_f64(&mut t)?;
+                    let v = t[0] / t[1].max(1.0);
                     line["val_loss"] = v.into();
                     summary.last_val_loss = Some(v);
                 }
                 Examples::Dpo(ex) => {
                     let mean = cfg.dpo.loss.length_normalized();
                     let (mut l, mut sums) = (0.0, DpoMetrics::default());
-                    for group in ex.chunks(mbs) {
+                    for group in ex.chunks(mbs).skip(rank).step_by(world) {
                         let refs: Vec<&Pair> = group.iter().collect();
                         let policy = logps(&model, &refs, &device, chunk);
                         let mut es: Vec<&Encoded> = refs.iter().map(|p| &p.chosen).collect();
@@ -623,7 +704,10 @@ pub fn run(
                         l += o.loss;
                         add(&mut sums, o.sums);
                     }
-                    let m = scale(sums, n_val as f64);
+                    let mut t = [l];
+                    dp.sum_f64(&mut t)?;
+                    let l = t[0];
+                    let m = scale(sum_metrics(&dp, sums)?, n_val as f64);
                     line["val_loss"] = l.into();
                     merge(&mut line, serde_json::to_value(m)?, "val_");
                     summary.last_val_loss = Some(l);
@@ -631,7 +715,9 @@ pub fn run(
                 }
             }
         }
-        metrics.write(&line).map_err(anyhow::Error::msg)?;
+        if let Some(metrics) = &mut metrics {
+            metrics.write(&line).map_err(anyhow::Error::msg)?;
+        }
         summary.first_loss.get_or_insert(loss);
         summary.last_loss = Some(loss);
         event(Event::Line {
@@ -646,15 +732,30 @@ pub fn run(
             eval: line.get("val_loss").map(|_| line.to_string()),
         });
         if last || trainer.step % cfg.output.save_every == 0 {
-            let dir = state::save(&model, &config, &adamw, &trainer, out, &save_opts)?;
+            let dir = state::save_ranked(
+                &model,
+                &config,
+                &dp,
+                &trainer,
+                out,
+                &save_opts,
+                cfg.output.keep_last,
+            )?;
             saved_at = trainer.step;
-            state::prune(out, cfg.output.keep_last)?;
             summary.last_checkpoint = Some(dir.clone());
             event(Event::Saved(dir));
         }
     }
     if saved_at != trainer.step {
-        let dir = state::save(&model, &config, &adamw, &trainer, out, &save_opts)?;
+        let dir = state::save_ranked(
+            &model,
+            &config,
+            &dp,
+            &trainer,
+            out,
+            &save_opts,
+            cfg.output.keep_last,
+        )?;
         summary.last_checkpoint = Some(dir.clone());
         event(Event::Saved(dir));
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::data::OnExhausted;
 use crate::device::Backend;
+use crate::dist::{DistSettings, Engine, ZeroStage};
 use crate::train::{AdamWSettings, Decay, MemoryPlan};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -134,6 +135,20 @@ pub struct TrainSection {
     pub ce_chunk: Option<usize>,
     /// The device's peak dense TFLOP/s at this precision, for the MFU estimate.
     pub peak_tflops: Option<f64>,
+    /// Several ranks (see docs/distributed.md): `auto` (NCCL on cuda, MPI otherwise),
+    /// `mpi`, `nccl` or `single`.
+    #[serde(default)]
+    pub collective: Engine,
+    /// 0: every rank keeps the whole AdamW state; 1: each keeps 1/N of it (ZeRO-1).
+    #[serde(default)]
+    pub zero_stage: u8,
+    /// Seconds a rank waits in one collective call for the others before it exits.
+    #[serde(default = "collective_timeout")]
+    pub collective_timeout_s: f64,
+}
+
+fn collective_timeout() -> f64 {
+    DistSettings::default().collective_timeout_s
 }
 
 fn beta1() -> f64 {
@@ -212,7 +227,23 @@ impl TrainSection {
                 self.precision
             ));
         }
+        ZeroStage::from_stage(self.zero_stage).map_err(|e| format!("[train] {e}"))?;
+        if self.collective_timeout_s.is_nan() || self.collective_timeout_s <= 0.0 {
+            return Err(format!(
+                "[train] collective_timeout_s {} must be positive",
+                self.collective_timeout_s
+            ));
+        }
         Ok(())
+    }
+
+    /// The distributed settings (validated by [`TrainSection::validate`]).
+    pub fn dist(&self) -> DistSettings {
+        DistSettings {
+            collective: self.collective,
+            zero: ZeroStage::from_stage(self.zero_stage).unwrap_or_default(),
+            collective_timeout_s: self.collective_timeout_s,
+        }
     }
 
     pub fn adamw(&self) -> AdamWSettings {

@@ -12,9 +12,10 @@ use super::config::{CptConfig, Role};
 use super::state::{self, MetricsWriter, TrainerState, METRICS, OPTIMIZER};
 use crate::checkpoint;
 use crate::data::{Mixer, MixerCorpus, TokenStore, TokenStream};
+use crate::dist::{my_slice, DataParallel, Ranks, StepError};
 use crate::model::{scalar, Llama};
 use crate::train::optim::accumulate;
-use crate::train::{loss_and_grads, AdamW, Batch, Schedule};
+use crate::train::{loss_and_grads, Batch, Schedule};
 
 /// How to treat an output directory that already holds checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +81,8 @@ pub struct RunSummary {
     pub last_checkpoint: Option<PathBuf>,
     /// Why the run ended before its last step (a corpus with `on_exhausted = "stop"`).
     pub stopped: Option<String>,
+    /// This process's rank (0 reports).
+    pub rank: usize,
 }
 
 struct Corpus {
@@ -96,7 +99,21 @@ pub fn run(
     mut event: impl FnMut(Event),
 ) -> anyhow::Result<RunSummary> {
     use anyhow::{bail, Context};
-    let device = cfg.train.backend.device().map_err(anyhow::Error::msg)?;
+    let Ranks { device, comm, .. } = {
+        let ranks =
+            Ranks::start(cfg.train.backend, &cfg.train.dist()).map_err(anyhow::Error::msg)?;
+        if let Some(b) = ranks.banner() {
+            event(Event::Note(b));
+        }
+        ranks
+    };
+    let rank = comm.rank();
+    // Rank 0 reports; the others run quietly.
+    let mut event = move |e: Event| {
+        if rank == 0 || matches!(e, Event::Note(_)) {
+            event(e)
+        }
+    };
     let (seq, mbs, gbs) = (cfg.data.seq_len, cfg.train.mbs, cfg.train.gbs);
     let out = &cfg.output.dir;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -141,7 +158,6 @@ pub fn run(
 
     // Model, optimizer and position: fresh or from a checkpoint.
     let from = state::resume_from(out, resume)?;
-    let mut adamw = AdamW::new(cfg.adamw());
     let (model, config, mut trainer) = match &from {
         Some(dir) => {
             let st = state::read_state(dir).map_err(anyhow::Error::msg)?;
@@ -161,7 +177,6 @@ pub fn run(
             }
             let (model, config) = checkpoint::load(dir, &device)?;
             let model = model.train();
-            adamw.load(&model, &dir.join(OPTIMIZER), st.adam_step)?;
             mixer.fast_forward(st.sequences).map_err(|e| {
                 anyhow::anyhow!(
                     "{}: replaying the data order: corpus {:?} ran out",
@@ -177,14 +192,18 @@ pub fn run(
                     st.mixer_counts
                 );
             }
-            state::truncate_metrics(&out.join(METRICS), st.step)
-                .with_context(|| format!("{}", out.join(METRICS).display()))?;
+            if rank == 0 {
+                state::truncate_metrics(&out.join(METRICS), st.step)
+                    .with_context(|| format!("{}", out.join(METRICS).display()))?;
+            }
             (model, config, st)
         }
         None => {
             let (model, config) = state::starting_model(&cfg.model, &device)?;
-            state::truncate_metrics(&out.join(METRICS), 0)
-                .with_context(|| format!("{}", out.join(METRICS).display()))?;
+            if rank == 0 {
+                state::truncate_metrics(&out.join(METRICS), 0)
+                    .with_context(|| format!("{}", out.join(METRICS).display()))?;
+            }
             let mut st = TrainerState::fresh(cfg.resume_key(), &cfg.output.save_dtype);
             st.mixer_counts = mixer.counts().to_vec();
             (model.train(), config, st)
@@ -192,6 +211,23 @@ pub fn run(
     };
     let mut model = model;
     let params = model.num_params();
+    let mut dp = DataParallel::new(comm, cfg.adamw(), cfg.train.dist().zero, &model, &device);
+    if let Some(dir) = &from {
+        dp.load_optimizer(&model, &dir.join(OPTIMIZER), trainer.adam_step)?;
+    }
+    // gbs = mbs x accumulation x world; each rank takes its gbs / world draws of a step.
+    dp.accumulation(gbs, mbs).map_err(anyhow::Error::msg)?;
+    // Every rank must start from the same model, data position and batch geometry.
+    dp.check_same(
+        "(parameters, step, sequences drawn, gbs, mbs)",
+        &[
+            params as f64,
+            trainer.step as f64,
+            mixer.drawn() as f64,
+            gbs as f64,
+            mbs as f64,
+        ],
+    )?;
     let total = cfg.total_steps();
     let schedule = Schedule {
         peak: cfg.train.lr,
@@ -206,8 +242,14 @@ pub fn run(
     });
     let plan = cfg.memory_plan();
     let save_opts = state::save_options(&cfg.model, &cfg.output, Vec::new())?;
-    let mut metrics = MetricsWriter::open(&out.join(METRICS))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", out.join(METRICS).display()))?;
+    let mut metrics = if rank == 0 {
+        Some(
+            MetricsWriter::open(&out.join(METRICS))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", out.join(METRICS).display()))?,
+        )
+    } else {
+        None
+    };
     let additional: Vec<bool> = corpora.iter().map(|c| c.role == Role::Additional).collect();
     let realized_almr = |m: &Mixer| -> f64 {
         let n = m.drawn().max(1) as f64;
@@ -240,6 +282,7 @@ pub fn run(
         elapsed_s: 0.0,
         last_checkpoint: from.clone(),
         stopped: None,
+        rank,
     };
     let mut window = Vec::with_capacity(seq + 1);
     let vocab = config.vocab_size;
@@ -248,22 +291,28 @@ pub fn run(
         let t0 = Instant::now();
         let lr = schedule.lr(trainer.step);
         let mut grads = GradientsParams::new();
+        // The global batch is the same stream of draws at any world size; this rank computes
+        // its contiguous slice of `accumulation` micro-batches.
+        let mut draws = Vec::with_capacity(gbs);
+        for _ in 0..gbs {
+            match mixer.next() {
+                Ok(d) => draws.push(d),
+                Err(e) => {
+                    // Every rank draws the same stream, so every rank stops here. The trainer
+                    // state keeps the counts of the last finished step.
+                    summary.stopped = Some(format!(
+                        "corpus {:?} is exhausted after {} windows (on_exhausted = \"stop\")",
+                        e.name, e.windows
+                    ));
+                    break 'steps;
+                }
+            }
+        }
+        let micro_global = gbs / mbs;
         let mut loss = 0.0;
-        let micro = gbs / mbs;
-        for _ in 0..micro {
+        for group in my_slice(&draws, rank, dp.world()).chunks(mbs) {
             let mut rows = Vec::with_capacity(mbs);
-            for _ in 0..mbs {
-                let draw = match mixer.next() {
-                    Ok(d) => d,
-                    Err(e) => {
-                        // The trainer state keeps the counts of the last finished step.
-                        summary.stopped = Some(format!(
-                            "corpus {:?} is exhausted after {} windows (on_exhausted = \"stop\")",
-                            e.name, e.windows
-                        ));
-                        break 'steps;
-                    }
-                };
+            for draw in group {
                 let c = &corpora[draw.corpus];
                 if !c.train.window(draw.window, seq, &mut window) {
                     bail!("corpus {:?}: window {} out of range", c.name, draw.window);
@@ -277,18 +326,22 @@ pub fn run(
                 rows.push(window.clone());
             }
             let out = loss_and_grads(&model, &Batch::from_windows(&rows, &device), &plan);
-            loss += out.loss / micro as f64;
-            accumulate(&model, &mut grads, out.grads, 1.0 / micro as f64);
+            loss += out.loss / micro_global as f64;
+            accumulate(&model, &mut grads, out.grads, 1.0 / micro_global as f64);
         }
+        let mut total_loss = [loss];
+        dp.sum_f64(&mut total_loss)?;
+        let loss = total_loss[0];
         let norm;
-        (model, norm) = adamw
+        (model, norm) = dp
             .step(model, grads, lr, cfg.train.max_grad_norm)
-            .map_err(|n| {
-                anyhow::anyhow!(
+            .map_err(|e| match e {
+                StepError::Diverged(n) => anyhow::anyhow!(
                     "step {}: gradient norm {n}: training diverged (lower lr, or check the data); the last checkpoint is {}",
                     trainer.step + 1,
                     summary.last_checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
-                )
+                ),
+                StepError::Comm(e) => anyhow::anyhow!("step {}: {e}", trainer.step + 1),
             })?;
         if !loss.is_finite() {
             bail!("step {}: loss {loss}: training diverged", trainer.step + 1);
@@ -297,14 +350,14 @@ pub fn run(
         trainer.tokens += (gbs * seq) as u64;
         trainer.sequences = mixer.drawn();
         trainer.mixer_counts = mixer.counts().to_vec();
-        trainer.adam_step = adamw.step;
+        trainer.adam_step = dp.adam_step();
         let dt = t0.elapsed().as_secs_f64();
         let tokens_per_s = (gbs * seq) as f64 / dt;
         let last = trainer.step == total;
         let eval_due =
             last || (cfg.output.eval_every > 0 && trainer.step % cfg.output.eval_every == 0);
         let (val_loss, val_loss_combined) = if eval_due {
-            let (per, combined) = validate(&model, &corpora, &weights, cfg, &device);
+            let (per, combined) = validate(&model, &corpora, &weights, cfg, &device, &dp)?;
             (Some(per), combined)
         } else {
             (None, None)
@@ -326,9 +379,11 @@ pub fn run(
             val_loss,
             val_loss_combined,
         };
-        metrics
-            .write(&serde_json::to_value(&m)?)
-            .map_err(anyhow::Error::msg)?;
+        if let Some(metrics) = &mut metrics {
+            metrics
+                .write(&serde_json::to_value(&m)?)
+                .map_err(anyhow::Error::msg)?;
+        }
         summary.last_loss = Some(loss);
         summary.almr = m.almr;
         if m.val_loss_combined.is_some() {
@@ -336,18 +391,30 @@ pub fn run(
         }
         event(Event::Step(m));
         if last || trainer.step % cfg.output.save_every == 0 {
-            let dir = state::save(&model, &config, &adamw, &trainer, out, &save_opts)?;
+            let dir = state::save_ranked(
+                &model,
+                &config,
+                &dp,
+                &trainer,
+                out,
+                &save_opts,
+                cfg.output.keep_last,
+            )?;
             saved_at = trainer.step;
-            state::prune(out, cfg.output.keep_last)
-                .with_context(|| format!("pruning checkpoints in {}", out.display()))?;
             summary.last_checkpoint = Some(dir.clone());
             event(Event::Saved(dir));
         }
     }
     if saved_at != trainer.step {
-        let dir = state::save(&model, &config, &adamw, &trainer, out, &save_opts)?;
-        state::prune(out, cfg.output.keep_last)
-            .with_context(|| format!("pruning checkpoints in {}", out.display()))?;
+        let dir = state::save_ranked(
+            &model,
+            &config,
+            &dp,
+            &trainer,
+            out,
+            &save_opts,
+            cfg.output.keep_last,
+        )?;
         summary.last_checkpoint = Some(dir.clone());
         event(Event::Saved(dir));
     }
@@ -361,26 +428,27 @@ pub fn run(
 }
 
 /// Mean validation loss per corpus over its first `val_sequences` windows, and their
-/// mixture-weighted combination.
+/// mixture-weighted combination. The windows are dealt out to the ranks and the sums
+/// all-reduced.
 fn validate(
     model: &Llama,
     corpora: &[Corpus],
     weights: &[f64],
     cfg: &CptConfig,
     device: &Device,
-) -> (std::collections::BTreeMap<String, f64>, Option<f64>) {
+    dp: &DataParallel,
+) -> anyhow::Result<(std::collections::BTreeMap<String, f64>, Option<f64>)> {
     let seq = cfg.data.seq_len;
     let frozen = model.valid();
-    let mut per = std::collections::BTreeMap::new();
-    let (mut num, mut den) = (0.0, 0.0);
+    let (rank, world) = (dp.rank(), dp.world());
+    let counts: Vec<u64> = corpora
+        .iter()
+        .map(|c| (cfg.data.val_sequences as u64).min(c.val.windows(seq)))
+        .collect();
+    let mut sums = vec![0.0; corpora.len()];
     let mut window = Vec::new();
-    for (c, &w) in corpora.iter().zip(weights) {
-        let n = (cfg.data.val_sequences as u64).min(c.val.windows(seq));
-        if n == 0 {
-            continue;
-        }
-        let mut sum = 0.0;
-        let ids: Vec<u64> = (0..n).collect();
+    for ((c, &n), sum) in corpora.iter().zip(&counts).zip(&mut sums) {
+        let ids: Vec<u64> = (0..n).filter(|i| *i as usize % world == rank).collect();
         for group in ids.chunks(cfg.train.mbs) {
             let mut flat = Vec::with_capacity(group.len() * (seq + 1));
             for &i in group {
@@ -389,7 +457,15 @@ fn validate(
             }
             let t =
                 Tensor::<2, Int>::from_data(TensorData::new(flat, [group.len(), seq + 1]), device);
-            sum += scalar(frozen.loss(t)) * group.len() as f64;
+            *sum += scalar(frozen.loss(t)) * group.len() as f64;
+        }
+    }
+    dp.sum_f64(&mut sums)?;
+    let mut per = std::collections::BTreeMap::new();
+    let (mut num, mut den) = (0.0, 0.0);
+    for (((c, &w), &n), sum) in corpora.iter().zip(weights).zip(&counts).zip(sums) {
+        if n == 0 {
+            continue;
         }
         let mean = sum / n as f64;
         per.insert(c.name.clone(), mean);
@@ -397,5 +473,5 @@ fn validate(
         den += w;
     }
     let combined = (den > 0.0).then(|| num / den);
-    (per, combined)
+    Ok((per, combined))
 }

@@ -10,8 +10,8 @@ use llama_spec::LlamaConfig;
 use super::config::{ModelSection, OutputSection};
 use super::run::Resume;
 use crate::checkpoint::{self, safetensors::Dtype, SaveOptions};
+use crate::dist::DataParallel;
 use crate::model::Llama;
-use crate::train::AdamW;
 
 pub const TRAINER_STATE: &str = "trainer_state.json";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
@@ -205,11 +205,12 @@ pub fn save_options(
     Ok(opts)
 }
 
-/// Write checkpoint `out/checkpoint-<step>`: weights, optimizer state, trainer state.
+/// Write checkpoint `out/checkpoint-<step>`: weights, optimizer state (written by
+/// `save_optimizer` to the path it is given), trainer state.
 pub fn save(
     model: &Llama,
     config: &LlamaConfig,
-    adamw: &AdamW,
+    save_optimizer: impl FnOnce(&Path) -> Result<(), crate::CheckpointError>,
     trainer: &TrainerState,
     out: &Path,
     opts: &SaveOptions,
@@ -217,12 +218,40 @@ pub fn save(
     let dir = checkpoint_dir(out, trainer.step);
     let json = serde_json::to_string_pretty(trainer)?;
     checkpoint::save_with(model, config, &dir, opts, |staging| {
-        adamw.save(model, &staging.join(OPTIMIZER))?;
+        save_optimizer(&staging.join(OPTIMIZER))?;
         let p = staging.join(TRAINER_STATE);
         llama_spec::atomic::write_atomic(&p, format!("{json}\n").as_bytes())
             .map_err(|source| crate::CheckpointError::Io { path: p, source })
     })?;
     link_latest(out, &dir)?;
+    Ok(dir)
+}
+
+/// [`save`] in a data-parallel run: rank 0 writes the checkpoint (and prunes to `keep_last`),
+/// every rank takes part in gathering a sharded optimizer state. Returns the checkpoint dir.
+pub fn save_ranked(
+    model: &Llama,
+    config: &LlamaConfig,
+    dp: &DataParallel,
+    trainer: &TrainerState,
+    out: &Path,
+    opts: &SaveOptions,
+    keep_last: usize,
+) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    if !dp.is_main() {
+        dp.save_optimizer(model, None)?;
+        return Ok(checkpoint_dir(out, trainer.step));
+    }
+    let dir = save(
+        model,
+        config,
+        |path| dp.save_optimizer(model, Some(path)),
+        trainer,
+        out,
+        opts,
+    )?;
+    prune(out, keep_last).with_context(|| format!("pruning checkpoints in {}", out.display()))?;
     Ok(dir)
 }
 

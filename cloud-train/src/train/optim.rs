@@ -60,11 +60,56 @@ impl Default for AdamWSettings {
     }
 }
 
-/// First and second moments of one parameter, flattened to `[1, numel]`.
+/// First and second moments of one parameter (or of a shard of it), flattened to `[1, numel]`.
 #[derive(Clone)]
-struct Moments {
-    exp_avg: Tensor<2>,
-    exp_avg_sq: Tensor<2>,
+pub(crate) struct Moments {
+    pub exp_avg: Tensor<2>,
+    pub exp_avg_sq: Tensor<2>,
+}
+
+/// One AdamW update of `p` (`[1, n]`, f32) with gradient `g` at optimizer step `step` (1-based),
+/// from the moments `prev` (zeros when `None`): `torch.optim.AdamW`'s arithmetic, element by
+/// element, so a parameter updated whole or in shards (ZeRO-1) gets the same values.
+pub(crate) fn adamw_update(
+    s: &AdamWSettings,
+    step: u64,
+    p: Tensor<2>,
+    g: Tensor<2>,
+    prev: Option<Moments>,
+    lr: f64,
+    decay: bool,
+) -> (Tensor<2>, Moments) {
+    let t = step as i32;
+    let (b1, b2) = (s.beta1, s.beta2);
+    let prev = prev.unwrap_or_else(|| Moments {
+        exp_avg: p.zeros_like(),
+        exp_avg_sq: p.zeros_like(),
+    });
+    // torch: param.mul_(1 - lr * wd)
+    let p = if decay && s.weight_decay != 0.0 {
+        p.mul_scalar(1.0 - lr * s.weight_decay)
+    } else {
+        p
+    };
+    // exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+    let exp_avg = prev.exp_avg.clone() + (g.clone() - prev.exp_avg).mul_scalar(1.0 - b1);
+    let exp_avg_sq = prev.exp_avg_sq.mul_scalar(b2) + (g.clone() * g).mul_scalar(1.0 - b2);
+    let bias1 = 1.0 - b1.powi(t);
+    let bias2_sqrt = (1.0 - b2.powi(t)).sqrt();
+    // denom = exp_avg_sq.sqrt() / sqrt(bias2) + eps; param.addcdiv_(exp_avg, denom, -lr / bias1)
+    let denom = exp_avg_sq
+        .clone()
+        .sqrt()
+        .div_scalar(bias2_sqrt)
+        .add_scalar(s.eps);
+    let p = p - (exp_avg.clone() / denom).mul_scalar(lr / bias1);
+    (
+        p,
+        Moments {
+            exp_avg,
+            exp_avg_sq,
+        },
+    )
 }
 
 /// AdamW with its state.
@@ -136,39 +181,15 @@ impl AdamW {
         lr: f64,
         decay: bool,
     ) -> Tensor<2> {
-        let s = &self.settings;
-        let t = self.step as i32;
-        let (b1, b2) = (s.beta1, s.beta2);
-        let prev = self.state.remove(&id).unwrap_or_else(|| Moments {
-            exp_avg: p.zeros_like(),
-            exp_avg_sq: p.zeros_like(),
-        });
-        // torch: param.mul_(1 - lr * wd)
-        let p = if decay && s.weight_decay != 0.0 {
-            p.mul_scalar(1.0 - lr * s.weight_decay)
-        } else {
-            p
-        };
-        // exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
-        let exp_avg = prev.exp_avg.clone() + (g.clone() - prev.exp_avg).mul_scalar(1.0 - b1);
-        let exp_avg_sq = prev.exp_avg_sq.mul_scalar(b2) + (g.clone() * g).mul_scalar(1.0 - b2);
-        let bias1 = 1.0 - b1.powi(t);
-        let bias2_sqrt = (1.0 - b2.powi(t)).sqrt();
-        // denom = exp_avg_sq.sqrt() / sqrt(bias2) + eps; param.addcdiv_(exp_avg, denom, -lr / bias1)
-        let denom = exp_avg_sq
-            .clone()
-            .sqrt()
-            .div_scalar(bias2_sqrt)
-            .add_scalar(s.eps);
-        let p = p - (exp_avg.clone() / denom).mul_scalar(lr / bias1);
-        self.state.insert(
-            id,
-            Moments {
-                exp_avg,
-                exp_avg_sq,
-            },
-        );
+        let prev = self.state.remove(&id);
+        let (p, moments) = adamw_update(&self.settings, self.step, p, g, prev, lr, decay);
+        self.state.insert(id, moments);
         p
+    }
+
+    /// Elements of state held (both moments of every parameter updated so far).
+    pub fn state_elements(&self) -> usize {
+        self.state.values().map(|m| 2 * m.exp_avg.dims()[1]).sum()
     }
 
     /// The moments (`exp_avg`, `exp_avg_sq`) of one parameter, flattened.

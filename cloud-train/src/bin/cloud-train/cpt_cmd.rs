@@ -133,6 +133,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         Event::Line { .. } => {}
     })?;
     bar.finish_and_clear();
+    if summary.rank != 0 {
+        return Ok(());
+    }
     if let Some(why) = &summary.stopped {
         println!("cpt: stopped early: {why}");
     }

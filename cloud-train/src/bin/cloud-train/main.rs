@@ -131,6 +131,10 @@ enum Command {
         bf16: bool,
         #[arg(long, default_value = "flex")]
         backend: Backend,
+        /// The device's peak dense TFLOP/s at this precision (H100/H200 BF16: 989): prints
+        /// the model FLOPs utilization (MFU).
+        #[arg(long)]
+        peak_tflops: Option<f64>,
         /// Print one JSON line instead of text.
         #[arg(long)]
         json: bool,
@@ -162,6 +166,12 @@ struct BenchReport {
     first_loss: f64,
     last_loss: f64,
     peak_rss_mib: f64,
+    /// Model FLOPs per token (PaLM's count: 6 N + 12 L d s, forward and backward).
+    flops_per_token: f64,
+    /// Achieved model TFLOP/s, and its fraction of `--peak-tflops`.
+    model_tflops: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mfu: Option<f64>,
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), MiB; 0 where unknown.
@@ -184,15 +194,17 @@ fn bench_step(
     batch: usize,
     steps: usize,
     plan: &MemoryPlan,
+    peak_tflops: Option<f64>,
 ) -> BenchReport {
     use burn::module::Module;
-    use burn::optim::AdamWConfig;
     let mut model = Llama::init(c, 0, device).train();
     let params = model.num_params();
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(0.1)
-        .with_epsilon(1e-8)
-        .init();
+    // The optimizer `cpt` runs (torch's AdamW, global-norm clipping), on one rank.
+    let mut optim = cloud_train::dist::DataParallel::single(
+        cloud_train::train::AdamWSettings::default(),
+        &model,
+        device,
+    );
     // Random token ids, fixed seed: the same data for every plan.
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut next = || {
@@ -219,7 +231,13 @@ fn bench_step(
         }
         let out = loss_and_grads(&model, &data, plan);
         let t = Instant::now();
-        model = optim.step(1e-3, model, out.grads);
+        model = match optim.step(model, out.grads, 1e-3, Some(1.0)) {
+            Ok((m, _)) => m,
+            Err(e) => {
+                eprintln!("bench-step: step {i}: {e}");
+                std::process::exit(1);
+            }
+        };
         optim_s += t.elapsed().as_secs_f64();
         losses.push(out.loss);
         bar.set_message(format!("loss {:.4}", out.loss));
@@ -227,9 +245,16 @@ fn bench_step(
     }
     bar.finish_and_clear();
     let step_s = start.elapsed().as_secs_f64() / steps.max(1) as f64;
+    let tokens_per_s = (batch * seq_len) as f64 / step_s;
+    let flops_per_token = 6.0 * params as f64
+        + 12.0 * c.num_hidden_layers as f64 * c.hidden_size as f64 * seq_len as f64;
+    let model_tflops = flops_per_token * tokens_per_s / 1e12;
     BenchReport {
         params,
-        tokens_per_s: (batch * seq_len) as f64 / step_s,
+        tokens_per_s,
+        flops_per_token,
+        model_tflops,
+        mfu: peak_tflops.map(|p| model_tflops / p),
         step_s,
         optim_s: optim_s / steps.max(1) as f64,
         first_loss: losses.first().copied().unwrap_or(f64::NAN),
@@ -366,6 +391,7 @@ fn main() -> Result<()> {
             ce_chunk,
             bf16,
             backend,
+            peak_tflops,
             json,
         } => {
             let c = LlamaConfig::from_file(&config)?;
@@ -376,13 +402,15 @@ fn main() -> Result<()> {
                 ce_chunk,
                 bf16,
             };
-            let r = bench_step(&c, &device, seq_len, batch, steps, &plan);
+            let r = bench_step(&c, &device, seq_len, batch, steps, &plan, peak_tflops);
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "bench-step: {} params, {batch}x{seq_len} tokens/step, {plan:?}: {:.1} tokens/s ({:.3} s/step over {steps} steps, optimizer {:.3} s), loss {:.4} -> {:.4}, peak RSS {:.0} MiB",
-                    r.params, r.tokens_per_s, r.step_s, r.optim_s, r.first_loss, r.last_loss, r.peak_rss_mib
+                    "bench-step: {} params, {batch}x{seq_len} tokens/step, {plan:?}: {:.1} tokens/s ({:.3} s/step over {steps} steps, optimizer {:.3} s), {:.2} model TFLOP/s{}, loss {:.4} -> {:.4}, peak RSS {:.0} MiB",
+                    r.params, r.tokens_per_s, r.step_s, r.optim_s, r.model_tflops,
+                    r.mfu.map_or(String::new(), |m| format!(" (MFU {:.1} %)", 100.0 * m)),
+                    r.first_loss, r.last_loss, r.peak_rss_mib
                 );
             }
         }

@@ -1,0 +1,246 @@
+//! The data-parallel optimizer step, the same code on every engine.
+
+use std::path::Path;
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+
+use super::zero::{Layout, ShardedAdamW, StepError};
+use super::{Collective, CommError, Single};
+use crate::error::CheckpointError;
+use crate::model::Llama;
+use crate::train::{AdamW, AdamWSettings};
+
+/// Which collective engine a multi-rank run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// One process: no engine; several: NCCL on CUDA, MPI otherwise.
+    #[default]
+    Auto,
+    Single,
+    Mpi,
+    Nccl,
+}
+
+/// How the AdamW state is kept across ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZeroStage {
+    /// Every rank holds the whole state and makes the same update.
+    #[default]
+    Replicated,
+    /// Each rank holds and updates 1/N of the state; parameters are all-gathered after.
+    Sharded,
+}
+
+impl ZeroStage {
+    pub fn from_stage(stage: u8) -> Result<Self, String> {
+        match stage {
+            0 => Ok(ZeroStage::Replicated),
+            1 => Ok(ZeroStage::Sharded),
+            s => Err(format!(
+                "zero_stage = {s}: stages 0 (replicated AdamW) and 1 (sharded AdamW state) are implemented; 2 and 3 are not (see docs/distributed.md)"
+            )),
+        }
+    }
+}
+
+/// The `[train]` settings of distributed runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistSettings {
+    pub collective: Engine,
+    pub zero: ZeroStage,
+    /// Seconds a rank waits in one collective call before it gives up (see `Watchdog`).
+    pub collective_timeout_s: f64,
+}
+
+impl Default for DistSettings {
+    fn default() -> Self {
+        Self {
+            collective: Engine::Auto,
+            zero: ZeroStage::Replicated,
+            collective_timeout_s: 600.0,
+        }
+    }
+}
+
+enum Optimizer {
+    Replicated(AdamW),
+    Sharded(ShardedAdamW),
+}
+
+/// The collective, the layout of the model's parameters, and the optimizer, replicated or
+/// sharded. Each rank feeds it the gradients of its own slice of the global batch, summed
+/// (not averaged) over its micro-batches with weight `1 / global micro-batches`; the sum over
+/// ranks is then the gradient a single process computes for the whole batch.
+pub struct DataParallel {
+    comm: Box<dyn Collective>,
+    opt: Optimizer,
+    layout: Layout,
+    device: Device,
+}
+
+impl DataParallel {
+    /// Set up for `model` (after it is loaded: the layout holds its parameter ids).
+    pub fn new(
+        comm: Box<dyn Collective>,
+        settings: AdamWSettings,
+        zero: ZeroStage,
+        model: &Llama,
+        device: &Device,
+    ) -> Self {
+        let layout = Layout::new(model, &settings, comm.world());
+        let opt = match zero {
+            ZeroStage::Replicated => Optimizer::Replicated(AdamW::new(settings)),
+            ZeroStage::Sharded => {
+                Optimizer::Sharded(ShardedAdamW::new(settings, layout.clone(), comm.rank()))
+            }
+        };
+        Self {
+            comm,
+            opt,
+            layout,
+            device: device.clone(),
+        }
+    }
+
+    /// One process, replicated AdamW: exactly the single-process optimizer.
+    pub fn single(settings: AdamWSettings, model: &Llama, device: &Device) -> Self {
+        Self::new(
+            Box::new(Single),
+            settings,
+            ZeroStage::Replicated,
+            model,
+            device,
+        )
+    }
+
+    pub fn rank(&self) -> usize {
+        self.comm.rank()
+    }
+    pub fn world(&self) -> usize {
+        self.comm.world()
+    }
+    /// Rank 0 writes checkpoints, metrics and progress.
+    pub fn is_main(&self) -> bool {
+        self.comm.rank() == 0
+    }
+    pub fn comm(&self) -> &dyn Collective {
+        self.comm.as_ref()
+    }
+
+    /// Micro-batches per rank and step: `gbs = mbs x accumulation x world`, checked.
+    pub fn accumulation(&self, gbs: usize, mbs: usize) -> Result<usize, String> {
+        let world = self.world();
+        if mbs == 0 || !gbs.is_multiple_of(mbs * world) {
+            return Err(format!(
+                "[train] gbs {gbs} must be mbs {mbs} x gradient accumulation x world size {world}: {gbs} is not a multiple of {}",
+                mbs * world
+            ));
+        }
+        Ok(gbs / (mbs * world))
+    }
+
+    /// AdamW's step count.
+    pub fn adam_step(&self) -> u64 {
+        match &self.opt {
+            Optimizer::Replicated(a) => a.step,
+            Optimizer::Sharded(s) => s.step,
+        }
+    }
+
+    /// Elements of optimizer state this rank holds (for memory reports and tests).
+    pub fn state_elements(&self) -> usize {
+        match &self.opt {
+            Optimizer::Replicated(a) => a.state_elements(),
+            Optimizer::Sharded(s) => s.state_elements(),
+        }
+    }
+
+    /// Sum over ranks (losses, counts); nothing on one rank.
+    pub fn sum_f64(&self, v: &mut [f64]) -> Result<(), CommError> {
+        self.comm.all_reduce_sum_f64(v)
+    }
+
+    /// Every rank must run with the same `values` (parameter count, batch geometry, step):
+    /// rank 0's are broadcast and compared, and a mismatch is named.
+    pub fn check_same(&self, what: &str, values: &[f64]) -> Result<(), CommError> {
+        if self.world() == 1 {
+            return Ok(());
+        }
+        // Sums of x and x^2 equal world*x and world*x^2 on every rank only if all agree.
+        let mut s: Vec<f64> = values.iter().flat_map(|&x| [x, x * x]).collect();
+        self.comm.all_reduce_sum_f64(&mut s)?;
+        let w = self.world() as f64;
+        for (k, &x) in values.iter().enumerate() {
+            let (sum, sq) = (s[2 * k], s[2 * k + 1]);
+            let tol = 1e-9 * (1.0 + x.abs() * w + x * x * w);
+            if (sum - w * x).abs() > tol || (sq - w * x * x).abs() > tol {
+                return Err(CommError::Mismatch(format!(
+                    "rank {} has {what}[{k}] = {x}, the ranks' mean is {}: start every rank from the same config and checkpoint",
+                    self.rank(),
+                    sum / w
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// One optimizer step: gradients summed over ranks, the global norm, clipping to
+    /// `max_norm`, AdamW. Returns the model and the norm before clipping.
+    pub fn step(
+        &mut self,
+        model: Llama,
+        grads: GradientsParams,
+        lr: f64,
+        max_norm: Option<f64>,
+    ) -> Result<(Llama, f64), StepError> {
+        match &mut self.opt {
+            Optimizer::Replicated(adamw) => {
+                let grads = if self.comm.world() == 1 {
+                    grads
+                } else {
+                    // One parameter at a time: host memory stays bounded by the largest.
+                    let mut summed = GradientsParams::new();
+                    for i in 0..self.layout.slots.len() {
+                        if let Some(mut g) = self.layout.grad_values(&grads, i) {
+                            self.comm.all_reduce_sum(&mut g)?;
+                            self.layout.register_grad(&mut summed, i, g, &self.device);
+                        }
+                    }
+                    summed
+                };
+                adamw
+                    .step(model, grads, lr, max_norm)
+                    .map_err(StepError::Diverged)
+            }
+            Optimizer::Sharded(s) => s.step(self.comm.as_ref(), model, grads, lr, max_norm),
+        }
+    }
+
+    /// Write the optimizer state to `path` (given on rank 0 only; every rank calls this).
+    pub fn save_optimizer(
+        &self,
+        model: &Llama,
+        path: Option<&Path>,
+    ) -> Result<(), CheckpointError> {
+        match (&self.opt, path) {
+            (Optimizer::Replicated(a), Some(p)) => a.save(model, p),
+            (Optimizer::Replicated(_), None) => Ok(()),
+            (Optimizer::Sharded(s), p) => s.save(self.comm.as_ref(), p),
+        }
+    }
+
+    /// Read an optimizer state written at any world size, replicated or sharded.
+    pub fn load_optimizer(
+        &mut self,
+        model: &Llama,
+        path: &Path,
+        step: u64,
+    ) -> Result<(), CheckpointError> {
+        match &mut self.opt {
+            Optimizer::Replicated(a) => a.load(model, path, step),
+            Optimizer::Sharded(s) => s.load(path, step, &self.device),
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! The model's parameters in a fixed order (HF order, the same on every rank whatever the
+//! parameter ids), and ZeRO stage 1: AdamW state for this rank's 1/N of every parameter.
+//!
+//! Each parameter is cut into `world` equal parts (the last padded): rank `r` owns part `r` of
+//! every parameter, so the shards are balanced to one element per parameter, and every
+//! collective moves one parameter at a time (host memory is bounded by the largest
+//! parameter, not the model). Each rank updates its parts with the same element-wise AdamW
+//! arithmetic as the unsharded optimizer (`train::optim::adamw_update`), so the result does
+//! not depend on where the cuts fall.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::DType;
+
+use super::{Collective, CommError};
+use crate::checkpoint::safetensors::{self, Dtype, SafetensorsFile};
+use crate::error::CheckpointError;
+use crate::model::params::{named_id_params, ParamValue};
+use crate::model::Llama;
+use crate::train::optim::{adamw_update, AdamWSettings, Moments};
+
+/// One parameter, and this layout's cut of it.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub name: String,
+    pub id: ParamId,
+    pub numel: usize,
+    pub dims: Vec<usize>,
+    /// Weight decay applies (matrices; norms only with `decay_norms`).
+    pub decay: bool,
+    /// Elements per rank: `numel.div_ceil(world)`.
+    pub part: usize,
+}
+
+impl Slot {
+    /// Rank `r`'s range of the parameter (empty past the end).
+    pub fn range(&self, r: usize) -> std::ops::Range<usize> {
+        let lo = (r * self.part).min(self.numel);
+        lo..((r + 1) * self.part).min(self.numel)
+    }
+}
+
+/// Every parameter's slot, in HF order.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub slots: Vec<Slot>,
+    /// Parameters in all.
+    pub total: usize,
+    pub world: usize,
+}
+
+impl Layout {
+    pub fn new(model: &Llama, settings: &AdamWSettings, world: usize) -> Self {
+        let world = world.max(1);
+        let mut slots = Vec::new();
+        for (name, p) in named_id_params(model) {
+            let (dims, rank2) = match &p.value {
+                ParamValue::D1(t) => (t.dims().to_vec(), false),
+                ParamValue::D2(t) => (t.dims().to_vec(), true),
+            };
+            let numel = p.value.numel();
+            slots.push(Slot {
+                name,
+                id: p.id,
+                numel,
+                dims,
+                decay: settings.decay_norms || rank2,
+                part: numel.div_ceil(world),
+            });
+        }
+        let total = slots.iter().map(|s| s.numel).sum();
+        Self {
+            slots,
+            total,
+            world,
+        }
+    }
+
+    /// One parameter's gradient as f32 values, if it has one.
+    pub fn grad_values(&self, grads: &GradientsParams, i: usize) -> Option<Vec<f32>> {
+        let s = &self.slots[i];
+        let data = if s.dims.len() == 1 {
+            grads.get::<1>(s.id).map(|g| g.into_data())
+        } else {
+            grads.get::<2>(s.id).map(|g| g.into_data())
+        };
+        data.and_then(|d| d.convert::<f32>().try_into_vec::<f32>().ok())
+    }
+
+    /// Register `values` as parameter `i`'s gradient.
+    pub fn register_grad(
+        &self,
+        grads: &mut GradientsParams,
+        i: usize,
+        values: Vec<f32>,
+        device: &Device,
+    ) {
+        let s = &self.slots[i];
+        if s.dims.len() == 1 {
+            grads.register::<1>(
+                s.id,
+                Tensor::from_data(TensorData::new(values, [s.numel]), device),
+            );
+        } else {
+            let d = [s.dims[0], s.dims[1]];
+            grads.register::<2>(s.id, Tensor::from_data(TensorData::new(values, d), device));
+        }
+    }
+
+    /// Replace parameters by new values, one at a time in the module's visiting order (the
+    /// same on every rank): `values(slot index)` gives a parameter's full new values, or
+    /// `None` to keep it. The first error stops further replacements and is returned.
+    pub fn write_params<E>(
+        &self,
+        model: Llama,
+        values: impl FnMut(usize) -> Result<Option<Vec<f32>>, E>,
+    ) -> Result<Llama, E> {
+        let by_id: HashMap<ParamId, usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
+        let mut mapper = SetParams {
+            by_id,
+            values,
+            error: None,
+        };
+        let model = model.map(&mut mapper);
+        match mapper.error {
+            Some(e) => Err(e),
+            None => Ok(model),
+        }
+    }
+}
+
+struct SetParams<F, E> {
+    by_id: HashMap<ParamId, usize>,
+    values: F,
+    error: Option<E>,
+}
+
+impl<F, E> ModuleMapper for SetParams<F, E>
+where
+    F: FnMut(usize) -> Result<Option<Vec<f32>>, E>,
+{
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(&i) = self.by_id.get(&id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        if self.error.is_some() {
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        let v = match (self.values)(i) {
+            Ok(Some(v)) => v,
+            Ok(None) => return Param::from_mapped_value(id, tensor, mapper),
+            Err(e) => {
+                self.error = Some(e);
+                return Param::from_mapped_value(id, tensor, mapper);
+            }
+        };
+        let require_grad = tensor.is_require_grad();
+        let checkpointing = tensor.gradient_checkpointing_strategy();
+        let dims = tensor.dims();
+        let inner = tensor.inner();
+        let master = inner.dtype();
+        let device = inner.device();
+        drop(inner);
+        let value: Tensor<D> = Tensor::from_data(TensorData::new(v, dims), &device);
+        let mut t = Tensor::from_inner(value.cast(master));
+        if let Some(strategy) = checkpointing {
+            t = t.with_gradient_checkpointing_strategy(strategy);
+        }
+        if require_grad {
+            t = t.require_grad();
+        }
+        Param::from_mapped_value(id, t, mapper)
+    }
+}
+
+/// Why an optimizer step made no update.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The global gradient norm is not finite (every rank sees the same norm).
+    #[error("gradient norm {0}")]
+    Diverged(f64),
+    #[error(transparent)]
+    Comm(#[from] CommError),
+}
+
+/// ZeRO-1 AdamW: moments of this rank's part of each parameter only.
+pub struct ShardedAdamW {
+    pub settings: AdamWSettings,
+    pub step: u64,
+    pub layout: Layout,
+    rank: usize,
+    /// Moments of this rank's part, by slot index.
+    state: HashMap<usize, Moments>,
+    /// Slots with optimizer state somewhere (the same set on every rank, also where this
+    /// rank's part of the parameter is empty).
+    stepped: std::collections::BTreeSet<usize>,
+}
+
+impl ShardedAdamW {
+    pub fn new(settings: AdamWSettings, layout: Layout, rank: usize) -> Self {
+        Self {
+            settings,
+            step: 0,
+            layout,
+            rank,
+            state: HashMap::new(),
+            stepped: Default::default(),
+        }
+    }
+
+    /// Elements of AdamW state this rank holds (both moments).
+    pub fn state_elements(&self) -> usize {
+        self.state.values().map(|m| 2 * m.exp_avg.dims()[1]).sum()
+    }
+
+    /// One optimizer step from this rank's gradients (summed over its micro-batches):
+    /// reduce-scatter each parameter's gradient, the global norm from the parts, clipping, the
+    /// AdamW update of this rank's parts, and the parameters all-gathered again. Returns the
+    /// model and the norm before clipping.
+    pub fn step(
+        &mut self,
+        comm: &dyn Collective,
+        model: Llama,
+        grads: GradientsParams,
+        lr: f64,
+        max_norm: Option<f64>,
+    ) -> Result<(Llama, f64), StepError> {
+        let world = self.layout.world;
+        let n = self.layout.slots.len();
+        // 1. This rank's part of every summed gradient.
+        let mut parts: Vec<Option<Vec<f32>>> = vec![None; n];
+        let mut padded = Vec::new();
+        for (i, part) in parts.iter_mut().enumerate() {
+            let Some(g) = self.layout.grad_values(&grads, i) else {
+                continue;
+            };
+            let slot = &self.layout.slots[i];
+            padded.clear();
+            padded.extend_from_slice(&g);
+            padded.resize(world * slot.part, 0.0);
+            let mut mine = vec![0f32; slot.part];
+            comm.reduce_scatter_sum(&padded, &mut mine)?;
+            mine.truncate(slot.range(self.rank).len());
+            *part = Some(mine);
+        }
+        drop(grads);
+        // 2. The global norm, as clip_grad_norm_ computes it.
+        let mut sq = [parts
+            .iter()
+            .flatten()
+            .flat_map(|v| v.iter())
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()];
+        comm.all_reduce_sum_f64(&mut sq)?;
+        let norm = sq[0].sqrt();
+        if !norm.is_finite() {
+            return Err(StepError::Diverged(norm));
+        }
+        let coef = crate::train::optim::clip_coefficient(norm, max_norm);
+        // 3. Update this rank's parts.
+        self.step += 1;
+        let values: HashMap<ParamId, ParamValue> = model
+            .params()
+            .into_iter()
+            .map(|p| (p.id, p.value))
+            .collect();
+        let mut updated: Vec<Option<Vec<f32>>> = vec![None; n];
+        for (i, part) in parts.into_iter().enumerate() {
+            let Some(g) = part else {
+                continue;
+            };
+            let slot = &self.layout.slots[i];
+            let range = slot.range(self.rank);
+            self.stepped.insert(i);
+            if range.is_empty() {
+                updated[i] = Some(Vec::new());
+                continue;
+            }
+            let Some(value) = values.get(&slot.id) else {
+                continue;
+            };
+            let p = match value {
+                ParamValue::D1(t) => {
+                    Tensor::<1>::from_inner(t.clone().inner()).reshape([1, slot.numel])
+                }
+                ParamValue::D2(t) => {
+                    Tensor::<2>::from_inner(t.clone().inner()).reshape([1, slot.numel])
+                }
+            };
+            let p = p.cast(DType::F32).narrow(1, range.start, range.len());
+            let device = p.device();
+            let g = Tensor::<2>::from_data(TensorData::new(g, [1, range.len()]), &device);
+            let g = if coef == 1.0 { g } else { g.mul_scalar(coef) };
+            let prev = self.state.remove(&i);
+            let (p, m) = adamw_update(&self.settings, self.step, p, g, prev, lr, slot.decay);
+            self.state.insert(i, m);
+            updated[i] = Some(to_vec(p));
+        }
+        drop(values);
+        // 4. Every rank gets every updated parameter back.
+        let model = self
+            .layout
+            .write_params(model, |i| -> Result<_, CommError> {
+                let Some(mine) = &updated[i] else {
+                    return Ok(None);
+                };
+                let slot = &self.layout.slots[i];
+                let mut send = mine.clone();
+                send.resize(slot.part, 0.0);
+                let mut full = vec![0f32; world * slot.part];
+                comm.all_gather(&send, &mut full)?;
+                full.truncate(slot.numel);
+                Ok(Some(full))
+            })?;
+        Ok((model, norm))
+    }
+
+    /// Write the whole state in [`crate::train::AdamW::save`]'s format (by HF name, full
+    /// shapes) to `path` on the rank that passes one; every rank must call this (each moment
+    /// is all-gathered, one parameter at a time).
+    pub fn save(&self, comm: &dyn Collective, path: Option<&Path>) -> Result<(), CheckpointError> {
+        let world = self.layout.world;
+        let comm_err = |e: CommError| CheckpointError::Format {
+            path: path.map(Path::to_path_buf).unwrap_or_default(),
+            message: format!("gathering the optimizer state: {e}"),
+        };
+        let keys: Vec<(String, Vec<usize>, usize, bool)> = self
+            .layout
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.stepped.contains(i))
+            .flat_map(|(i, s)| {
+                [("exp_avg", false), ("exp_avg_sq", true)].map(|(suffix, second)| {
+                    (format!("{}.{suffix}", s.name), s.dims.clone(), i, second)
+                })
+            })
+            .collect();
+        let gather = |i: usize, second: bool| -> Result<Vec<f32>, CheckpointError> {
+            let slot = &self.layout.slots[i];
+            let mut send = match self.state.get(&i) {
+                Some(m) => to_vec(if second {
+                    m.exp_avg_sq.clone()
+                } else {
+                    m.exp_avg.clone()
+                }),
+                None => Vec::new(),
+            };
+            send.resize(slot.part, 0.0);
+            let mut full = vec![0f32; world * slot.part];
+            comm.all_gather(&send, &mut full).map_err(comm_err)?;
+            full.truncate(slot.numel);
+            Ok(full)
+        };
+        match path {
+            Some(p) => {
+                let names: Vec<(String, Vec<usize>)> = keys
+                    .iter()
+                    .map(|(k, d, _, _)| (k.clone(), d.clone()))
+                    .collect();
+                let index: HashMap<&str, (usize, bool)> = keys
+                    .iter()
+                    .map(|(k, _, i, s)| (k.as_str(), (*i, *s)))
+                    .collect();
+                let mut buf = Vec::new();
+                safetensors::write(p, Dtype::F32, &names, |key| {
+                    let (i, second) = index[key];
+                    let v = gather(i, second)?;
+                    Dtype::F32.from_f32(&v, &mut buf);
+                    Ok(std::mem::take(&mut buf))
+                })
+            }
+            None => {
+                for (_, _, i, second) in &keys {
+                    gather(*i, *second)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Read a state written by `AdamW::save` or [`ShardedAdamW::save`] (at any world size):
+    /// this rank keeps its parts.
+    pub fn load(&mut self, path: &Path, step: u64, device: &Device) -> Result<(), CheckpointError> {
+        let file = SafetensorsFile::open(path)?;
+        self.state.clear();
+        self.stepped.clear();
+        let mut v = Vec::new();
+        for (i, slot) in self.layout.slots.iter().enumerate() {
+            let range = slot.range(self.rank);
+            let mut read = |suffix: &str| -> Result<Option<Vec<f32>>, CheckpointError> {
+                let key = format!("{}.{suffix}", slot.name);
+                let Some(entry) = file.tensors.get(&key) else {
+                    return Ok(None);
+                };
+                entry.dtype.to_f32(file.bytes(entry), &mut v);
+                if v.len() != slot.numel {
+                    return Err(CheckpointError::format(
+                        path,
+                        format!("{key}: {} values, the model has {}", v.len(), slot.numel),
+                    ));
+                }
+                Ok(Some(v[range.clone()].to_vec()))
+            };
+            let tensor =
+                |part: Vec<f32>| Tensor::from_data(TensorData::new(part, [1, range.len()]), device);
+            match (read("exp_avg")?, read("exp_avg_sq")?) {
+                (Some(exp_avg), Some(exp_avg_sq)) => {
+                    self.stepped.insert(i);
+                    if !range.is_empty() {
+                        let (exp_avg, exp_avg_sq) = (tensor(exp_avg), tensor(exp_avg_sq));
+                        self.state.insert(
+                            i,
+                            Moments {
+                                exp_avg,
+                                exp_avg_sq,
+                            },
+                        );
+                    }
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(CheckpointError::format(
+                        path,
+                        format!("{}: one of exp_avg / exp_avg_sq is missing", slot.name),
+                    ))
+                }
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
+/// A `[1, n]` tensor's values as f32.
+fn to_vec(t: Tensor<2>) -> Vec<f32> {
+    let n = t.dims()[1];
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_else(|_| vec![f32::NAN; n])
+}

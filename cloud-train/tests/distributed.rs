@@ -1,0 +1,510 @@
+//! Data parallelism over MPI with real processes (`mpirun -np 2/4` on loopback), against one
+//! process with the same global batch:
+//! - `cpt` on 2 ranks (replicated AdamW) and 4 ranks (ZeRO-1) gives the same weights, losses
+//!   and optimizer state after 4 steps (within 1e-6), and the same realized ALMR;
+//! - a 4-rank checkpoint resumed on 2 ranks finishes equal to the uninterrupted run;
+//! - `sft` and `dpo` on 2 ranks equal one process;
+//! - a killed rank ends the job (mpirun), a stopped (hung) rank too (our collective timeout).
+//!
+//! Needs `--features cloud-train/mpi` (scripts/test.sh turns it on and installs OpenMPI).
+
+mod common;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use cloud_train::dist::{DataParallel, Single, ZeroStage};
+use cloud_train::model::params::{named_params, ParamValue};
+use cloud_train::train::{AdamW, AdamWSettings};
+use cloud_train::Llama;
+
+/// Deterministic pseudo-random gradients for every parameter of `model`.
+fn fake_grads(model: &Llama, seed: u64, device: &Device) -> GradientsParams {
+    let mut grads = GradientsParams::new();
+    let mut state = seed;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1e-2
+    };
+    for p in model.params() {
+        match p.value {
+            ParamValue::D1(t) => {
+                let n = t.dims()[0];
+                let v: Vec<f32> = (0..n).map(|_| next()).collect();
+                grads.register::<1>(p.id, Tensor::from_data(TensorData::new(v, [n]), device));
+            }
+            ParamValue::D2(t) => {
+                let d = t.dims();
+                let v: Vec<f32> = (0..d[0] * d[1]).map(|_| next()).collect();
+                grads.register::<2>(p.id, Tensor::from_data(TensorData::new(v, d), device));
+            }
+        }
+    }
+    grads
+}
+
+/// One process: the ZeRO-1 optimizer (all the state in one shard) makes exactly the updates of
+/// the plain AdamW, and its saved state loads into the plain AdamW (and back).
+#[test]
+fn sharded_adamw_on_one_rank_is_adamw() {
+    let device = common::device();
+    let config =
+        llama_spec::LlamaConfig::from_file(common::root().join("configs/models/tiny.json"))
+            .expect("config");
+    let start = Llama::init(&config, 3, &device).train();
+    let settings = AdamWSettings::default();
+    let (mut plain, mut a) = (AdamW::new(settings.clone()), start.clone());
+    let mut sharded = DataParallel::new(
+        Box::new(Single),
+        settings.clone(),
+        ZeroStage::Sharded,
+        &start,
+        &device,
+    );
+    let mut b = start.clone();
+    for step in 0..3 {
+        let lr = 1e-3 * (step + 1) as f64;
+        let (na, nb);
+        (a, na) = plain
+            .step(a, fake_grads(&start, step, &device), lr, Some(0.5))
+            .expect("finite");
+        (b, nb) = sharded
+            .step(b, fake_grads(&start, step, &device), lr, Some(0.5))
+            .expect("finite");
+        assert!((na - nb).abs() <= 1e-6 * na, "norm {na} vs {nb}");
+    }
+    let mut worst = 0f32;
+    for ((name, x), (_, y)) in named_params(&a).into_iter().zip(named_params(&b)) {
+        let (x, y) = (x.to_f32().expect("a"), y.to_f32().expect("b"));
+        for (p, q) in x.iter().zip(&y) {
+            worst = worst.max((p - q).abs());
+        }
+        assert_eq!(x.len(), y.len(), "{name}");
+    }
+    println!("ZeRO-1 on one rank vs AdamW after 3 steps: max |diff| {worst:e}");
+    assert!(worst <= 1e-7, "{worst}");
+    assert_eq!(sharded.state_elements(), plain.state_elements());
+
+    // The sharded state, saved, is the plain optimizer's format.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let path = tmp.path().join("optimizer.safetensors");
+    sharded.save_optimizer(&b, Some(&path)).expect("save");
+    let mut loaded = AdamW::new(settings.clone());
+    loaded.load(&a, &path, 3).expect("load");
+    for p in a.params() {
+        let (m1, v1) = plain.moments_f32(p.id).expect("plain moments");
+        let (m2, v2) = loaded.moments_f32(p.id).expect("loaded moments");
+        let d = m1
+            .iter()
+            .zip(&m2)
+            .chain(v1.iter().zip(&v2))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(d <= 1e-9, "moments differ by {d}");
+    }
+    // And a plain state loads into the sharded optimizer, which then continues identically.
+    let plain_path = tmp.path().join("plain.safetensors");
+    plain.save(&a, &plain_path).expect("save plain");
+    let mut resumed =
+        DataParallel::new(Box::new(Single), settings, ZeroStage::Sharded, &a, &device);
+    resumed
+        .load_optimizer(&a, &plain_path, 3)
+        .expect("load into sharded");
+    assert_eq!(resumed.adam_step(), 3);
+    let (c, _) = resumed
+        .step(a.clone(), fake_grads(&a, 9, &device), 1e-3, None)
+        .expect("finite");
+    let (d, _) = plain
+        .step(a, fake_grads(&start, 9, &device), 1e-3, None)
+        .expect("finite");
+    let diff = named_params(&c)
+        .into_iter()
+        .zip(named_params(&d))
+        .flat_map(|((_, x), (_, y))| {
+            let (x, y) = (x.to_f32().expect("c"), y.to_f32().expect("d"));
+            x.into_iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .collect::<Vec<_>>()
+        })
+        .fold(0f32, f32::max);
+    assert!(diff <= 1e-7, "{diff}");
+}
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn mpi_tests_need_the_mpi_feature() {
+    let msg = "tests/distributed.rs: built without `--features cloud-train/mpi`: the multi-rank tests did NOT run (scripts/test.sh runs them)";
+    assert!(std::env::var_os("CI").is_none(), "{msg}");
+    eprintln!("\n!!! {msg}\n");
+}
+
+#[cfg(feature = "mpi")]
+mod mpi_ranks {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::common::{cloud_train, root, run_ok};
+    use llama_spec::hf::safetensors::SafetensorsFile;
+
+    const TOL: f64 = 1e-6;
+
+    /// `mpirun` for `np` local ranks of `cloud-train` (root-safe, oversubscribed on 2 cores,
+    /// one compute thread per rank).
+    fn mpirun(np: usize) -> Command {
+        let mut c = Command::new("mpirun");
+        c.current_dir(root()).args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            // Containers often forbid the ptrace-based single-copy path.
+            "--mca",
+            "btl_vader_single_copy_mechanism",
+            "none",
+            "-x",
+            "RAYON_NUM_THREADS=1",
+            "-np",
+            &np.to_string(),
+            env!("CARGO_BIN_EXE_cloud-train"),
+        ]);
+        c
+    }
+
+    /// One process, the same thread count as a rank.
+    fn single() -> Command {
+        let mut c = cloud_train();
+        c.env("RAYON_NUM_THREADS", "1");
+        c
+    }
+
+    fn prepare(dir: &Path) {
+        for lang in ["en", "zh"] {
+            run_ok(
+                cloud_train()
+                    .args(["data", "prepare", "--in"])
+                    .arg(format!("configs/corpora/{lang}"))
+                    .arg("--out")
+                    .arg(dir.join(lang))
+                    .args([
+                        "--tokenizer",
+                        "assets/llama3-tokenizer.json",
+                        "--val-fraction",
+                        "0.25",
+                    ]),
+            );
+        }
+    }
+
+    /// `cpt` args: configs/cpt-tiny.toml, 4 steps of 16 sequences (4 micro-batches of 4 on one
+    /// rank, 2 on two, 1 on four), checkpoints at steps 2 and 4.
+    fn cpt_args(c: &mut Command, data: &Path, out: &Path, extra: &[&str]) {
+        c.args(["cpt", "--config", "configs/cpt-tiny.toml"]);
+        let mut sets = vec![
+            format!("data.corpus=[{{name=\"en\", path={:?}, role=\"base\"}}, {{name=\"zh\", path={:?}, role=\"additional\"}}]",
+                data.join("en"), data.join("zh")),
+            format!("output.dir={out:?}"),
+            "train.steps=4".into(),
+            "train.mbs=4".into(),
+            "train.gbs=16".into(),
+            "output.save_every=2".into(),
+            "output.eval_every=2".into(),
+        ];
+        sets.extend(extra.iter().map(|s| s.to_string()));
+        for s in sets {
+            c.arg("--set").arg(s);
+        }
+    }
+
+    fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+        let f = SafetensorsFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        f.tensors
+            .iter()
+            .map(|(k, e)| {
+                let mut v = Vec::new();
+                e.dtype.to_f32(f.bytes(e), &mut v);
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
+    /// Largest absolute difference between two safetensors files with the same tensors.
+    fn max_diff(a: &Path, b: &Path) -> f64 {
+        let (ta, tb) = (tensors(a), tensors(b));
+        assert_eq!(
+            ta.iter().map(|t| &t.0).collect::<Vec<_>>(),
+            tb.iter().map(|t| &t.0).collect::<Vec<_>>(),
+            "{} vs {}",
+            a.display(),
+            b.display()
+        );
+        let mut worst = 0f64;
+        for ((name, x), (_, y)) in ta.iter().zip(&tb) {
+            assert_eq!(x.len(), y.len(), "{name}");
+            for (p, q) in x.iter().zip(y) {
+                worst = worst.max((f64::from(*p) - f64::from(*q)).abs());
+            }
+        }
+        worst
+    }
+
+    fn metrics(out: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap_or_else(|e| panic!("{}: {e}", out.display()))
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect()
+    }
+
+    /// Same losses (within TOL, relative) and, for `cpt`, the same realized ALMR per step; at
+    /// least one value of each key.
+    fn same_metrics(a: &Path, b: &Path, keys: &[&str]) {
+        let (ma, mb) = (metrics(a), metrics(b));
+        assert_eq!(ma.len(), mb.len());
+        for k in keys {
+            assert!(
+                ma.iter().any(|m| m[k].is_number()),
+                "no {k} in {}",
+                a.display()
+            );
+        }
+        for (x, y) in ma.iter().zip(&mb) {
+            for k in keys {
+                // Validation keys are on evaluation steps only, in both runs or neither.
+                let (p, q) = match (x[k].as_f64(), y[k].as_f64()) {
+                    (Some(p), Some(q)) => (p, q),
+                    (None, None) => continue,
+                    _ => panic!("step {}: {k} in one run only", x["step"]),
+                };
+                assert!(
+                    (p - q).abs() <= TOL * p.abs().max(1.0),
+                    "step {}: {k} {p} vs {q}",
+                    x["step"]
+                );
+            }
+        }
+    }
+
+    fn ckpt(out: &Path, step: u64) -> PathBuf {
+        out.join(format!("checkpoint-{step:06}"))
+    }
+
+    /// Weights and optimizer state of two runs' checkpoints at `step`: their max differences.
+    fn same_checkpoint(a: &Path, b: &Path, step: u64, what: &str) {
+        let w = max_diff(
+            &ckpt(a, step).join("model.safetensors"),
+            &ckpt(b, step).join("model.safetensors"),
+        );
+        let o = max_diff(
+            &ckpt(a, step).join("optimizer.safetensors"),
+            &ckpt(b, step).join("optimizer.safetensors"),
+        );
+        println!("{what}: step {step}: weights max |diff| {w:.3e}, AdamW moments {o:.3e}");
+        assert!(w <= TOL, "{what}: weights differ by {w}");
+        assert!(o <= TOL, "{what}: optimizer state differs by {o}");
+    }
+
+    #[test]
+    fn data_parallel_equals_one_process() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let data = tmp.path().join("data");
+        prepare(&data);
+        let run = |name: &str, mut c: Command, extra: &[&str]| -> (PathBuf, String) {
+            let out = tmp.path().join(name);
+            cpt_args(&mut c, &data, &out, extra);
+            if name == "resumed" {
+                c.arg("--resume").arg(ckpt(&tmp.path().join("four"), 2));
+            }
+            let t0 = Instant::now();
+            let text = run_ok(&mut c);
+            println!("{name}: {:.1} s", t0.elapsed().as_secs_f64());
+            (out, text)
+        };
+
+        // CPT.
+        let (one, text) = run("one", single(), &[]);
+        assert!(text.contains("cpt: 4 steps"), "{text}");
+        let (two, text) = run("two", mpirun(2), &["train.zero_stage=0"]);
+        assert!(text.contains("rank 1 of 2 (mpi"), "{text}");
+        assert_eq!(
+            text.matches("cpt: 4 steps").count(),
+            1,
+            "rank 0 alone reports:\n{text}"
+        );
+        let (four, _) = run("four", mpirun(4), &["train.zero_stage=1"]);
+        same_metrics(&one, &two, &["loss", "almr", "val_loss_combined"]);
+        same_metrics(&one, &four, &["loss", "almr", "val_loss_combined"]);
+        for step in [2, 4] {
+            same_checkpoint(&one, &two, step, "cpt 2 ranks, replicated AdamW");
+            same_checkpoint(&one, &four, step, "cpt 4 ranks, ZeRO-1");
+        }
+        // The mixture is exact globally: 64 sequences at ALMR 0.33 hold round(21.12) = 21
+        // Chinese ones, whatever the number of ranks.
+        let last = metrics(&four).pop().expect("metrics");
+        let almr = last["almr"].as_f64().expect("almr");
+        assert!(
+            (almr * 64.0 - 0.33 * 64.0).abs() < 1.0,
+            "realized ALMR {almr}"
+        );
+
+        // A 4-rank ZeRO-1 checkpoint resumed on 2 ranks (the state is re-sharded).
+        let (resumed, text) = run("resumed", mpirun(2), &["train.zero_stage=1"]);
+        assert!(text.contains("(2 this run)"), "{text}");
+        same_checkpoint(&one, &resumed, 4, "cpt 4 ranks -> resumed on 2 ranks");
+
+        // SFT then DPO from the CPT model, one process vs 2 ranks with ZeRO-1.
+        // The tiny configs count epochs; these runs take 3 steps.
+        for stage in ["sft", "dpo"] {
+            let text = std::fs::read_to_string(root().join(format!("configs/{stage}-tiny.toml")))
+                .expect("config");
+            let text: Vec<&str> = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with("epochs") {
+                        "steps = 3"
+                    } else {
+                        l
+                    }
+                })
+                .collect();
+            std::fs::write(tmp.path().join(format!("{stage}.toml")), text.join("\n"))
+                .expect("config");
+        }
+        let align = |stage: &str, model: &Path, out: &Path, c: &mut Command| {
+            c.arg(stage)
+                .arg("--config")
+                .arg(tmp.path().join(format!("{stage}.toml")));
+            for s in [
+                format!("model.path={model:?}"),
+                format!("output.dir={out:?}"),
+                "train.mbs=2".into(),
+                "train.gbs=8".into(),
+                "output.eval_every=3".into(),
+                "train.zero_stage=1".into(),
+            ] {
+                c.arg("--set").arg(s);
+            }
+            let t0 = Instant::now();
+            run_ok(c);
+            println!(
+                "{stage} {}: {:.1} s",
+                out.display(),
+                t0.elapsed().as_secs_f64()
+            );
+        };
+        let cpt_model = ckpt(&one, 4);
+        let (sft1, sft2) = (tmp.path().join("sft1"), tmp.path().join("sft2"));
+        align("sft", &cpt_model, &sft1, &mut single());
+        align("sft", &cpt_model, &sft2, &mut mpirun(2));
+        same_metrics(&sft1, &sft2, &["loss", "val_loss"]);
+        same_checkpoint(&sft1, &sft2, 3, "sft 2 ranks");
+        let (dpo1, dpo2) = (tmp.path().join("dpo1"), tmp.path().join("dpo2"));
+        let sft_model = ckpt(&sft1, 3);
+        align("dpo", &sft_model, &dpo1, &mut single());
+        align("dpo", &sft_model, &dpo2, &mut mpirun(2));
+        same_metrics(&dpo1, &dpo2, &["loss", "val_loss", "rewards/margins"]);
+        same_checkpoint(&dpo1, &dpo2, 3, "dpo 2 ranks");
+    }
+
+    /// Start a long 2-rank run logging to a file; wait until it has taken a step; the log
+    /// path, the child and rank 1's pid.
+    fn start_long_run(dir: &Path, extra: &[&str]) -> (PathBuf, std::process::Child, i32) {
+        let data = dir.join("data");
+        prepare(&data);
+        let log = dir.join("log.txt");
+        let file = std::fs::File::create(&log).expect("log");
+        let mut c = mpirun(2);
+        let mut sets = vec!["train.steps=1000", "output.save_every=1000"];
+        sets.extend(extra);
+        cpt_args(&mut c, &data, &dir.join("run"), &sets);
+        // The caller waits for it (`wait_end`); here it is killed and waited on a timeout.
+        #[allow(clippy::zombie_processes)]
+        let mut child = c
+            .stdout(Stdio::from(file.try_clone().expect("log")))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("mpirun");
+        let t0 = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let pid = text
+                .split("rank 1 of 2 (mpi, local rank 1, pid ")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .and_then(|p| p.parse::<i32>().ok());
+            let stepped = std::fs::read_to_string(dir.join("run/metrics.jsonl"))
+                .is_ok_and(|m| m.lines().count() >= 1);
+            if let (Some(pid), true) = (pid, stepped) {
+                return (log, child, pid);
+            }
+            if t0.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no rank 1 pid or first step after 120 s:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Wait at most `limit` for the job to end; its exit code and how long it took.
+    fn wait_end(child: &mut std::process::Child, limit: Duration) -> (Option<i32>, Duration) {
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status.code(), t0.elapsed());
+            }
+            if t0.elapsed() > limit {
+                let _ = child.kill();
+                panic!("the job did not end within {limit:?} of the failure");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn a_dead_or_hung_rank_ends_the_job() {
+        // Killed: mpirun sees the death and tears the job down.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (log, mut child, pid) = start_long_run(tmp.path(), &[]);
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill");
+        let (code, took) = wait_end(&mut child, Duration::from_secs(60));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        println!(
+            "killed rank 1: job ended in {:.1} s, status {code:?}",
+            took.as_secs_f64()
+        );
+        assert_ne!(code, Some(0), "{text}");
+        assert!(
+            text.contains("rank 1") && text.contains("signal 9"),
+            "no clear error:\n{text}"
+        );
+
+        // Stopped (a hang the launcher cannot see): rank 0 gives up after the collective
+        // timeout with a message naming the call, and the job ends.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (log, mut child, pid) = start_long_run(tmp.path(), &["train.collective_timeout_s=5"]);
+        Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .expect("kill");
+        let (code, took) = wait_end(&mut child, Duration::from_secs(60));
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        println!(
+            "stopped rank 1: job ended in {:.1} s, status {code:?}",
+            took.as_secs_f64()
+        );
+        assert_ne!(code, Some(0), "{text}");
+        assert!(
+            text.contains("rank 0 of 2 waited") && text.contains("one of them died or hangs"),
+            "no clear error:\n{text}"
+        );
+        assert!(took < Duration::from_secs(40), "took {took:?}");
+    }
+}
