@@ -135,12 +135,32 @@ fn exchange_id(launch: &Launch, timeout: Duration) -> Result<Id, String> {
                 launch.master_port
             )
         })?;
-        for _ in 1..launch.world {
-            let (mut s, _) = listener
-                .accept()
-                .map_err(|e| format!("rank 0: accepting on {addr}: {e}"))?;
-            s.write_all(&bytes)
-                .map_err(|e| format!("rank 0: sending the NCCL id: {e}"))?;
+        // Polled, so that a rank that never starts ends the job after `timeout`.
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("rank 0: {addr}: {e}"))?;
+        let start = Instant::now();
+        let mut served = 1;
+        while served < launch.world {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false)
+                        .and_then(|()| s.write_all(&bytes))
+                        .map_err(|e| format!("rank 0: sending the NCCL id: {e}"))?;
+                    served += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if start.elapsed() > timeout {
+                        return Err(format!(
+                            "rank 0: only {served} of {} ranks came for the NCCL id at {addr} within {:.0} s",
+                            launch.world,
+                            timeout.as_secs_f64()
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(format!("rank 0: accepting on {addr}: {e}")),
+            }
         }
         return Ok(id);
     }
