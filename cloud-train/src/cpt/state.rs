@@ -227,6 +227,9 @@ pub fn save(
     Ok(dir)
 }
 
+/// How many collective timeouts a rank may wait while a checkpoint is written.
+pub const SAVE_PATIENCE: u32 = 10;
+
 /// [`save`] in a data-parallel run: rank 0 writes the checkpoint (and prunes to `keep_last`),
 /// every rank takes part in gathering a sharded optimizer state. Returns the checkpoint dir.
 pub fn save_ranked(
@@ -239,19 +242,32 @@ pub fn save_ranked(
     keep_last: usize,
 ) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
-    if !dp.is_main() {
-        dp.save_optimizer(model, None)?;
-        return Ok(checkpoint_dir(out, trainer.step));
-    }
-    let dir = save(
-        model,
-        config,
-        |path| dp.save_optimizer(model, Some(path)),
-        trainer,
-        out,
-        opts,
-    )?;
-    prune(out, keep_last).with_context(|| format!("pruning checkpoints in {}", out.display()))?;
+    // The other ranks wait while rank 0 writes the weights (minutes for 8B): not a hang.
+    dp.comm().set_patience(SAVE_PATIENCE);
+    let result = if dp.is_main() {
+        save(
+            model,
+            config,
+            |path| dp.save_optimizer(model, Some(path)),
+            trainer,
+            out,
+            opts,
+        )
+        .and_then(|dir| {
+            prune(out, keep_last)
+                .with_context(|| format!("pruning checkpoints in {}", out.display()))?;
+            Ok(dir)
+        })
+    } else {
+        dp.save_optimizer(model, None)
+            .map(|()| checkpoint_dir(out, trainer.step))
+            .map_err(anyhow::Error::from)
+    };
+    // Every rank leaves the save together, so the wait for rank 0 is covered here too.
+    let synced = dp.comm().barrier();
+    dp.comm().set_patience(1);
+    let dir = result?;
+    synced?;
     Ok(dir)
 }
 

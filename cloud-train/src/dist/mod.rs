@@ -62,6 +62,11 @@ pub trait Collective {
     /// Every rank's `buf` becomes rank `root`'s.
     fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<(), CommError>;
     fn barrier(&self) -> Result<(), CommError>;
+    /// Multiply the collective timeout by `factor` until set back to 1: for calls that wait
+    /// on slow work of another rank by design (rank 0 writing a checkpoint).
+    fn set_patience(&self, factor: u32) {
+        let _ = factor;
+    }
 }
 
 /// Checks the length contracts shared by every engine.
@@ -164,6 +169,9 @@ impl<C: Collective> Collective for Watched<C> {
     fn barrier(&self) -> Result<(), CommError> {
         let _g = self.dog.enter("barrier");
         self.inner.barrier()
+    }
+    fn set_patience(&self, factor: u32) {
+        self.dog.set_patience(factor);
     }
 }
 

@@ -18,6 +18,8 @@ struct Shared {
     since_ms: AtomicU64,
     op: Mutex<&'static str>,
     calls: AtomicU64,
+    /// The timeout's multiplier (see `Collective::set_patience`).
+    patience: AtomicU64,
 }
 
 /// Watches collective calls; see the module doc.
@@ -44,6 +46,7 @@ impl Watchdog {
             since_ms: AtomicU64::new(0),
             op: Mutex::new(""),
             calls: AtomicU64::new(0),
+            patience: AtomicU64::new(1),
         });
         let watched = Arc::clone(&shared);
         let tick = (timeout / 20).clamp(Duration::from_millis(20), Duration::from_secs(1));
@@ -57,13 +60,15 @@ impl Watchdog {
                 }
                 let now = watched.epoch.elapsed().as_millis() as u64 + 1;
                 let waited = Duration::from_millis(now.saturating_sub(since));
-                if waited >= timeout {
+                let limit = timeout * watched.patience.load(Ordering::Relaxed).max(1) as u32;
+                if waited >= limit {
                     let op = *watched.op.lock().unwrap_or_else(|e| e.into_inner());
                     eprintln!(
-                        "cloud-train: rank {rank} of {world} waited {:.1} s in {engine} {op} (collective call {}) for the other ranks: one of them died or hangs; exiting with status {EXIT_CODE} (collective_timeout_s = {}). Resume from the last checkpoint.",
+                        "cloud-train: rank {rank} of {world} waited {:.1} s in {engine} {op} (collective call {}) for the other ranks: one of them died or hangs; exiting with status {EXIT_CODE} (collective_timeout_s = {}, x{} while a checkpoint is written). Resume from the last checkpoint.",
                         waited.as_secs_f64(),
                         watched.calls.load(Ordering::Relaxed),
-                        timeout.as_secs_f64()
+                        timeout.as_secs_f64(),
+                        watched.patience.load(Ordering::Relaxed)
                     );
                     std::process::exit(EXIT_CODE);
                 }
@@ -72,6 +77,13 @@ impl Watchdog {
             eprintln!("cloud-train: rank {rank}: no collective watchdog ({e}): a dead peer may hang this rank");
         }
         Self { shared }
+    }
+
+    /// Multiply the timeout by `factor` (1 restores it).
+    pub fn set_patience(&self, factor: u32) {
+        self.shared
+            .patience
+            .store(u64::from(factor.max(1)), Ordering::Relaxed);
     }
 
     /// Mark the start of a collective call; the returned guard marks its end.

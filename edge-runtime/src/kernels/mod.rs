@@ -13,6 +13,8 @@ pub mod pool;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_kquant;
 
 use llama_spec::gguf::GgmlType;
 

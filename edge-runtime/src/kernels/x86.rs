@@ -19,6 +19,9 @@ pub fn row_dot(ty: GgmlType) -> Option<RowDot> {
         GgmlType::Q5_1 => RowDot::Q8(dot_q5_1),
         GgmlType::Q8_0 => RowDot::Q8(dot_q8_0),
         GgmlType::F16 => RowDot::F32(dot_f16),
+        GgmlType::Q4_K => RowDot::Q8K(super::x86_kquant::dot_q4_k_seq),
+        GgmlType::Q5_K => RowDot::Q8K(super::x86_kquant::dot_q5_k),
+        GgmlType::Q6_K => RowDot::Q8K(super::x86_kquant::dot_q6_k),
         _ => return None,
     })
 }
@@ -60,14 +63,14 @@ fn dot_f16(row: &[u8], a: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-fn f16_at(b: &[u8], i: usize) -> f32 {
+pub(super) fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
 }
 
 /// ggml's `hsum_float_8`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn hsum_float_8(x: __m256) -> f32 {
+pub(super) fn hsum_float_8(x: __m256) -> f32 {
     let mut r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
     r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     r = _mm_add_ss(r, _mm_movehdup_ps(r));

@@ -1,0 +1,193 @@
+//! AVX2 kernels of the K-quants (Q4_K, Q5_K, Q6_K against Q8_K activations). Each computes the
+//! same exact integers as its scalar twin in `scalar.rs` (per super-block for Q4_K, per lane of
+//! 4-byte groups for Q5_K and Q6_K) and then the same float operations in the same order, so
+//! the two agree bit for bit; `simd_kernels_equal_scalar_bit_for_bit` checks that.
+
+// Index loops mirror the scalar twins they reproduce.
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+
+use super::x86::{f16_at, hsum_float_8};
+use super::BlockQ8K;
+use llama_spec::quant::get_scale_min_k4;
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load(p: &[u8]) -> __m256i {
+    assert!(p.len() >= 32);
+    // SAFETY: 32 readable bytes (asserted); unaligned load.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_i8(p: &[i8]) -> __m256i {
+    assert!(p.len() >= 32);
+    // SAFETY: 32 readable bytes (asserted); unaligned load.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
+
+/// Sum of the 8 i32 lanes (exact).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum_i32_8(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    _mm_cvtsi128_si32(s)
+}
+
+/// `u8 x i8` products summed in pairs (`maddubs`, no saturation for values below 64), then
+/// weighted by `scale` and summed in pairs: lane `k` = scale x sum of bytes `4k..4k+3`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn scaled_lanes(q: __m256i, y: __m256i, scale: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), scale)
+}
+
+/// `(scale, min)` of the 8 sub-blocks of a Q4_K/Q5_K block.
+#[inline]
+fn scales_mins(scales: &[u8]) -> ([i32; 8], [i32; 8]) {
+    let (mut sc, mut m) = ([0i32; 8], [0i32; 8]);
+    for j in 0..8 {
+        let (a, b) = get_scale_min_k4(j, scales);
+        sc[j] = a as i32;
+        m[j] = b as i32;
+    }
+    (sc, m)
+}
+
+/// See `scalar::dot_q4_k_seq`.
+pub fn dot_q4_k_seq(row: &[u8], a: &[BlockQ8K]) -> f32 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn inner(row: &[u8], a: &[BlockQ8K]) -> f32 {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let (mut acc, mut acc_min) = (0f32, 0f32);
+        for (b, y) in row.chunks_exact(144).zip(a) {
+            let (sc, mn) = scales_mins(&b[4..16]);
+            let mut mins = 0i32;
+            for j in 0..8 {
+                mins += mn[j] * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32);
+            }
+            let qs = &b[16..];
+            let mut sum = _mm256_setzero_si256();
+            for j in 0..4 {
+                let q = load(&qs[32 * j..]);
+                let lo = _mm256_and_si256(q, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                let ylo = load_i8(&y.qs[64 * j..]);
+                let yhi = load_i8(&y.qs[64 * j + 32..]);
+                let p_lo = scaled_lanes(lo, ylo, _mm256_set1_epi16(sc[2 * j] as i16));
+                let p_hi = scaled_lanes(hi, yhi, _mm256_set1_epi16(sc[2 * j + 1] as i16));
+                sum = _mm256_add_epi32(sum, _mm256_add_epi32(p_lo, p_hi));
+            }
+            let sum = hsum_i32_8(sum);
+            acc = (sum as f32).mul_add(f16_at(b, 0) * y.d, acc);
+            acc_min = (mins as f32).mul_add(f16_at(b, 2) * y.d, acc_min);
+        }
+        acc - acc_min
+    }
+    // SAFETY: handed out by `x86::row_dot` only after `Isa::detect` confirmed AVX2, FMA and
+    // F16C at run time.
+    unsafe { inner(row, a) }
+}
+
+/// See `scalar::dot_q5_k`.
+pub fn dot_q5_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn inner(row: &[u8], a: &[BlockQ8K]) -> f32 {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let one = _mm256_set1_epi8(1);
+        let mut acc = _mm256_setzero_ps();
+        let mut summs = 0f32;
+        for (b, y) in row.chunks_exact(176).zip(a) {
+            let d = y.d * f16_at(b, 0);
+            let dmin = -y.d * f16_at(b, 2);
+            let (sc, mn) = scales_mins(&b[4..16]);
+            let q8s: [i32; 8] =
+                std::array::from_fn(|i| y.bsums[2 * i] as i32 + y.bsums[2 * i + 1] as i32);
+            let prod: [i32; 4] =
+                std::array::from_fn(|m| mn[2 * m] * q8s[2 * m] + mn[2 * m + 1] * q8s[2 * m + 1]);
+            summs = dmin.mul_add(((prod[0] + prod[1]) + (prod[2] + prod[3])) as f32, summs);
+            let qh = load(&b[16..48]);
+            let qs = &b[48..];
+            let mut lanes = _mm256_setzero_si256();
+            for j in 0..4 {
+                let q = load(&qs[32 * j..]);
+                // Bit 2j (2j + 1) of each qh byte is the fifth bit of the low (high) nibble.
+                let shift = |n: usize| _mm256_srl_epi16(qh, _mm_cvtsi32_si128(n as i32));
+                let h0 = _mm256_and_si256(shift(2 * j), one);
+                let h1 = _mm256_and_si256(shift(2 * j + 1), one);
+                let lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(h0, 4));
+                let hi = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                    _mm256_slli_epi16(h1, 4),
+                );
+                let ylo = load_i8(&y.qs[64 * j..]);
+                let yhi = load_i8(&y.qs[64 * j + 32..]);
+                let p_lo = scaled_lanes(lo, ylo, _mm256_set1_epi16(sc[2 * j] as i16));
+                let p_hi = scaled_lanes(hi, yhi, _mm256_set1_epi16(sc[2 * j + 1] as i16));
+                lanes = _mm256_add_epi32(lanes, _mm256_add_epi32(p_lo, p_hi));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc);
+        }
+        hsum_float_8(acc) + summs
+    }
+    // SAFETY: as above.
+    unsafe { inner(row, a) }
+}
+
+/// See `scalar::dot_q6_k`.
+pub fn dot_q6_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn inner(row: &[u8], a: &[BlockQ8K]) -> f32 {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m2 = _mm256_set1_epi8(0x03);
+        let mut acc = _mm256_setzero_ps();
+        for (b, y) in row.chunks_exact(210).zip(a) {
+            let d = y.d * f16_at(b, 208);
+            let scales = &b[192..208];
+            let sc = |i: usize| (scales[i] as i8) as i16;
+            let mut lanes = _mm256_setzero_si256();
+            for h in 0..2 {
+                let ql1 = load(&b[64 * h..]);
+                let ql2 = load(&b[64 * h + 32..]);
+                let qh = load(&b[128 + 32 * h..]);
+                let hbits = [
+                    _mm256_and_si256(qh, m2),
+                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2),
+                    _mm256_and_si256(_mm256_srli_epi16(qh, 4), m2),
+                    _mm256_and_si256(_mm256_srli_epi16(qh, 6), m2),
+                ];
+                let lows = [
+                    _mm256_and_si256(ql1, m4),
+                    _mm256_and_si256(ql2, m4),
+                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                    _mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4),
+                ];
+                for q in 0..4 {
+                    let v = _mm256_or_si256(lows[q], _mm256_slli_epi16(hbits[q], 4));
+                    let yv = load_i8(&y.qs[128 * h + 32 * q..]);
+                    // Bytes 0..16 of the chunk take one scale, bytes 16..32 the next.
+                    let s = _mm256_set_m128i(
+                        _mm_set1_epi16(sc(8 * h + 2 * q + 1)),
+                        _mm_set1_epi16(sc(8 * h + 2 * q)),
+                    );
+                    lanes = _mm256_add_epi32(lanes, scaled_lanes(v, yv, s));
+                }
+            }
+            // The -32 offset: lane m loses 32 x (bsums[2m] sc[2m] + bsums[2m+1] sc[2m+1]).
+            // SAFETY: 16 i16 = 32 readable bytes; unaligned load.
+            let bsums = unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) };
+            // SAFETY: 16 readable bytes (the block's scales); unaligned load.
+            let sc16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(scales.as_ptr().cast()) });
+            let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
+            lanes = _mm256_sub_epi32(lanes, offset);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc);
+        }
+        hsum_float_8(acc)
+    }
+    // SAFETY: as above.
+    unsafe { inner(row, a) }
+}
