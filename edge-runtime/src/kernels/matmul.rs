@@ -5,7 +5,7 @@
 use llama_spec::gguf::GgmlType;
 
 use super::pool::{split, SyncPtr, ThreadPool};
-use super::{quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Isa, RowDot, RowDot4, QK, QK_K};
+use super::{quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Dot4, Isa, RowDot, QK, QK_K};
 
 /// A weight matrix inside the mapped file: `rows` rows of `cols` elements of type `ty`.
 #[derive(Debug, Clone, Copy)]
@@ -123,7 +123,7 @@ pub fn matmul(
     };
     let (need_q8, need_q8k) = (fmts(ActFormat::Q8), fmts(ActFormat::Q8K));
     acts.prepare(pool, isa, x, n, cols, need_q8, need_q8k);
-    type Job<'w> = (SyncPtr<f32>, QMatrix<'w>, (RowDot, Option<RowDot4>));
+    type Job<'w> = (SyncPtr<f32>, QMatrix<'w>, (RowDot, Option<Dot4>));
     let mut jobs: [Option<Job>; MAX_FUSED] = [None, None, None, None];
     for (slot, m) in jobs.iter_mut().zip(mats.iter_mut()) {
         let k = isa
@@ -152,7 +152,7 @@ pub fn matmul(
 
 #[allow(clippy::too_many_arguments)]
 fn rows_kernel(
-    (k, k4): (RowDot, Option<RowDot4>),
+    (k, k4): (RowDot, Option<Dot4>),
     w: &QMatrix,
     x: &[f32],
     q8: &[BlockQ8],
@@ -164,14 +164,22 @@ fn rows_kernel(
 ) {
     // Tokens innermost: a weight row is read from memory once and reused from cache for all
     // `n` activation rows (the prefill case).
-    let nb = cols / QK;
+    let (nb, nbk) = (cols / QK, cols / QK_K);
     for r in rows {
         let wr = w.row(r);
         let mut t0 = 0;
-        if let (Some(k4), RowDot::Q8(_)) = (k4, k) {
+        if let Some(k4) = k4 {
             while t0 + 4 <= n {
-                let a = |i: usize| &q8[(t0 + i) * nb..(t0 + i + 1) * nb];
-                let v = k4(wr, [a(0), a(1), a(2), a(3)]);
+                let v = match k4 {
+                    Dot4::Q8(f) => {
+                        let a = |i: usize| &q8[(t0 + i) * nb..(t0 + i + 1) * nb];
+                        f(wr, [a(0), a(1), a(2), a(3)])
+                    }
+                    Dot4::Q8K(f) => {
+                        let a = |i: usize| &q8k[(t0 + i) * nbk..(t0 + i + 1) * nbk];
+                        f(wr, [a(0), a(1), a(2), a(3)])
+                    }
+                };
                 for (i, v) in v.into_iter().enumerate() {
                     // SAFETY: as below.
                     unsafe { out.write((t0 + i) * w.rows + r, v) };

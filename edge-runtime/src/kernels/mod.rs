@@ -116,6 +116,13 @@ pub enum RowDot {
 /// A Q8-activation kernel over four activation rows at once (same results as four calls).
 pub type RowDot4 = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
 
+/// Four-row kernels, by activation format.
+#[derive(Clone, Copy)]
+pub enum Dot4 {
+    Q8(RowDot4),
+    Q8K(fn(&[u8], [&[BlockQ8K]; 4]) -> [f32; 4]),
+}
+
 /// Which instruction-set extensions the kernels may use, detected at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Isa {
@@ -152,7 +159,7 @@ impl Isa {
     }
 
     /// A four-row kernel for `ty`, where one exists for this instruction set.
-    pub fn row_dot4(&self, ty: GgmlType) -> Option<RowDot4> {
+    pub fn row_dot4(&self, ty: GgmlType) -> Option<Dot4> {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             return x86::row_dot4(ty);

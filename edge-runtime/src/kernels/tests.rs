@@ -127,25 +127,43 @@ fn simd_kernels_equal_scalar_bit_for_bit() {
             let x = random(n, seed * 2 + 12);
             let (a, b) = (run(fast, &w, &x), run(slow, &w, &x));
             assert_eq!(a.to_bits(), b.to_bits(), "{ty}: simd {a} vs scalar {b}");
-            if let Some(four) = isa.row_dot4(ty) {
-                let xs: Vec<Vec<BlockQ8>> = (0..4)
-                    .map(|i| {
-                        let mut b = vec![BlockQ8::default(); n / QK];
-                        quantize_q8(&random(n, seed * 7 + i), &mut b);
-                        b
-                    })
-                    .collect();
-                let got = four(&w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
-                let RowDot::Q8(one) = slow else {
-                    panic!("{ty}: a 4-row kernel needs Q8 activations")
-                };
-                for i in 0..4 {
-                    assert_eq!(
-                        got[i].to_bits(),
-                        one(&w, &xs[i]).to_bits(),
-                        "{ty}: 4-row kernel, row {i}"
-                    );
+            match (isa.row_dot4(ty), slow) {
+                (None, _) => {}
+                (Some(Dot4::Q8(four)), RowDot::Q8(one)) => {
+                    let xs: Vec<Vec<BlockQ8>> = (0..4)
+                        .map(|i| {
+                            let mut b = vec![BlockQ8::default(); n / QK];
+                            quantize_q8(&random(n, seed * 7 + i), &mut b);
+                            b
+                        })
+                        .collect();
+                    let got = four(&w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+                    for i in 0..4 {
+                        assert_eq!(
+                            got[i].to_bits(),
+                            one(&w, &xs[i]).to_bits(),
+                            "{ty}: 4-row kernel, row {i}"
+                        );
+                    }
                 }
+                (Some(Dot4::Q8K(four)), RowDot::Q8K(one)) => {
+                    let xs: Vec<Vec<BlockQ8K>> = (0..4)
+                        .map(|i| {
+                            let mut b = vec![BlockQ8K::default(); n / QK_K];
+                            quantize_q8k(&random(n, seed * 7 + i), &mut b);
+                            b
+                        })
+                        .collect();
+                    let got = four(&w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+                    for i in 0..4 {
+                        assert_eq!(
+                            got[i].to_bits(),
+                            one(&w, &xs[i]).to_bits(),
+                            "{ty}: 4-row K kernel, row {i}"
+                        );
+                    }
+                }
+                _ => panic!("{ty}: the 4-row kernel's activation format is not the 1-row one's"),
             }
         }
     }

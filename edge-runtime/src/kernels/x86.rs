@@ -247,13 +247,16 @@ fn dot4_q4_0_seq(row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
 }
 
 /// Four activation rows at once, for prefill.
-pub fn row_dot4(ty: GgmlType) -> Option<super::RowDot4> {
+pub fn row_dot4(ty: GgmlType) -> Option<super::Dot4> {
+    use super::Dot4;
     Some(match ty {
-        GgmlType::Q4_0 => dot4_q4_0_seq,
-        GgmlType::Q4_1 => dot4_q4_1,
-        GgmlType::Q5_0 => dot4_q5_0,
-        GgmlType::Q5_1 => dot4_q5_1,
-        GgmlType::Q8_0 => dot4_q8_0,
+        GgmlType::Q4_0 => Dot4::Q8(dot4_q4_0_seq),
+        GgmlType::Q4_1 => Dot4::Q8(dot4_q4_1),
+        GgmlType::Q5_0 => Dot4::Q8(dot4_q5_0),
+        GgmlType::Q5_1 => Dot4::Q8(dot4_q5_1),
+        GgmlType::Q8_0 => Dot4::Q8(dot4_q8_0),
+        GgmlType::Q4_K => Dot4::Q8K(super::x86_kquant::dot4_q4_k_seq),
+        GgmlType::Q6_K => Dot4::Q8K(super::x86_kquant::dot4_q6_k),
         _ => return None,
     })
 }

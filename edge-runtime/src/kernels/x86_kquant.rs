@@ -58,39 +58,63 @@ fn scales_mins(scales: &[u8]) -> ([i32; 8], [i32; 8]) {
     (sc, m)
 }
 
-/// See `scalar::dot_q4_k_seq`.
-pub fn dot_q4_k_seq(row: &[u8], a: &[BlockQ8K]) -> f32 {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(row: &[u8], a: &[BlockQ8K]) -> f32 {
-        let m4 = _mm256_set1_epi8(0x0f);
-        let (mut acc, mut acc_min) = (0f32, 0f32);
-        for (b, y) in row.chunks_exact(144).zip(a) {
-            let (sc, mn) = scales_mins(&b[4..16]);
+/// Q4_K for `N` activation rows at once (the weight block is unpacked once): per row exactly
+/// `scalar::dot_q4_k_seq`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_rows<const N: usize>(row: &[u8], acts: [&[BlockQ8K]; N]) -> [f32; N] {
+    let nb = row.len() / 144;
+    assert!(acts.iter().all(|a| a.len() >= nb));
+    let m4 = _mm256_set1_epi8(0x0f);
+    let (mut acc, mut acc_min) = ([0f32; N], [0f32; N]);
+    for (i, b) in row.chunks_exact(144).enumerate() {
+        let (sc, mn) = scales_mins(&b[4..16]);
+        let qs = &b[16..];
+        let mut nib = [_mm256_setzero_si256(); 8];
+        let mut scv = [_mm256_setzero_si256(); 8];
+        for j in 0..4 {
+            let q = load(&qs[32 * j..]);
+            nib[2 * j] = _mm256_and_si256(q, m4);
+            nib[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            scv[2 * j] = _mm256_set1_epi16(sc[2 * j] as i16);
+            scv[2 * j + 1] = _mm256_set1_epi16(sc[2 * j + 1] as i16);
+        }
+        let (dw, mw) = (f16_at(b, 0), f16_at(b, 2));
+        for k in 0..N {
+            let y = &acts[k][i];
             let mut mins = 0i32;
             for j in 0..8 {
                 mins += mn[j] * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32);
             }
-            let qs = &b[16..];
             let mut sum = _mm256_setzero_si256();
             for j in 0..4 {
-                let q = load(&qs[32 * j..]);
-                let lo = _mm256_and_si256(q, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                let ylo = load_i8(&y.qs[64 * j..]);
-                let yhi = load_i8(&y.qs[64 * j + 32..]);
-                let p_lo = scaled_lanes(lo, ylo, _mm256_set1_epi16(sc[2 * j] as i16));
-                let p_hi = scaled_lanes(hi, yhi, _mm256_set1_epi16(sc[2 * j + 1] as i16));
+                let p_lo = scaled_lanes(nib[2 * j], load_i8(&y.qs[64 * j..]), scv[2 * j]);
+                let p_hi = scaled_lanes(
+                    nib[2 * j + 1],
+                    load_i8(&y.qs[64 * j + 32..]),
+                    scv[2 * j + 1],
+                );
                 sum = _mm256_add_epi32(sum, _mm256_add_epi32(p_lo, p_hi));
             }
             let sum = hsum_i32_8(sum);
-            acc = (sum as f32).mul_add(f16_at(b, 0) * y.d, acc);
-            acc_min = (mins as f32).mul_add(f16_at(b, 2) * y.d, acc_min);
+            acc[k] = (sum as f32).mul_add(dw * y.d, acc[k]);
+            acc_min[k] = (mins as f32).mul_add(mw * y.d, acc_min[k]);
         }
-        acc - acc_min
     }
+    std::array::from_fn(|k| acc[k] - acc_min[k])
+}
+
+/// See `scalar::dot_q4_k_seq`.
+pub fn dot_q4_k_seq(row: &[u8], a: &[BlockQ8K]) -> f32 {
     // SAFETY: handed out by `x86::row_dot` only after `Isa::detect` confirmed AVX2, FMA and
     // F16C at run time.
-    unsafe { inner(row, a) }
+    unsafe { q4_k_rows::<1>(row, [a])[0] }
+}
+
+/// Four activation rows of [`dot_q4_k_seq`], for prefill.
+pub fn dot4_q4_k_seq(row: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    // SAFETY: as above.
+    unsafe { q4_k_rows::<4>(row, a) }
 }
 
 /// See `scalar::dot_q5_k`.
@@ -138,56 +162,77 @@ pub fn dot_q5_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
     unsafe { inner(row, a) }
 }
 
-/// See `scalar::dot_q6_k`.
-pub fn dot_q6_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(row: &[u8], a: &[BlockQ8K]) -> f32 {
-        let m4 = _mm256_set1_epi8(0x0f);
-        let m2 = _mm256_set1_epi8(0x03);
-        let mut acc = _mm256_setzero_ps();
-        for (b, y) in row.chunks_exact(210).zip(a) {
-            let d = y.d * f16_at(b, 208);
-            let scales = &b[192..208];
-            let sc = |i: usize| (scales[i] as i8) as i16;
+/// Q6_K for `N` activation rows at once (the weight block is unpacked once): per row exactly
+/// `scalar::dot_q6_k`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_rows<const N: usize>(row: &[u8], acts: [&[BlockQ8K]; N]) -> [f32; N] {
+    let nb = row.len() / 210;
+    assert!(acts.iter().all(|a| a.len() >= nb));
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m2 = _mm256_set1_epi8(0x03);
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (i, b) in row.chunks_exact(210).enumerate() {
+        let dw = f16_at(b, 208);
+        let scales = &b[192..208];
+        let sc = |i: usize| (scales[i] as i8) as i16;
+        // The 8 chunks of 32 unsigned 6-bit values, and the two scales of each chunk.
+        let mut vals = [_mm256_setzero_si256(); 8];
+        let mut scv = [_mm256_setzero_si256(); 8];
+        for h in 0..2 {
+            let ql1 = load(&b[64 * h..]);
+            let ql2 = load(&b[64 * h + 32..]);
+            let qh = load(&b[128 + 32 * h..]);
+            let hbits = [
+                _mm256_and_si256(qh, m2),
+                _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2),
+                _mm256_and_si256(_mm256_srli_epi16(qh, 4), m2),
+                _mm256_and_si256(_mm256_srli_epi16(qh, 6), m2),
+            ];
+            let lows = [
+                _mm256_and_si256(ql1, m4),
+                _mm256_and_si256(ql2, m4),
+                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                _mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4),
+            ];
+            for q in 0..4 {
+                vals[4 * h + q] = _mm256_or_si256(lows[q], _mm256_slli_epi16(hbits[q], 4));
+                // Bytes 0..16 of the chunk take one scale, bytes 16..32 the next.
+                scv[4 * h + q] = _mm256_set_m128i(
+                    _mm_set1_epi16(sc(8 * h + 2 * q + 1)),
+                    _mm_set1_epi16(sc(8 * h + 2 * q)),
+                );
+            }
+        }
+        // SAFETY: 16 readable bytes (the block's scales); unaligned load.
+        let sc16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(scales.as_ptr().cast()) });
+        for k in 0..N {
+            let y = &acts[k][i];
             let mut lanes = _mm256_setzero_si256();
-            for h in 0..2 {
-                let ql1 = load(&b[64 * h..]);
-                let ql2 = load(&b[64 * h + 32..]);
-                let qh = load(&b[128 + 32 * h..]);
-                let hbits = [
-                    _mm256_and_si256(qh, m2),
-                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2),
-                    _mm256_and_si256(_mm256_srli_epi16(qh, 4), m2),
-                    _mm256_and_si256(_mm256_srli_epi16(qh, 6), m2),
-                ];
-                let lows = [
-                    _mm256_and_si256(ql1, m4),
-                    _mm256_and_si256(ql2, m4),
-                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                    _mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4),
-                ];
-                for q in 0..4 {
-                    let v = _mm256_or_si256(lows[q], _mm256_slli_epi16(hbits[q], 4));
-                    let yv = load_i8(&y.qs[128 * h + 32 * q..]);
-                    // Bytes 0..16 of the chunk take one scale, bytes 16..32 the next.
-                    let s = _mm256_set_m128i(
-                        _mm_set1_epi16(sc(8 * h + 2 * q + 1)),
-                        _mm_set1_epi16(sc(8 * h + 2 * q)),
-                    );
-                    lanes = _mm256_add_epi32(lanes, scaled_lanes(v, yv, s));
-                }
+            for c in 0..8 {
+                let yv = load_i8(&y.qs[32 * c..]);
+                lanes = _mm256_add_epi32(lanes, scaled_lanes(vals[c], yv, scv[c]));
             }
             // The -32 offset: lane m loses 32 x (bsums[2m] sc[2m] + bsums[2m+1] sc[2m+1]).
             // SAFETY: 16 i16 = 32 readable bytes; unaligned load.
             let bsums = unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) };
-            // SAFETY: 16 readable bytes (the block's scales); unaligned load.
-            let sc16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(scales.as_ptr().cast()) });
             let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
             lanes = _mm256_sub_epi32(lanes, offset);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc);
+            let d = _mm256_set1_ps(y.d * dw);
+            acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[k]);
         }
-        hsum_float_8(acc)
     }
-    // SAFETY: as above.
-    unsafe { inner(row, a) }
+    std::array::from_fn(|k| hsum_float_8(acc[k]))
+}
+
+/// See `scalar::dot_q6_k`.
+pub fn dot_q6_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
+    // SAFETY: as for `dot_q4_k_seq`.
+    unsafe { q6_k_rows::<1>(row, [a])[0] }
+}
+
+/// Four activation rows of [`dot_q6_k`], for prefill.
+pub fn dot4_q6_k(row: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    // SAFETY: as for `dot_q4_k_seq`.
+    unsafe { q6_k_rows::<4>(row, a) }
 }
