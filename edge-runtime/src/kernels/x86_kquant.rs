@@ -140,9 +140,13 @@ pub fn dot_q5_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
             for j in 0..4 {
                 let q = load(&qs[32 * j..]);
                 // Bit 2j (2j + 1) of each qh byte is the fifth bit of the low (high) nibble.
-                let shift = |n: usize| _mm256_srl_epi16(qh, _mm_cvtsi32_si128(n as i32));
-                let h0 = _mm256_and_si256(shift(2 * j), one);
-                let h1 = _mm256_and_si256(shift(2 * j + 1), one);
+                // (No closure: it would not inherit this function's target features.)
+                let h0 =
+                    _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), one);
+                let h1 = _mm256_and_si256(
+                    _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)),
+                    one,
+                );
                 let lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(h0, 4));
                 let hi = _mm256_or_si256(
                     _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
