@@ -5,7 +5,7 @@
 use llama_spec::gguf::GgmlType;
 
 use super::pool::{split, SyncPtr, ThreadPool};
-use super::{quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Dot4, Isa, RowDot, QK, QK_K};
+use super::{quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Dot4, Isa, RowDot, RowDot8, QK, QK_K};
 
 /// A weight matrix inside the mapped file: `rows` rows of `cols` elements of type `ty`.
 #[derive(Debug, Clone, Copy)]
@@ -123,21 +123,28 @@ pub fn matmul(
     };
     let (need_q8, need_q8k) = (fmts(ActFormat::Q8), fmts(ActFormat::Q8K));
     acts.prepare(pool, isa, x, n, cols, need_q8, need_q8k);
-    type Job<'w> = (SyncPtr<f32>, QMatrix<'w>, (RowDot, Option<Dot4>));
+    type Job<'w> = (SyncPtr<f32>, QMatrix<'w>, Kernels);
     let mut jobs: [Option<Job>; MAX_FUSED] = [None, None, None, None];
     for (slot, m) in jobs.iter_mut().zip(mats.iter_mut()) {
         let k = isa
             .row_dot(m.w.ty)
             .expect("weight types are checked at load");
-        *slot = Some((SyncPtr(m.out.as_mut_ptr()), m.w, (k, isa.row_dot4(m.w.ty))));
+        let ks = Kernels {
+            one: k,
+            four: isa.row_dot4(m.w.ty),
+            eight: isa.row_dot8(m.w.ty),
+        };
+        *slot = Some((SyncPtr(m.out.as_mut_ptr()), m.w, ks));
     }
     let outs = &jobs[..mats.len()];
     let total_rows: usize = outs.iter().flatten().map(|(_, w, _)| w.rows).sum();
     let (q8, q8k) = (&acts.q8[..], &acts.q8k[..]);
     let t = pool.n_threads();
     pool.run(&|tid| {
-        // Global row range of this thread across all matrices.
-        let mine = split(total_rows, t, tid);
+        // Global row range of this thread across all matrices, in whole groups of 8 rows (so
+        // that the 8-row kernels see full groups; matrices have multiples of 8 rows).
+        let groups = split(total_rows.div_ceil(8), t, tid);
+        let mine = (groups.start * 8).min(total_rows)..(groups.end * 8).min(total_rows);
         let mut base = 0;
         for (out, w, k) in outs.iter().flatten() {
             let lo = mine.start.max(base);
@@ -150,9 +157,17 @@ pub fn matmul(
     });
 }
 
+/// The kernels of one weight type: one row, four activation rows, eight weight rows.
+#[derive(Clone, Copy)]
+struct Kernels {
+    one: RowDot,
+    four: Option<Dot4>,
+    eight: Option<RowDot8>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn rows_kernel(
-    (k, k4): (RowDot, Option<Dot4>),
+    ks: Kernels,
     w: &QMatrix,
     x: &[f32],
     q8: &[BlockQ8],
@@ -164,7 +179,30 @@ fn rows_kernel(
 ) {
     // Tokens innermost: a weight row is read from memory once and reused from cache for all
     // `n` activation rows (the prefill case).
+    let (k, k4) = (ks.one, ks.four);
     let (nb, nbk) = (cols / QK, cols / QK_K);
+    let mut rows = rows;
+    // Decode (fewer than 4 activation rows): eight weight rows at a time. Prefill takes the
+    // four-activation-row kernels below, which reuse each unpacked weight block 4 times.
+    let eight = if n < 4 || k4.is_none() {
+        ks.eight
+    } else {
+        None
+    };
+    if let Some(k8) = eight {
+        while rows.len() >= 8 {
+            let r0 = rows.start;
+            let wr: [&[u8]; 8] = std::array::from_fn(|j| w.row(r0 + j));
+            for t in 0..n {
+                let v = k8(wr, &q8[t * nb..(t + 1) * nb]);
+                for (j, v) in v.into_iter().enumerate() {
+                    // SAFETY: as below.
+                    unsafe { out.write(t * w.rows + r0 + j, v) };
+                }
+            }
+            rows.start += 8;
+        }
+    }
     for r in rows {
         let wr = w.row(r);
         let mut t0 = 0;

@@ -116,6 +116,9 @@ pub enum RowDot {
 /// A Q8-activation kernel over four activation rows at once (same results as four calls).
 pub type RowDot4 = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
 
+/// A Q8-activation kernel over eight weight rows at once (same results as eight calls).
+pub type RowDot8 = fn([&[u8]; 8], &[BlockQ8]) -> [f32; 8];
+
 /// Four-row kernels, by activation format.
 #[derive(Clone, Copy)]
 pub enum Dot4 {
@@ -163,6 +166,16 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             return x86::row_dot4(ty);
+        }
+        let _ = ty;
+        None
+    }
+
+    /// An eight-weight-row kernel for `ty`, where one exists for this instruction set.
+    pub fn row_dot8(&self, ty: GgmlType) -> Option<RowDot8> {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            return x86::row_dot8(ty);
         }
         let _ = ty;
         None

@@ -169,6 +169,41 @@ fn simd_kernels_equal_scalar_bit_for_bit() {
     }
 }
 
+/// The 8-weight-row kernels give each row exactly what the scalar one-row kernel gives, for
+/// rows long and short (18 blocks: SmolLM2's 576 columns) and rows adjacent in one matrix.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_eight_row_kernels_equal_scalar_bit_for_bit() {
+    let isa = Isa::detect();
+    if !isa.avx2 {
+        eprintln!("SKIPPED: this CPU has no AVX2/FMA/F16C; only the scalar kernels are tested");
+        return;
+    }
+    let mut checked = 0;
+    for ty in types() {
+        let (Some(eight), Some(RowDot::Q8(one))) = (isa.row_dot8(ty), scalar::row_dot(ty)) else {
+            continue;
+        };
+        for (n, seed) in [(576, 1u64), (2048, 2), (1536, 3)] {
+            let w = quant::quantize_to_vec(ty, &random(8 * n, seed * 5 + 1)).expect("quantize");
+            let rb = w.len() / 8;
+            let rows: [&[u8]; 8] = std::array::from_fn(|r| &w[r * rb..(r + 1) * rb]);
+            let mut x = vec![BlockQ8::default(); n / QK];
+            quantize_q8(&random(n, seed * 5 + 2), &mut x);
+            let got = eight(rows, &x);
+            for r in 0..8 {
+                assert_eq!(
+                    got[r].to_bits(),
+                    one(rows[r], &x).to_bits(),
+                    "{ty}: 8-row kernel, row {r}, {n} columns"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no 8-row kernel was tested");
+}
+
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
