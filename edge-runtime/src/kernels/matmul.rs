@@ -5,7 +5,9 @@
 use llama_spec::gguf::GgmlType;
 
 use super::pool::{split, SyncPtr, ThreadPool};
-use super::{quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Dot4, Isa, RowDot, RowDot8, QK, QK_K};
+use super::{
+    quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Dot4, Isa, RowDot, RowDot8, Tile4x4, QK, QK_K,
+};
 
 /// A weight matrix inside the mapped file: `rows` rows of `cols` elements of type `ty`.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +135,7 @@ pub fn matmul(
             one: k,
             four: isa.row_dot4(m.w.ty),
             eight: isa.row_dot8(m.w.ty),
+            tile: isa.tile4x4(m.w.ty),
         };
         *slot = Some((SyncPtr(m.out.as_mut_ptr()), m.w, ks));
     }
@@ -163,6 +166,7 @@ struct Kernels {
     one: RowDot,
     four: Option<Dot4>,
     eight: Option<RowDot8>,
+    tile: Option<Tile4x4>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -184,6 +188,37 @@ fn rows_kernel(
     let mut rows = rows;
     // Decode (fewer than 4 activation rows): eight weight rows at a time. Prefill takes the
     // four-activation-row kernels below, which reuse each unpacked weight block 4 times.
+    // Prefill: tiles of 4 weight rows x 4 activation rows, while there are 4 of each.
+    if let (Some(tile), true) = (ks.tile, n >= 4) {
+        while rows.len() >= 4 {
+            let r0 = rows.start;
+            let wr: [&[u8]; 4] = std::array::from_fn(|j| w.row(r0 + j));
+            let mut t0 = 0;
+            while t0 + 4 <= n {
+                let a: [&[BlockQ8]; 4] =
+                    std::array::from_fn(|i| &q8[(t0 + i) * nb..(t0 + i + 1) * nb]);
+                let v = tile(wr, a);
+                for (i, row) in v.iter().enumerate() {
+                    for (j, &x) in row.iter().enumerate() {
+                        // SAFETY: as below.
+                        unsafe { out.write((t0 + i) * w.rows + r0 + j, x) };
+                    }
+                }
+                t0 += 4;
+            }
+            // The last activation rows (fewer than 4), row by row.
+            if let RowDot::Q8(f) = k {
+                for t in t0..n {
+                    for (j, wj) in wr.iter().enumerate() {
+                        let x = f(wj, &q8[t * nb..(t + 1) * nb]);
+                        // SAFETY: as below.
+                        unsafe { out.write(t * w.rows + r0 + j, x) };
+                    }
+                }
+            }
+            rows.start += 4;
+        }
+    }
     let eight = if n < 4 || k4.is_none() {
         ks.eight
     } else {

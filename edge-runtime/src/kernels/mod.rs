@@ -119,6 +119,9 @@ pub type RowDot4 = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
 /// A Q8-activation kernel over eight weight rows at once (same results as eight calls).
 pub type RowDot8 = fn([&[u8]; 8], &[BlockQ8]) -> [f32; 8];
 
+/// A Q8-activation kernel over a tile of 4 weight rows x 4 activation rows: `out[t][r]`.
+pub type Tile4x4 = fn([&[u8]; 4], [&[BlockQ8]; 4]) -> [[f32; 4]; 4];
+
 /// Four-row kernels, by activation format.
 #[derive(Clone, Copy)]
 pub enum Dot4 {
@@ -176,6 +179,16 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             return x86::row_dot8(ty);
+        }
+        let _ = ty;
+        None
+    }
+
+    /// A 4x4 tile kernel for `ty`, where one exists for this instruction set.
+    pub fn tile4x4(&self, ty: GgmlType) -> Option<Tile4x4> {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            return x86::tile4x4(ty);
         }
         let _ = ty;
         None

@@ -204,6 +204,48 @@ fn simd_eight_row_kernels_equal_scalar_bit_for_bit() {
     assert!(checked > 0, "no 8-row kernel was tested");
 }
 
+/// The 4x4 tile kernels give each (activation row, weight row) exactly the scalar one-row
+/// kernel's result.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_tile_kernels_equal_scalar_bit_for_bit() {
+    let isa = Isa::detect();
+    if !isa.avx2 {
+        eprintln!("SKIPPED: this CPU has no AVX2/FMA/F16C; only the scalar kernels are tested");
+        return;
+    }
+    let mut checked = 0;
+    for ty in types() {
+        let (Some(tile), Some(RowDot::Q8(one))) = (isa.tile4x4(ty), scalar::row_dot(ty)) else {
+            continue;
+        };
+        for (n, seed) in [(576, 1u64), (2048, 2)] {
+            let w = quant::quantize_to_vec(ty, &random(4 * n, seed * 3 + 1)).expect("quantize");
+            let rb = w.len() / 4;
+            let rows: [&[u8]; 4] = std::array::from_fn(|r| &w[r * rb..(r + 1) * rb]);
+            let xs: Vec<Vec<BlockQ8>> = (0..4)
+                .map(|t| {
+                    let mut b = vec![BlockQ8::default(); n / QK];
+                    quantize_q8(&random(n, seed * 3 + 2 + 7 * t), &mut b);
+                    b
+                })
+                .collect();
+            let got = tile(rows, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+            for t in 0..4 {
+                for r in 0..4 {
+                    assert_eq!(
+                        got[t][r].to_bits(),
+                        one(rows[r], &xs[t]).to_bits(),
+                        "{ty}: tile, activation row {t}, weight row {r}, {n} columns"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no tile kernel was tested");
+}
+
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {

@@ -301,6 +301,77 @@ fn dot8_q4_0_seq(rows: [&[u8]; 8], a: &[BlockQ8]) -> [f32; 8] {
     unsafe { inner(rows, a) }
 }
 
+/// Q4_0 for a tile of 4 weight rows x 4 activation rows (prefill): each unpacked weight block
+/// serves 4 activation rows, and each activation block 4 weight rows; per activation row the
+/// 4 rows' exact block dots are reduced into one 128-bit vector, two activation rows make one
+/// 8-lane FMA per block. Lane (t, r) computes `acc = fma(isum, d_r * d_t, acc)` in block order:
+/// bit for bit the scalar twin. Returns `out[t][r]`.
+fn tile4x4_q4_0_seq(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [[f32; 4]; 4] {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn inner(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [[f32; 4]; 4] {
+        let nb = rows[0].len() / 18;
+        assert!(rows.iter().all(|r| r.len() == nb * 18) && acts.iter().all(|a| a.len() >= nb));
+        let ones = _mm256_set1_epi16(1);
+        let eight = _mm256_set1_epi8(8);
+        // Lanes 0..4: rows 0..4 of activation row 0 (or 2); lanes 4..8: of row 1 (or 3).
+        let mut acc01 = _mm256_setzero_ps();
+        let mut acc23 = _mm256_setzero_ps();
+        let mut ax = [_mm256_setzero_si256(); 4];
+        let mut qx = [_mm256_setzero_si256(); 4];
+        let mut dw = [0f32; 4];
+        for i in 0..nb {
+            for r in 0..4 {
+                let b = &rows[r][i * 18..(i + 1) * 18];
+                qx[r] = _mm256_sub_epi8(bytes_from_nibbles_32(&b[2..]), eight);
+                ax[r] = _mm256_sign_epi8(qx[r], qx[r]);
+                dw[r] = f16_at(b, 0);
+            }
+            // SAFETY: 4 readable floats; unaligned load.
+            let dw4 = unsafe { _mm_loadu_ps(dw.as_ptr()) };
+            let dw8 = _mm256_set_m128(dw4, dw4);
+            let mut sums = [_mm_setzero_si128(); 4];
+            for t in 0..4 {
+                let qy = load32(&acts[t][i].qs);
+                let mut v = [_mm256_setzero_si256(); 4];
+                for r in 0..4 {
+                    let dot = _mm256_maddubs_epi16(ax[r], _mm256_sign_epi8(qy, qx[r]));
+                    v[r] = _mm256_madd_epi16(ones, dot);
+                }
+                let h =
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+                sums[t] = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+            }
+            let da01 = _mm256_set_m128(_mm_set1_ps(acts[1][i].d), _mm_set1_ps(acts[0][i].d));
+            let da23 = _mm256_set_m128(_mm_set1_ps(acts[3][i].d), _mm_set1_ps(acts[2][i].d));
+            let s01 = _mm256_cvtepi32_ps(_mm256_set_m128i(sums[1], sums[0]));
+            let s23 = _mm256_cvtepi32_ps(_mm256_set_m128i(sums[3], sums[2]));
+            acc01 = _mm256_fmadd_ps(s01, _mm256_mul_ps(dw8, da01), acc01);
+            acc23 = _mm256_fmadd_ps(s23, _mm256_mul_ps(dw8, da23), acc23);
+        }
+        let mut out = [[0f32; 4]; 4];
+        let mut flat = [0f32; 16];
+        // SAFETY: 16 writable floats; unaligned stores.
+        unsafe {
+            _mm256_storeu_ps(flat.as_mut_ptr(), acc01);
+            _mm256_storeu_ps(flat.as_mut_ptr().add(8), acc23);
+        }
+        for t in 0..4 {
+            out[t].copy_from_slice(&flat[4 * t..4 * t + 4]);
+        }
+        out
+    }
+    // SAFETY: handed out only after `Isa::detect` confirmed AVX2, FMA and F16C.
+    unsafe { inner(rows, acts) }
+}
+
+/// A 4 weight rows x 4 activation rows tile kernel, where one exists (prefill).
+pub fn tile4x4(ty: GgmlType) -> Option<super::Tile4x4> {
+    Some(match ty {
+        GgmlType::Q4_0 => tile4x4_q4_0_seq,
+        _ => return None,
+    })
+}
+
 /// Eight weight rows at once (one activation row), where a kernel exists.
 pub fn row_dot8(ty: GgmlType) -> Option<super::RowDot8> {
     Some(match ty {
