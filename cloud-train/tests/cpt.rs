@@ -8,27 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{cloud_train as bin, run_ok};
-
-/// Prepared en/zh sample corpora in `dir`.
-fn prepare_corpora(dir: &Path) {
-    for lang in ["en", "zh"] {
-        let text = run_ok(
-            bin()
-                .args(["data", "prepare", "--in"])
-                .arg(format!("configs/corpora/{lang}"))
-                .arg("--out")
-                .arg(dir.join(lang))
-                .args([
-                    "--tokenizer",
-                    "assets/llama3-tokenizer.json",
-                    "--val-fraction",
-                    "0.25",
-                ]),
-        );
-        assert!(text.contains("documents"), "{text}");
-    }
-}
+use common::{cloud_train as bin, prepare_corpora, run_ok};
 
 /// `cpt --config configs/cpt-tiny.toml` with the data and output moved and a shorter run.
 fn cpt(data: &Path, out: &Path, extra: &[&str]) -> Command {

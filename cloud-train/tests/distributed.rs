@@ -147,7 +147,7 @@ mod mpi_ranks {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use super::common::{cloud_train, root, run_ok};
+    use super::common::{cloud_train, prepare_corpora as prepare, root, run_ok};
     use llama_spec::hf::safetensors::SafetensorsFile;
 
     const TOL: f64 = 1e-6;
@@ -179,24 +179,6 @@ mod mpi_ranks {
         let mut c = cloud_train();
         c.env("RAYON_NUM_THREADS", "1");
         c
-    }
-
-    fn prepare(dir: &Path) {
-        for lang in ["en", "zh"] {
-            run_ok(
-                cloud_train()
-                    .args(["data", "prepare", "--in"])
-                    .arg(format!("configs/corpora/{lang}"))
-                    .arg("--out")
-                    .arg(dir.join(lang))
-                    .args([
-                        "--tokenizer",
-                        "assets/llama3-tokenizer.json",
-                        "--val-fraction",
-                        "0.25",
-                    ]),
-            );
-        }
     }
 
     /// `cpt` args: configs/cpt-tiny.toml, 4 steps of 16 sequences (4 micro-batches of 4 on one

@@ -398,23 +398,10 @@ pub fn run(
     cfg: &AlignConfig,
     stage: Stage,
     resume: Resume,
-    mut event: impl FnMut(Event),
+    event: impl FnMut(Event),
 ) -> anyhow::Result<AlignSummary> {
-    let Ranks { device, comm, .. } = {
-        let ranks =
-            Ranks::start(cfg.train.backend, &cfg.train.dist()).map_err(anyhow::Error::msg)?;
-        if let Some(b) = ranks.banner() {
-            event(Event::Note(b));
-        }
-        ranks
-    };
+    let (Ranks { device, comm, .. }, mut event) = crate::cpt::run::start_ranks(&cfg.train, event)?;
     let rank = comm.rank();
-    // Rank 0 reports; the others run quietly.
-    let mut event = move |e: Event| {
-        if rank == 0 || matches!(e, Event::Note(_)) {
-            event(e)
-        }
-    };
     let out = &cfg.output.dir;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let tok_path = tokenizer_path(&cfg.model)?;

@@ -92,28 +92,34 @@ struct Corpus {
     val: TokenStream,
 }
 
-/// Run (or continue) a CPT config.
-pub fn run(
-    cfg: &CptConfig,
-    resume: Resume,
+/// This rank's device and collective (see `dist::Ranks`), each rank's start line reported,
+/// and the event sink wrapped so that only rank 0 reports steps, saves and progress.
+pub(crate) fn start_ranks(
+    train: &super::config::TrainSection,
     mut event: impl FnMut(Event),
-) -> anyhow::Result<RunSummary> {
-    use anyhow::{bail, Context};
-    let Ranks { device, comm, .. } = {
-        let ranks =
-            Ranks::start(cfg.train.backend, &cfg.train.dist()).map_err(anyhow::Error::msg)?;
-        if let Some(b) = ranks.banner() {
-            event(Event::Note(b));
-        }
-        ranks
-    };
-    let rank = comm.rank();
-    // Rank 0 reports; the others run quietly.
-    let mut event = move |e: Event| {
+) -> anyhow::Result<(Ranks, impl FnMut(Event))> {
+    let ranks = Ranks::start(train.backend, &train.dist()).map_err(anyhow::Error::msg)?;
+    if let Some(b) = ranks.banner() {
+        event(Event::Note(b));
+    }
+    let rank = ranks.comm.rank();
+    let event = move |e: Event| {
         if rank == 0 || matches!(e, Event::Note(_)) {
             event(e)
         }
     };
+    Ok((ranks, event))
+}
+
+/// Run (or continue) a CPT config.
+pub fn run(
+    cfg: &CptConfig,
+    resume: Resume,
+    event: impl FnMut(Event),
+) -> anyhow::Result<RunSummary> {
+    use anyhow::{bail, Context};
+    let (Ranks { device, comm, .. }, mut event) = start_ranks(&cfg.train, event)?;
+    let rank = comm.rank();
     let (seq, mbs, gbs) = (cfg.data.seq_len, cfg.train.mbs, cfg.train.gbs);
     let out = &cfg.output.dir;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

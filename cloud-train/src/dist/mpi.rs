@@ -30,6 +30,19 @@ impl MpiCollective {
     }
 }
 
+impl MpiCollective {
+    /// Element-wise sum over ranks, in place, by pieces.
+    fn sum_in_place<T: mpi::datatype::Equivalence + Copy>(&self, buf: &mut [T]) {
+        let mut send = Vec::with_capacity(PIECE.min(buf.len()));
+        for piece in buf.chunks_mut(PIECE) {
+            send.clear();
+            send.extend_from_slice(piece);
+            self.world
+                .all_reduce_into(&send[..], piece, SystemOperation::sum());
+        }
+    }
+}
+
 impl Collective for MpiCollective {
     fn rank(&self) -> usize {
         self.world.rank() as usize
@@ -41,23 +54,11 @@ impl Collective for MpiCollective {
         "mpi"
     }
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), CommError> {
-        let mut send = Vec::with_capacity(PIECE.min(buf.len()));
-        for piece in buf.chunks_mut(PIECE) {
-            send.clear();
-            send.extend_from_slice(piece);
-            self.world
-                .all_reduce_into(&send[..], piece, SystemOperation::sum());
-        }
+        self.sum_in_place(buf);
         Ok(())
     }
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<(), CommError> {
-        let mut send = Vec::with_capacity(PIECE.min(buf.len()));
-        for piece in buf.chunks_mut(PIECE) {
-            send.clear();
-            send.extend_from_slice(piece);
-            self.world
-                .all_reduce_into(&send[..], piece, SystemOperation::sum());
-        }
+        self.sum_in_place(buf);
         Ok(())
     }
     fn reduce_scatter_sum(&self, send: &[f32], recv: &mut [f32]) -> Result<(), CommError> {

@@ -123,6 +123,26 @@ pub fn cloud_train() -> std::process::Command {
     c
 }
 
+/// Prepared en/zh sample corpora (configs/corpora) in `dir`.
+pub fn prepare_corpora(dir: &std::path::Path) {
+    for lang in ["en", "zh"] {
+        let text = run_ok(
+            cloud_train()
+                .args(["data", "prepare", "--in"])
+                .arg(format!("configs/corpora/{lang}"))
+                .arg("--out")
+                .arg(dir.join(lang))
+                .args([
+                    "--tokenizer",
+                    "assets/llama3-tokenizer.json",
+                    "--val-fraction",
+                    "0.25",
+                ]),
+        );
+        assert!(text.contains("documents"), "{text}");
+    }
+}
+
 /// Run `c`; its stdout and stderr, or a panic with them when it failed.
 pub fn run_ok(c: &mut std::process::Command) -> String {
     let out = c.output().expect("spawn");

@@ -159,7 +159,7 @@ fn k_lanes(acc: &mut [f32; 8], d: f32, lanes: &[i32; 8]) {
 }
 
 /// `(scale, min)` of the 8 sub-blocks of a Q4_K/Q5_K block.
-fn scales_mins(scales: &[u8]) -> ([i32; 8], [i32; 8]) {
+pub(super) fn scales_mins(scales: &[u8]) -> ([i32; 8], [i32; 8]) {
     let (mut sc, mut m) = ([0i32; 8], [0i32; 8]);
     for j in 0..8 {
         let (a, b) = get_scale_min_k4(j, scales);

@@ -8,9 +8,9 @@
 
 use std::arch::x86_64::*;
 
+use super::scalar::scales_mins;
 use super::x86::{f16_at, hsum_float_8};
 use super::BlockQ8K;
-use llama_spec::quant::get_scale_min_k4;
 
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -44,18 +44,6 @@ fn hsum_i32_8(v: __m256i) -> i32 {
 #[target_feature(enable = "avx2")]
 fn scaled_lanes(q: __m256i, y: __m256i, scale: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), scale)
-}
-
-/// `(scale, min)` of the 8 sub-blocks of a Q4_K/Q5_K block.
-#[inline]
-fn scales_mins(scales: &[u8]) -> ([i32; 8], [i32; 8]) {
-    let (mut sc, mut m) = ([0i32; 8], [0i32; 8]);
-    for j in 0..8 {
-        let (a, b) = get_scale_min_k4(j, scales);
-        sc[j] = a as i32;
-        m[j] = b as i32;
-    }
-    (sc, m)
 }
 
 /// Q4_K for `N` activation rows at once (the weight block is unpacked once): per row exactly
