@@ -64,8 +64,9 @@ impl Default for DistSettings {
     }
 }
 
+/// The optimizer, with the parameter layout it works on (one layout per run).
 enum Optimizer {
-    Replicated(AdamW),
+    Replicated { adamw: AdamW, layout: Layout },
     Sharded(ShardedAdamW),
 }
 
@@ -76,7 +77,6 @@ enum Optimizer {
 pub struct DataParallel {
     comm: Box<dyn Collective>,
     opt: Optimizer,
-    layout: Layout,
     device: Device,
 }
 
@@ -91,15 +91,17 @@ impl DataParallel {
     ) -> Self {
         let layout = Layout::new(model, &settings, comm.world());
         let opt = match zero {
-            ZeroStage::Replicated => Optimizer::Replicated(AdamW::new(settings)),
+            ZeroStage::Replicated => Optimizer::Replicated {
+                adamw: AdamW::new(settings),
+                layout,
+            },
             ZeroStage::Sharded => {
-                Optimizer::Sharded(ShardedAdamW::new(settings, layout.clone(), comm.rank()))
+                Optimizer::Sharded(ShardedAdamW::new(settings, layout, comm.rank()))
             }
         };
         Self {
             comm,
             opt,
-            layout,
             device: device.clone(),
         }
     }
@@ -144,7 +146,7 @@ impl DataParallel {
     /// AdamW's step count.
     pub fn adam_step(&self) -> u64 {
         match &self.opt {
-            Optimizer::Replicated(a) => a.step,
+            Optimizer::Replicated { adamw: a, .. } => a.step,
             Optimizer::Sharded(s) => s.step,
         }
     }
@@ -152,7 +154,7 @@ impl DataParallel {
     /// Elements of optimizer state this rank holds (for memory reports and tests).
     pub fn state_elements(&self) -> usize {
         match &self.opt {
-            Optimizer::Replicated(a) => a.state_elements(),
+            Optimizer::Replicated { adamw: a, .. } => a.state_elements(),
             Optimizer::Sharded(s) => s.state_elements(),
         }
     }
@@ -196,16 +198,16 @@ impl DataParallel {
         max_norm: Option<f64>,
     ) -> Result<(Llama, f64), StepError> {
         match &mut self.opt {
-            Optimizer::Replicated(adamw) => {
+            Optimizer::Replicated { adamw, layout } => {
                 let grads = if self.comm.world() == 1 {
                     grads
                 } else {
                     // One parameter at a time: host memory stays bounded by the largest.
                     let mut summed = GradientsParams::new();
-                    for i in 0..self.layout.slots.len() {
-                        if let Some(mut g) = self.layout.grad_values(&grads, i) {
+                    for i in 0..layout.slots.len() {
+                        if let Some(mut g) = layout.grad_values(&grads, i) {
                             self.comm.all_reduce_sum(&mut g)?;
-                            self.layout.register_grad(&mut summed, i, g, &self.device);
+                            layout.register_grad(&mut summed, i, g, &self.device);
                         }
                     }
                     summed
@@ -225,8 +227,8 @@ impl DataParallel {
         path: Option<&Path>,
     ) -> Result<(), CheckpointError> {
         match (&self.opt, path) {
-            (Optimizer::Replicated(a), Some(p)) => a.save(model, p),
-            (Optimizer::Replicated(_), None) => Ok(()),
+            (Optimizer::Replicated { adamw: a, .. }, Some(p)) => a.save(model, p),
+            (Optimizer::Replicated { .. }, None) => Ok(()),
             (Optimizer::Sharded(s), p) => s.save(self.comm.as_ref(), p),
         }
     }
@@ -239,7 +241,7 @@ impl DataParallel {
         step: u64,
     ) -> Result<(), CheckpointError> {
         match &mut self.opt {
-            Optimizer::Replicated(a) => a.load(model, path, step),
+            Optimizer::Replicated { adamw: a, .. } => a.load(model, path, step),
             Optimizer::Sharded(s) => s.load(path, step, &self.device),
         }
     }

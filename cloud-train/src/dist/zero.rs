@@ -48,8 +48,6 @@ impl Slot {
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub slots: Vec<Slot>,
-    /// Parameters in all.
-    pub total: usize,
     pub world: usize,
 }
 
@@ -72,12 +70,7 @@ impl Layout {
                 part: numel.div_ceil(world),
             });
         }
-        let total = slots.iter().map(|s| s.numel).sum();
-        Self {
-            slots,
-            total,
-            world,
-        }
+        Self { slots, world }
     }
 
     /// One parameter's gradient as f32 values, if it has one.

@@ -109,6 +109,36 @@ fn activation_quantization_matches_ggml_q8_k_reference() {
     }
 }
 
+/// A four-activation-row kernel gives each row exactly what the one-row kernel gives, for
+/// activations of either block format `B` (`qk` elements per block).
+#[allow(clippy::too_many_arguments)]
+fn check_four<B: Clone + Default>(
+    ty: GgmlType,
+    w: &[u8],
+    n: usize,
+    seed: u64,
+    qk: usize,
+    quantize: fn(&[f32], &mut [B]),
+    four: fn(&[u8], [&[B]; 4]) -> [f32; 4],
+    one: fn(&[u8], &[B]) -> f32,
+) {
+    let xs: Vec<Vec<B>> = (0..4)
+        .map(|i| {
+            let mut b = vec![B::default(); n / qk];
+            quantize(&random(n, seed * 7 + i), &mut b);
+            b
+        })
+        .collect();
+    let got = four(w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+    for i in 0..4 {
+        assert_eq!(
+            got[i].to_bits(),
+            one(w, &xs[i]).to_bits(),
+            "{ty}: 4-row kernel, row {i}"
+        );
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_kernels_equal_scalar_bit_for_bit() {
@@ -130,38 +160,10 @@ fn simd_kernels_equal_scalar_bit_for_bit() {
             match (isa.row_dot4(ty), slow) {
                 (None, _) => {}
                 (Some(Dot4::Q8(four)), RowDot::Q8(one)) => {
-                    let xs: Vec<Vec<BlockQ8>> = (0..4)
-                        .map(|i| {
-                            let mut b = vec![BlockQ8::default(); n / QK];
-                            quantize_q8(&random(n, seed * 7 + i), &mut b);
-                            b
-                        })
-                        .collect();
-                    let got = four(&w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
-                    for i in 0..4 {
-                        assert_eq!(
-                            got[i].to_bits(),
-                            one(&w, &xs[i]).to_bits(),
-                            "{ty}: 4-row kernel, row {i}"
-                        );
-                    }
+                    check_four(ty, &w, n, seed, QK, quantize_q8, four, one)
                 }
                 (Some(Dot4::Q8K(four)), RowDot::Q8K(one)) => {
-                    let xs: Vec<Vec<BlockQ8K>> = (0..4)
-                        .map(|i| {
-                            let mut b = vec![BlockQ8K::default(); n / QK_K];
-                            quantize_q8k(&random(n, seed * 7 + i), &mut b);
-                            b
-                        })
-                        .collect();
-                    let got = four(&w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
-                    for i in 0..4 {
-                        assert_eq!(
-                            got[i].to_bits(),
-                            one(&w, &xs[i]).to_bits(),
-                            "{ty}: 4-row K kernel, row {i}"
-                        );
-                    }
+                    check_four(ty, &w, n, seed, QK_K, quantize_q8k, four, one)
                 }
                 _ => panic!("{ty}: the 4-row kernel's activation format is not the 1-row one's"),
             }
