@@ -173,6 +173,11 @@ impl Session {
         self.isa = Isa::scalar();
     }
 
+    /// Use at most the AVX2 kernels (for tests and comparisons on AVX-512 machines).
+    pub fn limit_to_avx2(&mut self) {
+        self.isa = self.isa.without_avx512();
+    }
+
     /// Tokens currently in the KV cache.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens

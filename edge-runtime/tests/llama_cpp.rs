@@ -20,14 +20,22 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
 }
 
 /// Compare `max_cases` prompts for up to `max_steps` generated tokens each.
-fn check_file(fixture: &str, scalar: bool, max_cases: usize, max_steps: usize) {
-    check_model(common::smollm2(), fixture, scalar, max_cases, max_steps);
+/// Which kernels a check runs: the best this CPU has, at most AVX2, or the scalar twins.
+#[derive(Clone, Copy, PartialEq)]
+enum Kernels {
+    Detected,
+    Avx2,
+    Scalar,
+}
+
+fn check_file(fixture: &str, kernels: Kernels, max_cases: usize, max_steps: usize) {
+    check_model(common::smollm2(), fixture, kernels, max_cases, max_steps);
 }
 
 fn check_model(
     model: std::sync::Arc<edge_runtime::Model>,
     fixture: &str,
-    scalar: bool,
+    kernels: Kernels,
     max_cases: usize,
     max_steps: usize,
 ) {
@@ -41,8 +49,10 @@ fn check_model(
         },
     )
     .expect("session");
-    if scalar {
-        session.force_scalar();
+    match kernels {
+        Kernels::Detected => {}
+        Kernels::Avx2 => session.limit_to_avx2(),
+        Kernels::Scalar => session.force_scalar(),
     }
     let mut max_logit_err = 0f32;
     for case in f["cases"].as_array().expect("cases").iter().take(max_cases) {
@@ -96,23 +106,24 @@ fn check_model(
     }
     eprintln!(
         "{fixture} ({}): max |logit - llama.cpp| over top-5 = {max_logit_err:.4}",
-        if scalar {
-            "scalar"
-        } else {
-            session.isa().name()
-        }
+        session.isa().name()
     );
 }
 
 #[test]
 fn greedy_q4_1_matches_llama_cpp() {
-    check_file("runtime/greedy_q4_1.json", false, usize::MAX, usize::MAX);
+    check_file(
+        "runtime/greedy_q4_1.json",
+        Kernels::Detected,
+        usize::MAX,
+        usize::MAX,
+    );
 }
 
 /// The scalar reference kernels are slow (libm FMA calls): two prompts, 16 tokens.
 #[test]
 fn greedy_q4_1_matches_llama_cpp_scalar_kernels() {
-    check_file("runtime/greedy_q4_1.json", true, 2, 16);
+    check_file("runtime/greedy_q4_1.json", Kernels::Scalar, 2, 16);
 }
 
 /// Perplexity on a fixed ~20 KB text (-c 256) against llama.cpp: equal to its single-token
@@ -158,7 +169,13 @@ fn perplexity_matches_llama_cpp() {
 
 /// A file requantized by llama-spec: every tensor's bytes equal llama.cpp's
 /// `llama_model_quantize` output, and generation matches llama.cpp on it.
-fn check_requantized(ty: llama_spec::GgmlType, file_type: u32, keep: &[&str], tag: &str) {
+fn check_requantized(
+    ty: llama_spec::GgmlType,
+    file_type: u32,
+    keep: &[&str],
+    tag: &str,
+    kernels: Kernels,
+) {
     use sha2::{Digest, Sha256};
     let path = common::requantized(ty, file_type, keep);
     let file = llama_spec::GgufFile::open(&path).expect("open");
@@ -182,7 +199,7 @@ fn check_requantized(ty: llama_spec::GgmlType, file_type: u32, keep: &[&str], ta
     check_model(
         model,
         &format!("runtime/greedy_{tag}.json"),
-        false,
+        kernels,
         usize::MAX,
         usize::MAX,
     );
@@ -190,7 +207,27 @@ fn check_requantized(ty: llama_spec::GgmlType, file_type: u32, keep: &[&str], ta
 
 #[test]
 fn requantized_q8_0_matches_llama_quantize_and_llama_cpp() {
-    check_requantized(llama_spec::GgmlType::Q8_0, 7, &[], "q8_0");
+    check_requantized(
+        llama_spec::GgmlType::Q8_0,
+        7,
+        &[],
+        "q8_0",
+        Kernels::Detected,
+    );
+}
+
+/// On an AVX-512 machine the test above runs the AVX-512 kernels; these keep the AVX2 ones
+/// checked against llama.cpp too.
+#[test]
+fn requantized_q8_0_and_q4_0_match_llama_cpp_with_avx2_kernels() {
+    check_requantized(llama_spec::GgmlType::Q8_0, 7, &[], "q8_0", Kernels::Avx2);
+    check_requantized(
+        llama_spec::GgmlType::Q4_0,
+        2,
+        &["token_embd.weight"],
+        "q4_0",
+        Kernels::Avx2,
+    );
 }
 
 #[test]
@@ -200,5 +237,6 @@ fn requantized_q4_0_matches_llama_quantize_and_llama_cpp() {
         2,
         &["token_embd.weight"],
         "q4_0",
+        Kernels::Detected,
     );
 }

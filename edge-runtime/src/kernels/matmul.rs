@@ -6,7 +6,8 @@ use llama_spec::gguf::GgmlType;
 
 use super::pool::{split, SyncPtr, ThreadPool};
 use super::{
-    quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Dot4, Isa, RowDot, RowDot8, Tile4x4, QK, QK_K,
+    quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Dot4, Isa, RowDot, RowDot8, Rows16, Tile4x4, QK,
+    QK_K, ROWS16,
 };
 
 /// A weight matrix inside the mapped file: `rows` rows of `cols` elements of type `ty`.
@@ -136,6 +137,7 @@ pub fn matmul(
             four: isa.row_dot4(m.w.ty),
             eight: isa.row_dot8(m.w.ty),
             tile: isa.tile4x4(m.w.ty),
+            x16: isa.rows16(m.w.ty),
         };
         *slot = Some((SyncPtr(m.out.as_mut_ptr()), m.w, ks));
     }
@@ -144,10 +146,11 @@ pub fn matmul(
     let (q8, q8k) = (&acts.q8[..], &acts.q8k[..]);
     let t = pool.n_threads();
     pool.run(&|tid| {
-        // Global row range of this thread across all matrices, in whole groups of 8 rows (so
-        // that the 8-row kernels see full groups; matrices have multiples of 8 rows).
-        let groups = split(total_rows.div_ceil(8), t, tid);
-        let mine = (groups.start * 8).min(total_rows)..(groups.end * 8).min(total_rows);
+        // Global row range of this thread across all matrices, in whole groups of 16 rows (so
+        // that the 8- and 16-row kernels see full groups; matrices have multiples of 16 rows).
+        let g = ROWS16;
+        let groups = split(total_rows.div_ceil(g), t, tid);
+        let mine = (groups.start * g).min(total_rows)..(groups.end * g).min(total_rows);
         let mut base = 0;
         for (out, w, k) in outs.iter().flatten() {
             let lo = mine.start.max(base);
@@ -167,6 +170,7 @@ struct Kernels {
     four: Option<Dot4>,
     eight: Option<RowDot8>,
     tile: Option<Tile4x4>,
+    x16: Option<Rows16>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -186,6 +190,34 @@ fn rows_kernel(
     let (k, k4) = (ks.one, ks.four);
     let (nb, nbk) = (cols / QK, cols / QK_K);
     let mut rows = rows;
+    // AVX-512: 16 weight rows at a time, against 4 activation rows and then the rest one by one.
+    if let Some(x16) = ks.x16.filter(|k| n >= 4 || k.decode) {
+        let rb = w.row_bytes();
+        while rows.len() >= ROWS16 {
+            let r0 = rows.start;
+            let wr = &w.data[r0 * rb..(r0 + ROWS16) * rb];
+            let mut t0 = 0;
+            while t0 + 4 <= n {
+                let a: [&[BlockQ8]; 4] =
+                    std::array::from_fn(|i| &q8[(t0 + i) * nb..(t0 + i + 1) * nb]);
+                for (i, v) in (x16.four)(wr, rb, a).iter().enumerate() {
+                    for (j, &x) in v.iter().enumerate() {
+                        // SAFETY: as below.
+                        unsafe { out.write((t0 + i) * w.rows + r0 + j, x) };
+                    }
+                }
+                t0 += 4;
+            }
+            for t in t0..n {
+                let v = (x16.one)(wr, rb, &q8[t * nb..(t + 1) * nb]);
+                for (j, &x) in v.iter().enumerate() {
+                    // SAFETY: as below.
+                    unsafe { out.write(t * w.rows + r0 + j, x) };
+                }
+            }
+            rows.start += ROWS16;
+        }
+    }
     // Decode (fewer than 4 activation rows): eight weight rows at a time. Prefill takes the
     // four-activation-row kernels below, which reuse each unpacked weight block 4 times.
     // Prefill: tiles of 4 weight rows x 4 activation rows, while there are 4 of each.

@@ -14,6 +14,8 @@ pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_512;
+#[cfg(target_arch = "x86_64")]
 mod x86_kquant;
 
 use llama_spec::gguf::GgmlType;
@@ -23,12 +25,14 @@ pub const QK_K: usize = 256;
 
 /// A quantized activation block for the 32-element formats: ggml's Q8_0 and Q8_1 in one.
 /// `d` is the f16-rounded scale (as ggml stores it), `s` the f16-rounded `d * sum(qs)` that
-/// Q4_1/Q5_1 dot products need for their offset term.
+/// Q4_1/Q5_1 dot products need for their offset term, `sum` the exact `sum(qs)` (the offset
+/// correction of the AVX-512 kernels, which multiply unsigned bytes).
 #[repr(C, align(8))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BlockQ8 {
     pub d: f32,
     pub s: f32,
+    pub sum: i32,
     pub qs: [i8; QK],
 }
 
@@ -94,6 +98,7 @@ pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
         }
         b.d = half::f16::from_f32(d).to_f32();
         b.s = half::f16::from_f32(d * sum as f32).to_f32();
+        b.sum = sum;
     }
 }
 
@@ -122,6 +127,23 @@ pub type RowDot8 = fn([&[u8]; 8], &[BlockQ8]) -> [f32; 8];
 /// A Q8-activation kernel over a tile of 4 weight rows x 4 activation rows: `out[t][r]`.
 pub type Tile4x4 = fn([&[u8]; 4], [&[BlockQ8]; 4]) -> [[f32; 4]; 4];
 
+/// Rows per call of the [`Rows16`] kernels.
+pub const ROWS16: usize = 16;
+
+/// A [`Rows16`] kernel against 4 activation rows.
+pub type Rows16x4 = fn(&[u8], usize, [&[BlockQ8]; 4]) -> [[f32; ROWS16]; 4];
+
+/// Kernels over 16 consecutive weight rows (`w` starts at the first, rows are `rb` bytes apart)
+/// against 1 or 4 activation rows: `out[t][r]`.
+#[derive(Clone, Copy)]
+pub struct Rows16 {
+    pub one: fn(&[u8], usize, &[BlockQ8]) -> [f32; ROWS16],
+    pub four: Rows16x4,
+    /// Whether to use them for decode (fewer than 4 activation rows) too, where they beat the
+    /// AVX2 kernels there.
+    pub decode: bool,
+}
+
 /// Four-row kernels, by activation format.
 #[derive(Clone, Copy)]
 pub enum Dot4 {
@@ -133,35 +155,67 @@ pub enum Dot4 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Isa {
     pub avx2: bool,
+    /// AVX-512F with AVX-512 VNNI (implies `avx2` here).
+    pub avx512: bool,
 }
 
 impl Isa {
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            let avx2 = std::env::var_os("EDGE_RUNTIME_SCALAR").is_none()
+            // `EDGE_RUNTIME_ISA=scalar|avx2` caps what is used (comparisons, benchmarks).
+            let cap = std::env::var("EDGE_RUNTIME_ISA").unwrap_or_default();
+            let scalar = cap == "scalar" || std::env::var_os("EDGE_RUNTIME_SCALAR").is_some();
+            let avx2 = !scalar
                 && is_x86_feature_detected!("avx2")
                 && is_x86_feature_detected!("fma")
                 && is_x86_feature_detected!("f16c");
-            Self { avx2 }
+            let avx512 = avx2
+                && cap != "avx2"
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512vnni");
+            Self { avx2, avx512 }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            Self { avx2: false }
+            Self::scalar()
         }
     }
 
     /// The scalar reference kernels only.
     pub fn scalar() -> Self {
-        Self { avx2: false }
+        Self {
+            avx2: false,
+            avx512: false,
+        }
+    }
+
+    /// At most AVX2 (no AVX-512), where detected.
+    pub fn without_avx512(self) -> Self {
+        Self {
+            avx512: false,
+            ..self
+        }
     }
 
     pub fn name(&self) -> &'static str {
-        if self.avx2 {
+        if self.avx512 {
+            "avx512-vnni"
+        } else if self.avx2 {
             "avx2"
         } else {
             "scalar"
         }
+    }
+
+    /// 16-row kernels for `ty`, where they exist for this instruction set.
+    pub fn rows16(&self, ty: GgmlType) -> Option<Rows16> {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            return x86_512::rows16(ty);
+        }
+        let _ = ty;
+        None
     }
 
     /// A four-row kernel for `ty`, where one exists for this instruction set.

@@ -248,6 +248,59 @@ fn simd_tile_kernels_equal_scalar_bit_for_bit() {
     assert!(checked > 0, "no tile kernel was tested");
 }
 
+/// The AVX-512 16-row kernels give each (activation row, weight row) exactly their scalar
+/// twin's result, for 1 and 4 activation rows and for rows that end a matrix.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_16_row_kernels_equal_scalar_bit_for_bit() {
+    let isa = Isa::detect();
+    if !isa.avx512 {
+        eprintln!(
+            "SKIPPED: this CPU has no AVX-512F/AVX-512 VNNI; the AVX-512 kernels are not tested"
+        );
+        return;
+    }
+    let mut checked = 0;
+    for ty in types() {
+        let Some(k) = isa.rows16(ty) else { continue };
+        let twin: fn(&[u8], &[BlockQ8]) -> f32 = match ty {
+            GgmlType::Q4_0 => scalar::dot_q4_0,
+            GgmlType::Q8_0 => scalar::dot_q8_0,
+            _ => panic!("{ty}: a 16-row kernel without a scalar twin in this test"),
+        };
+        for (n, seed) in [(576, 1u64), (1536, 2)] {
+            // Exactly 16 rows: the last row ends the buffer, as at the end of a matrix.
+            let w = quant::quantize_to_vec(ty, &random(ROWS16 * n, seed * 5 + 1)).expect("q");
+            let rb = w.len() / ROWS16;
+            let xs: Vec<Vec<BlockQ8>> = (0..4)
+                .map(|t| {
+                    let mut b = vec![BlockQ8::default(); n / QK];
+                    quantize_q8(&random(n, seed * 5 + 2 + 7 * t), &mut b);
+                    b
+                })
+                .collect();
+            let four = (k.four)(&w, rb, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+            for t in 0..4 {
+                let one = (k.one)(&w, rb, &xs[t]);
+                for r in 0..ROWS16 {
+                    let want = twin(&w[r * rb..(r + 1) * rb], &xs[t]).to_bits();
+                    assert_eq!(
+                        four[t][r].to_bits(),
+                        want,
+                        "{ty}: 4 rows, t {t}, r {r}, {n}"
+                    );
+                    assert_eq!(one[r].to_bits(), want, "{ty}: 1 row, t {t}, r {r}, {n}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 4,
+        "Q4_0 and Q8_0 16-row kernels were not both tested"
+    );
+}
+
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {

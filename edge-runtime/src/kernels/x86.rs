@@ -648,5 +648,6 @@ fn quantize_q8_avx2(x: &[f32], out: &mut [BlockQ8]) {
         let total = _mm_cvtsi128_si32(s);
         b.d = half::f16::from_f32(d).to_f32();
         b.s = half::f16::from_f32(d * total as f32).to_f32();
+        b.sum = total;
     }
 }
