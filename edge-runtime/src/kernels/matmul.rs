@@ -6,8 +6,8 @@ use llama_spec::gguf::GgmlType;
 
 use super::pool::{split, SyncPtr, ThreadPool};
 use super::{
-    quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Dot4, Isa, RowDot, RowDot8, Rows16, Tile4x4, QK,
-    QK_K, ROWS16,
+    quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Dot16, Dot4, Isa, RowDot, RowDot8, Rows16, Tile4x4,
+    QK, QK_K, ROWS16,
 };
 
 /// A weight matrix inside the mapped file: `rows` rows of `cols` elements of type `ty`.
@@ -170,7 +170,7 @@ struct Kernels {
     four: Option<Dot4>,
     eight: Option<RowDot8>,
     tile: Option<Tile4x4>,
-    x16: Option<Rows16>,
+    x16: Option<Dot16>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -191,32 +191,10 @@ fn rows_kernel(
     let (nb, nbk) = (cols / QK, cols / QK_K);
     let mut rows = rows;
     // AVX-512: 16 weight rows at a time, against 4 activation rows and then the rest one by one.
-    if let Some(x16) = ks.x16.filter(|k| n >= 4 || k.decode) {
-        let rb = w.row_bytes();
-        while rows.len() >= ROWS16 {
-            let r0 = rows.start;
-            let wr = &w.data[r0 * rb..(r0 + ROWS16) * rb];
-            let mut t0 = 0;
-            while t0 + 4 <= n {
-                let a: [&[BlockQ8]; 4] =
-                    std::array::from_fn(|i| &q8[(t0 + i) * nb..(t0 + i + 1) * nb]);
-                for (i, v) in (x16.four)(wr, rb, a).iter().enumerate() {
-                    for (j, &x) in v.iter().enumerate() {
-                        // SAFETY: as below.
-                        unsafe { out.write((t0 + i) * w.rows + r0 + j, x) };
-                    }
-                }
-                t0 += 4;
-            }
-            for t in t0..n {
-                let v = (x16.one)(wr, rb, &q8[t * nb..(t + 1) * nb]);
-                for (j, &x) in v.iter().enumerate() {
-                    // SAFETY: as below.
-                    unsafe { out.write(t * w.rows + r0 + j, x) };
-                }
-            }
-            rows.start += ROWS16;
-        }
+    match ks.x16.filter(|k| n >= 4 || k.decode()) {
+        Some(Dot16::Q8(k16)) => rows16(k16, w, q8, nb, n, &mut rows, out),
+        Some(Dot16::Q8K(k16)) => rows16(k16, w, q8k, nbk, n, &mut rows, out),
+        None => {}
     }
     // Decode (fewer than 4 activation rows): eight weight rows at a time. Prefill takes the
     // four-activation-row kernels below, which reuse each unpacked weight block 4 times.
@@ -301,5 +279,43 @@ fn rows_kernel(
             // SAFETY: (t, r) with r in this thread's disjoint row range; in bounds as asserted.
             unsafe { out.write(t * w.rows + r, v) };
         }
+    }
+}
+
+/// Whole groups of 16 rows from the start of `rows` through a [`Rows16`] kernel; `rows` keeps
+/// what is left (fewer than 16).
+fn rows16<A>(
+    k: Rows16<A>,
+    w: &QMatrix,
+    acts: &[A],
+    nb: usize,
+    n: usize,
+    rows: &mut std::ops::Range<usize>,
+    out: SyncPtr<f32>,
+) {
+    let rb = w.row_bytes();
+    while rows.len() >= ROWS16 {
+        let r0 = rows.start;
+        let wr = &w.data[r0 * rb..(r0 + ROWS16) * rb];
+        let mut t0 = 0;
+        while t0 + 4 <= n {
+            let a: [&[A]; 4] = std::array::from_fn(|i| &acts[(t0 + i) * nb..(t0 + i + 1) * nb]);
+            for (i, v) in (k.four)(wr, rb, a).iter().enumerate() {
+                for (j, &x) in v.iter().enumerate() {
+                    // SAFETY: output (t, r) of this thread's rows is written by it only, and
+                    // `matmul` checked `out` holds n x rows values.
+                    unsafe { out.write((t0 + i) * w.rows + r0 + j, x) };
+                }
+            }
+            t0 += 4;
+        }
+        for t in t0..n {
+            let v = (k.one)(wr, rb, &acts[t * nb..(t + 1) * nb]);
+            for (j, &x) in v.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { out.write(t * w.rows + r0 + j, x) };
+            }
+        }
+        rows.start += ROWS16;
     }
 }

@@ -131,17 +131,40 @@ pub type Tile4x4 = fn([&[u8]; 4], [&[BlockQ8]; 4]) -> [[f32; 4]; 4];
 pub const ROWS16: usize = 16;
 
 /// A [`Rows16`] kernel against 4 activation rows.
-pub type Rows16x4 = fn(&[u8], usize, [&[BlockQ8]; 4]) -> [[f32; ROWS16]; 4];
+pub type Rows16x4<A> = fn(&[u8], usize, [&[A]; 4]) -> [[f32; ROWS16]; 4];
 
 /// Kernels over 16 consecutive weight rows (`w` starts at the first, rows are `rb` bytes apart)
-/// against 1 or 4 activation rows: `out[t][r]`.
-#[derive(Clone, Copy)]
-pub struct Rows16 {
-    pub one: fn(&[u8], usize, &[BlockQ8]) -> [f32; ROWS16],
-    pub four: Rows16x4,
+/// against 1 or 4 activation rows of blocks `A`: `out[t][r]`.
+pub struct Rows16<A> {
+    pub one: fn(&[u8], usize, &[A]) -> [f32; ROWS16],
+    pub four: Rows16x4<A>,
     /// Whether to use them for decode (fewer than 4 activation rows) too, where they beat the
     /// AVX2 kernels there.
     pub decode: bool,
+}
+
+// Manual impls: a derive would require `A: Copy`.
+impl<A> Clone for Rows16<A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<A> Copy for Rows16<A> {}
+
+/// [`Rows16`] kernels, by activation format.
+#[derive(Clone, Copy)]
+pub enum Dot16 {
+    Q8(Rows16<BlockQ8>),
+    Q8K(Rows16<BlockQ8K>),
+}
+
+impl Dot16 {
+    pub fn decode(&self) -> bool {
+        match self {
+            Self::Q8(k) => k.decode,
+            Self::Q8K(k) => k.decode,
+        }
+    }
 }
 
 /// Four-row kernels, by activation format.
@@ -155,7 +178,7 @@ pub enum Dot4 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Isa {
     pub avx2: bool,
-    /// AVX-512F with AVX-512 VNNI (implies `avx2` here).
+    /// AVX-512F, AVX-512BW and AVX-512 VNNI (implies `avx2` here).
     pub avx512: bool,
 }
 
@@ -173,6 +196,7 @@ impl Isa {
             let avx512 = avx2
                 && cap != "avx2"
                 && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vnni");
             Self { avx2, avx512 }
         }
@@ -209,7 +233,7 @@ impl Isa {
     }
 
     /// 16-row kernels for `ty`, where they exist for this instruction set.
-    pub fn rows16(&self, ty: GgmlType) -> Option<Rows16> {
+    pub fn rows16(&self, ty: GgmlType) -> Option<Dot16> {
         #[cfg(target_arch = "x86_64")]
         if self.avx512 {
             return x86_512::rows16(ty);

@@ -248,57 +248,76 @@ fn simd_tile_kernels_equal_scalar_bit_for_bit() {
     assert!(checked > 0, "no tile kernel was tested");
 }
 
+/// One [`Rows16`] kernel against its scalar twin, bit for bit, for 1 and 4 activation rows, on
+/// exactly 16 rows (the last row ends the buffer, as at the end of a matrix).
+#[cfg(target_arch = "x86_64")]
+fn check16<A: Clone + Default>(
+    ty: GgmlType,
+    k: Rows16<A>,
+    twin: fn(&[u8], &[A]) -> f32,
+    qa: fn(&[f32], &mut [A]),
+    block: usize,
+) {
+    for (n, seed) in [(576, 1u64), (1536, 2)] {
+        if n % block != 0 {
+            continue;
+        }
+        let w = quant::quantize_to_vec(ty, &random(ROWS16 * n, seed * 5 + 1)).expect("quantize");
+        let rb = w.len() / ROWS16;
+        let xs: Vec<Vec<A>> = (0..4)
+            .map(|t| {
+                let mut b = vec![A::default(); n / block];
+                qa(&random(n, seed * 5 + 2 + 7 * t), &mut b);
+                b
+            })
+            .collect();
+        let four = (k.four)(&w, rb, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+        for t in 0..4 {
+            let one = (k.one)(&w, rb, &xs[t]);
+            for r in 0..ROWS16 {
+                let want = twin(&w[r * rb..(r + 1) * rb], &xs[t]).to_bits();
+                assert_eq!(
+                    four[t][r].to_bits(),
+                    want,
+                    "{ty}: 4 rows, t {t}, r {r}, {n}"
+                );
+                assert_eq!(one[r].to_bits(), want, "{ty}: 1 row, t {t}, r {r}, {n}");
+            }
+        }
+    }
+}
+
 /// The AVX-512 16-row kernels give each (activation row, weight row) exactly their scalar
-/// twin's result, for 1 and 4 activation rows and for rows that end a matrix.
+/// twin's result.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx512_16_row_kernels_equal_scalar_bit_for_bit() {
     let isa = Isa::detect();
     if !isa.avx512 {
-        eprintln!(
-            "SKIPPED: this CPU has no AVX-512F/AVX-512 VNNI; the AVX-512 kernels are not tested"
-        );
+        eprintln!("SKIPPED: this CPU has no AVX-512F/BW/VNNI; the AVX-512 kernels are not tested");
         return;
     }
-    let mut checked = 0;
+    let mut checked = vec![];
     for ty in types() {
-        let Some(k) = isa.rows16(ty) else { continue };
-        let twin: fn(&[u8], &[BlockQ8]) -> f32 = match ty {
-            GgmlType::Q4_0 => scalar::dot_q4_0,
-            GgmlType::Q8_0 => scalar::dot_q8_0,
-            _ => panic!("{ty}: a 16-row kernel without a scalar twin in this test"),
-        };
-        for (n, seed) in [(576, 1u64), (1536, 2)] {
-            // Exactly 16 rows: the last row ends the buffer, as at the end of a matrix.
-            let w = quant::quantize_to_vec(ty, &random(ROWS16 * n, seed * 5 + 1)).expect("q");
-            let rb = w.len() / ROWS16;
-            let xs: Vec<Vec<BlockQ8>> = (0..4)
-                .map(|t| {
-                    let mut b = vec![BlockQ8::default(); n / QK];
-                    quantize_q8(&random(n, seed * 5 + 2 + 7 * t), &mut b);
-                    b
-                })
-                .collect();
-            let four = (k.four)(&w, rb, [&xs[0], &xs[1], &xs[2], &xs[3]]);
-            for t in 0..4 {
-                let one = (k.one)(&w, rb, &xs[t]);
-                for r in 0..ROWS16 {
-                    let want = twin(&w[r * rb..(r + 1) * rb], &xs[t]).to_bits();
-                    assert_eq!(
-                        four[t][r].to_bits(),
-                        want,
-                        "{ty}: 4 rows, t {t}, r {r}, {n}"
-                    );
-                    assert_eq!(one[r].to_bits(), want, "{ty}: 1 row, t {t}, r {r}, {n}");
-                }
+        match (ty, isa.rows16(ty)) {
+            (_, None) => continue,
+            (GgmlType::Q4_0, Some(Dot16::Q8(k))) => {
+                check16(ty, k, scalar::dot_q4_0, quantize_q8, QK)
             }
-            checked += 1;
+            (GgmlType::Q5_0, Some(Dot16::Q8(k))) => {
+                check16(ty, k, scalar::dot_q5_0, quantize_q8, QK)
+            }
+            (GgmlType::Q8_0, Some(Dot16::Q8(k))) => {
+                check16(ty, k, scalar::dot_q8_0, quantize_q8, QK)
+            }
+            (GgmlType::Q4_K, Some(Dot16::Q8K(k))) => {
+                check16(ty, k, scalar::dot_q4_k_seq, quantize_q8k, QK_K)
+            }
+            _ => panic!("{ty}: a 16-row kernel without a scalar twin in this test"),
         }
+        checked.push(ty);
     }
-    assert!(
-        checked >= 4,
-        "Q4_0 and Q8_0 16-row kernels were not both tested"
-    );
+    assert_eq!(checked.len(), 4, "16-row kernels tested: {checked:?}");
 }
 
 #[cfg(target_arch = "x86_64")]

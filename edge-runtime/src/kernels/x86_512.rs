@@ -12,23 +12,33 @@
 
 use std::arch::x86_64::*;
 
-use super::{BlockQ8, Rows16, ROWS16 as ROWS};
+use super::{BlockQ8, BlockQ8K, Dot16, Rows16, ROWS16 as ROWS};
 use llama_spec::gguf::GgmlType;
 
-pub fn rows16(ty: GgmlType) -> Option<Rows16> {
+pub fn rows16(ty: GgmlType) -> Option<Dot16> {
     Some(match ty {
-        GgmlType::Q4_0 => Rows16 {
+        GgmlType::Q4_0 => Dot16::Q8(Rows16 {
             one: q4_0_1,
             four: q4_0_4,
             decode: true,
-        },
-        GgmlType::Q8_0 => Rows16 {
+        }),
+        GgmlType::Q8_0 => Dot16::Q8(Rows16 {
             one: q8_0_1,
             four: q8_0_4,
             // Measured: Q8_0's 32 bytes a block make the transpose cost more than the AVX2
             // decode kernel (118 against 189 tokens/s on SmolLM2-135M).
             decode: false,
-        },
+        }),
+        GgmlType::Q5_0 => Dot16::Q8(Rows16 {
+            one: q5_0_1,
+            four: q5_0_4,
+            decode: false,
+        }),
+        GgmlType::Q4_K => Dot16::Q8K(Rows16 {
+            one: q4_k_1,
+            four: q4_k_4,
+            decode: true,
+        }),
         _ => return None,
     })
 }
@@ -98,7 +108,7 @@ fn row_offsets(rb: usize) -> __m512i {
 /// 4 activation bytes `qs[4k..4k+4]` broadcast to every lane.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn bcast4(qs: &[i8; 32], k: usize) -> __m512i {
+fn bcast4(qs: &[i8], k: usize) -> __m512i {
     let b = &qs[4 * k..4 * k + 4];
     _mm512_set1_epi32(i32::from_le_bytes([
         b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8,
@@ -190,91 +200,329 @@ fn q4_0_rows<const N: usize>(w: &[u8], rb: usize, acts: [&[BlockQ8]; N]) -> [__m
     acc
 }
 
-/// Q8_0 in ggml's 8-lane arithmetic (`scalar::dot_q8_0`, which llama.cpp uses for Q8_0 here:
-/// the model's logits move by up to 0.5 under another summation order). Transposed, lane `k`
-/// of ggml's block (bytes `4k..4k+4`) is vector `k` here, so each of the 8 lanes keeps its own
-/// accumulator vector and ggml's horizontal sum becomes vertical adds. Weights `w + 128` are
-/// the signed operand (see below).
+/// ggml's 8-lane arithmetic (`scalar::blocks_8lane`, which llama.cpp uses for Q8_0 and Q5_0
+/// here: the model's logits move by up to 0.5 under another summation order). Transposed, lane
+/// `k` of ggml's block (bytes `4k..4k+4`) is vector `k` here, so each of the 8 lanes keeps its
+/// own accumulator vector and ggml's horizontal sum becomes vertical adds. `$unpack` gives the
+/// block's signed weights from its address `$p`, the row stride `$rb` and the rows' offsets
+/// `$offs` (the scale is the block's first 2 bytes).
+macro_rules! lanes_rows {
+    ($name:ident, $bs:literal, |$p:ident, $rb:ident, $offs:ident| $unpack:expr) => {
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+        fn $name<const N: usize>(w: &[u8], rb: usize, acts: [&[BlockQ8]; N]) -> [__m512; N] {
+            let nb = check(w, rb, $bs, &acts);
+            let offs = row_offsets(rb);
+            let flip = _mm512_set1_epi8(-128);
+            let mut acc = [[_mm512_setzero_ps(); 8]; N];
+            let next = w.as_ptr().wrapping_add(ROWS * rb);
+            let lines = (ROWS * rb).div_ceil(64);
+            // SAFETY: block 0 of each row lies inside `w` (checked above; nb > 0 there).
+            let mut dw_next = if nb > 0 {
+                unsafe { scales16(w.as_ptr(), offs) }
+            } else {
+                _mm512_setzero_ps()
+            };
+            for i in 0..nb {
+                for l in i * lines / nb..(i + 1) * lines / nb {
+                    // A hint (as in `q4_0_rows`): it never faults.
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * l).cast());
+                }
+                let p = w.as_ptr().wrapping_add($bs * i);
+                // The next block's scales are gathered a block ahead: the gather's latency would
+                // otherwise stall the first FMA.
+                let dw = dw_next;
+                if i + 1 < nb {
+                    // SAFETY: block i + 1 of each row lies inside `w`.
+                    dw_next = unsafe { scales16(p.add($bs), offs) };
+                }
+                // Weights are the signed operand and activations `q + 128` the unsigned one, so
+                // `lane = sum((q + 128) w) - 128 sum(w)`: the correction is per row, shared by tokens.
+                // Vector k: the 16 rows' signed weights of elements 4k..4k+4.
+                let wk: [__m512i; 8] = {
+                    let ($p, $rb, $offs) = (p, rb, offs);
+                    $unpack
+                };
+                let mut neg = [_mm512_setzero_si512(); 8];
+                for k in 0..8 {
+                    let bias = _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, wk[k]);
+                    neg[k] = _mm512_sub_epi32(_mm512_setzero_si512(), bias);
+                }
+                for t in 0..N {
+                    let y = &acts[t][i];
+                    let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
+                    for k in 0..8 {
+                        let qk = _mm512_xor_si512(bcast4(&y.qs, k), flip);
+                        let lane = _mm512_dpbusd_epi32(neg[k], qk, wk[k]);
+                        acc[t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lane), d, acc[t][k]);
+                    }
+                }
+            }
+            let mut out = [_mm512_setzero_ps(); N];
+            for t in 0..N {
+                // ggml's `hsum_float_8`: lanes k and k + 4 first, then (0 + 2) + (1 + 3); plus the
+                // scalar twin's zero offset term.
+                let a = &acc[t];
+                let r: [__m512; 4] = [
+                    _mm512_add_ps(a[0], a[4]),
+                    _mm512_add_ps(a[1], a[5]),
+                    _mm512_add_ps(a[2], a[6]),
+                    _mm512_add_ps(a[3], a[7]),
+                ];
+                let s = _mm512_add_ps(_mm512_add_ps(r[0], r[2]), _mm512_add_ps(r[1], r[3]));
+                out[t] = _mm512_add_ps(s, _mm512_setzero_ps());
+            }
+            out
+        }
+    };
+}
+
+lanes_rows!(q8_0_rows, 34, |p, rb, _offs| {
+    // SAFETY: block i of each of the 16 rows lies inside `w` (checked): 2 bytes of scale, then
+    // 32 quants.
+    let (b0, b1) = unsafe { (load_t16(p.add(2), rb), load_t16(p.add(18), rb)) };
+    [b0[0], b0[1], b0[2], b0[3], b1[0], b1[1], b1[2], b1[3]]
+});
+
+lanes_rows!(q5_0_rows, 22, |p, rb, offs| {
+    // SAFETY: block i of each of the 16 rows lies inside `w` (checked): 2 bytes of scale, 4 of
+    // fifth bits, 16 of nibbles.
+    let (b, qh) = unsafe {
+        (
+            load_t16(p.add(6), rb),
+            _mm512_i32gather_epi32::<1>(offs, p.add(2).cast()),
+        )
+    };
+    let (m4, m16) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(16));
+    // Bits 0..4 of `x` to bit 4 of bytes 0..4 (four shifted copies that never overlap).
+    let (low4, spread, bit4) = (
+        _mm512_set1_epi32(0xf),
+        _mm512_set1_epi32(0x0204_0810),
+        _mm512_set1_epi32(0x1010_1010),
+    );
+    let mut wk = [_mm512_setzero_si512(); 8];
+    for g in 0..8 {
+        // Elements 4g..4g+4: low nibbles for g < 4, high ones (elements 16 + 4(g - 4)) after.
+        let nib = if g < 4 {
+            _mm512_and_si512(b[g], m4)
+        } else {
+            _mm512_and_si512(_mm512_srli_epi32::<4>(b[g - 4]), m4)
+        };
+        let x = _mm512_and_si512(_mm512_srl_epi32(qh, _mm_cvtsi32_si128(4 * g as i32)), low4);
+        let hb = _mm512_and_si512(_mm512_mullo_epi32(x, spread), bit4);
+        wk[g] = _mm512_sub_epi8(_mm512_or_si512(nib, hb), m16);
+    }
+    wk
+});
+
+/// Each 32-bit lane's bytes 0 and 1 (`lo`) or 2 and 3 (`hi`), widened to two i16.
 #[inline]
-#[target_feature(enable = "avx512f,avx512vnni")]
-fn q8_0_rows<const N: usize>(w: &[u8], rb: usize, acts: [&[BlockQ8]; N]) -> [__m512; N] {
-    let nb = check(w, rb, 34, &acts);
+#[target_feature(enable = "avx512f,avx512bw")]
+fn byte_pairs(v: __m512i, hi: bool) -> __m512i {
+    // Byte indexes inside each 128-bit lane; -1 (top bit set) gives zero.
+    let o = if hi { 2 } else { 0 };
+    let ctl = _mm512_set_epi8(
+        -1,
+        13 + o,
+        -1,
+        12 + o,
+        -1,
+        9 + o,
+        -1,
+        8 + o,
+        -1,
+        5 + o,
+        -1,
+        4 + o,
+        -1,
+        1 + o,
+        -1,
+        o,
+        -1,
+        13 + o,
+        -1,
+        12 + o,
+        -1,
+        9 + o,
+        -1,
+        8 + o,
+        -1,
+        5 + o,
+        -1,
+        4 + o,
+        -1,
+        1 + o,
+        -1,
+        o,
+        -1,
+        13 + o,
+        -1,
+        12 + o,
+        -1,
+        9 + o,
+        -1,
+        8 + o,
+        -1,
+        5 + o,
+        -1,
+        4 + o,
+        -1,
+        1 + o,
+        -1,
+        o,
+        -1,
+        13 + o,
+        -1,
+        12 + o,
+        -1,
+        9 + o,
+        -1,
+        8 + o,
+        -1,
+        5 + o,
+        -1,
+        4 + o,
+        -1,
+        1 + o,
+        -1,
+        o,
+    );
+    _mm512_shuffle_epi8(v, ctl)
+}
+
+/// Q4_K in llama.cpp's repacked arithmetic (`scalar::dot_q4_k_seq`): per super-block and row
+/// the exact `sum_j sc_j * dot_j` and `sum_j mn_j * bsum_j`, each folded in with one FMA.
+/// Nibbles are unsigned, so `vpdpbusd` needs no correction; the 6-bit scales and mins are
+/// unpacked for 16 rows at once from the transposed scale bytes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn q4_k_rows<const N: usize>(w: &[u8], rb: usize, acts: [&[BlockQ8K]; N]) -> [__m512; N] {
+    let nb = rb / 144;
+    assert!(rb == nb * 144 && w.len() >= ROWS * rb, "16 whole rows");
+    assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
     let offs = row_offsets(rb);
-    let flip = _mm512_set1_epi8(-128);
-    let mut acc = [[_mm512_setzero_ps(); 8]; N];
+    let m4 = _mm512_set1_epi8(0x0f);
+    let m6 = _mm512_set1_epi8(0x3f);
+    let m30 = _mm512_set1_epi8(0x30);
+    let m8 = _mm512_set1_epi32(0xff);
+    let mut acc = [_mm512_setzero_ps(); N];
+    let mut acc_min = [_mm512_setzero_ps(); N];
     let next = w.as_ptr().wrapping_add(ROWS * rb);
     let lines = (ROWS * rb).div_ceil(64);
-    // SAFETY: block 0 of each row lies inside `w` (checked above; nb > 0 there).
-    let mut dw_next = if nb > 0 {
-        unsafe { scales16(w.as_ptr(), offs) }
+    // SAFETY: block 0 of each row lies inside `w` (checked above) where nb > 0.
+    let mut dm_next = if nb > 0 {
+        unsafe { _mm512_i32gather_epi32::<1>(offs, w.as_ptr().cast()) }
     } else {
-        _mm512_setzero_ps()
+        _mm512_setzero_si512()
     };
     for i in 0..nb {
         for l in i * lines / nb..(i + 1) * lines / nb {
             // A hint (as in `q4_0_rows`): it never faults.
             _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * l).cast());
         }
-        let p = w.as_ptr().wrapping_add(34 * i);
-        // SAFETY: block i of each of the 16 rows lies inside `w` (checked above): 2 bytes of
-        // scale, then 32 quants.
-        let (b0, b1) = unsafe { (load_t16(p.add(2), rb), load_t16(p.add(18), rb)) };
-        // The next block's scales are gathered a block ahead: the gather's latency would
-        // otherwise stall the first FMA.
-        let dw = dw_next;
+        let p = w.as_ptr().wrapping_add(144 * i);
+        // d and dmin (two f16 in one dword), gathered a block ahead.
+        let dm = dm_next;
         if i + 1 < nb {
             // SAFETY: block i + 1 of each row lies inside `w`.
-            dw_next = unsafe { scales16(p.add(34), offs) };
+            dm_next = unsafe { _mm512_i32gather_epi32::<1>(offs, p.add(144).cast()) };
         }
-        // Weights are the signed operand and activations `q + 128` the unsigned one, so
-        // `lane = sum((q + 128) w) - 128 sum(w)`: the correction is per row, shared by tokens.
-        let wk = [b0[0], b0[1], b0[2], b0[3], b1[0], b1[1], b1[2], b1[3]];
-        let mut neg = [_mm512_setzero_si512(); 8];
-        for k in 0..8 {
-            let bias = _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, wk[k]);
-            neg[k] = _mm512_sub_epi32(_mm512_setzero_si512(), bias);
+        let dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+        let mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(dm)));
+        // SAFETY: bytes 4..20 of block i of each row lie inside `w`.
+        let s = unsafe { load_t16(p.add(4), rb) };
+        // Bytes of lane r: scales 0..4, mins 0..4, scales 4..8, mins 4..8 (get_scale_min_k4).
+        let sc_lo = _mm512_and_si512(s[0], m6);
+        let mn_lo = _mm512_and_si512(s[1], m6);
+        let sc_hi = _mm512_or_si512(
+            _mm512_and_si512(s[2], m4),
+            _mm512_and_si512(_mm512_srli_epi32::<2>(s[0]), m30),
+        );
+        let mn_hi = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi32::<4>(s[2]), m4),
+            _mm512_and_si512(_mm512_srli_epi32::<2>(s[1]), m30),
+        );
+        let mut sc = [_mm512_setzero_si512(); 8];
+        for j in 0..4 {
+            let sh = _mm_cvtsi32_si128(8 * j as i32);
+            sc[j] = _mm512_and_si512(_mm512_srl_epi32(sc_lo, sh), m8);
+            sc[4 + j] = _mm512_and_si512(_mm512_srl_epi32(sc_hi, sh), m8);
+        }
+        // Mins as i16 pairs (0, 1), (2, 3), (4, 5), (6, 7) for `vpmaddwd`.
+        let mnp = [
+            byte_pairs(mn_lo, false),
+            byte_pairs(mn_lo, true),
+            byte_pairs(mn_hi, false),
+            byte_pairs(mn_hi, true),
+        ];
+        let mut sum = [_mm512_setzero_si512(); N];
+        for j in 0..4 {
+            // SAFETY: bytes 16 + 32j .. 16 + 32(j + 1) of block i of each row lie in `w`.
+            let (b0, b1) = unsafe {
+                (
+                    load_t16(p.add(16 + 32 * j), rb),
+                    load_t16(p.add(32 + 32 * j), rb),
+                )
+            };
+            let b = [b0[0], b0[1], b0[2], b0[3], b1[0], b1[1], b1[2], b1[3]];
+            let mut lo = [_mm512_setzero_si512(); 8];
+            let mut hi = [_mm512_setzero_si512(); 8];
+            for g in 0..8 {
+                lo[g] = _mm512_and_si512(b[g], m4);
+                hi[g] = _mm512_and_si512(_mm512_srli_epi32::<4>(b[g]), m4);
+            }
+            for t in 0..N {
+                let qs = &acts[t][i].qs[64 * j..64 * j + 64];
+                let (mut dl, mut dh) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                for g in 0..8 {
+                    dl = _mm512_dpbusd_epi32(dl, lo[g], bcast4(qs, g));
+                    dh = _mm512_dpbusd_epi32(dh, hi[g], bcast4(qs, 8 + g));
+                }
+                sum[t] = _mm512_add_epi32(
+                    sum[t],
+                    _mm512_add_epi32(
+                        _mm512_mullo_epi32(dl, sc[2 * j]),
+                        _mm512_mullo_epi32(dh, sc[2 * j + 1]),
+                    ),
+                );
+            }
         }
         for t in 0..N {
             let y = &acts[t][i];
-            let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
-            for k in 0..8 {
-                let qk = _mm512_xor_si512(bcast4(&y.qs, k), flip);
-                let lane = _mm512_dpbusd_epi32(neg[k], qk, wk[k]);
-                acc[t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lane), d, acc[t][k]);
+            let mut mins = _mm512_setzero_si512();
+            for k in 0..4 {
+                // Activation sums of sub-blocks 2k and 2k + 1, as an i16 pair.
+                let q8s = |j: usize| y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32;
+                let pair = (q8s(2 * k) & 0xffff) | (q8s(2 * k + 1) << 16);
+                mins = _mm512_add_epi32(mins, _mm512_madd_epi16(mnp[k], _mm512_set1_epi32(pair)));
             }
+            let da = _mm512_set1_ps(y.d);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[t]), _mm512_mul_ps(dw, da), acc[t]);
+            acc_min[t] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(mw, da), acc_min[t]);
         }
     }
     let mut out = [_mm512_setzero_ps(); N];
     for t in 0..N {
-        // ggml's `hsum_float_8`: lanes k and k + 4 first, then (0 + 2) + (1 + 3); plus the
-        // scalar twin's zero offset term.
-        let a = &acc[t];
-        let r: [__m512; 4] = [
-            _mm512_add_ps(a[0], a[4]),
-            _mm512_add_ps(a[1], a[5]),
-            _mm512_add_ps(a[2], a[6]),
-            _mm512_add_ps(a[3], a[7]),
-        ];
-        let s = _mm512_add_ps(_mm512_add_ps(r[0], r[2]), _mm512_add_ps(r[1], r[3]));
-        out[t] = _mm512_add_ps(s, _mm512_setzero_ps());
+        out[t] = _mm512_sub_ps(acc[t], acc_min[t]);
     }
     out
 }
 
 macro_rules! entry_points {
-    ($($rows:ident, $one:ident, $four:ident;)*) => {$(
-        fn $one(w: &[u8], rb: usize, a: &[BlockQ8]) -> [f32; ROWS] {
-            #[target_feature(enable = "avx512f,avx512vnni")]
-            fn inner(w: &[u8], rb: usize, a: &[BlockQ8]) -> [f32; ROWS] {
+    ($($a:ty: $rows:ident, $one:ident, $four:ident;)*) => {$(
+        fn $one(w: &[u8], rb: usize, a: &[$a]) -> [f32; ROWS] {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+            fn inner(w: &[u8], rb: usize, a: &[$a]) -> [f32; ROWS] {
                 store(&$rows(w, rb, [a]))
             }
-            // SAFETY: handed out by `rows16` only after `Isa::detect` confirmed AVX-512F and
-            // AVX-512 VNNI at run time.
+            // SAFETY: handed out by `rows16` only after `Isa::detect` confirmed AVX-512F,
+            // AVX-512BW and AVX-512 VNNI at run time.
             unsafe { inner(w, rb, a) }
         }
-        fn $four(w: &[u8], rb: usize, a: [&[BlockQ8]; 4]) -> [[f32; ROWS]; 4] {
-            #[target_feature(enable = "avx512f,avx512vnni")]
-            fn inner(w: &[u8], rb: usize, a: [&[BlockQ8]; 4]) -> [[f32; ROWS]; 4] {
+        fn $four(w: &[u8], rb: usize, a: [&[$a]; 4]) -> [[f32; ROWS]; 4] {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+            fn inner(w: &[u8], rb: usize, a: [&[$a]; 4]) -> [[f32; ROWS]; 4] {
                 store_n(&$rows(w, rb, a))
             }
             // SAFETY: as above.
@@ -284,6 +532,8 @@ macro_rules! entry_points {
 }
 
 entry_points! {
-    q4_0_rows, q4_0_1, q4_0_4;
-    q8_0_rows, q8_0_1, q8_0_4;
+    BlockQ8: q4_0_rows, q4_0_1, q4_0_4;
+    BlockQ8: q8_0_rows, q8_0_1, q8_0_4;
+    BlockQ8: q5_0_rows, q5_0_1, q5_0_4;
+    BlockQ8K: q4_k_rows, q4_k_1, q4_k_4;
 }
