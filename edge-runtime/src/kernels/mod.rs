@@ -9,6 +9,8 @@
 pub mod attention;
 pub mod ggml_math;
 pub mod matmul;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod pool;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -180,6 +182,8 @@ pub struct Isa {
     pub avx2: bool,
     /// AVX-512F, AVX-512BW and AVX-512 VNNI (implies `avx2` here).
     pub avx512: bool,
+    /// NEON (aarch64, where it is always present).
+    pub neon: bool,
 }
 
 impl Isa {
@@ -198,9 +202,22 @@ impl Isa {
                 && is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vnni");
-            Self { avx2, avx512 }
+            Self {
+                avx2,
+                avx512,
+                neon: false,
+            }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            let scalar = std::env::var("EDGE_RUNTIME_ISA").is_ok_and(|v| v == "scalar")
+                || std::env::var_os("EDGE_RUNTIME_SCALAR").is_some();
+            Self {
+                neon: !scalar && std::arch::is_aarch64_feature_detected!("neon"),
+                ..Self::scalar()
+            }
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {
             Self::scalar()
         }
@@ -211,6 +228,7 @@ impl Isa {
         Self {
             avx2: false,
             avx512: false,
+            neon: false,
         }
     }
 
@@ -227,6 +245,8 @@ impl Isa {
             "avx512-vnni"
         } else if self.avx2 {
             "avx2"
+        } else if self.neon {
+            "neon"
         } else {
             "scalar"
         }
@@ -286,6 +306,12 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             if let Some(k) = x86::row_dot(ty) {
+                return Some(k);
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        if self.neon {
+            if let Some(k) = neon::row_dot(ty) {
                 return Some(k);
             }
         }

@@ -139,14 +139,15 @@ fn check_four<B: Clone + Default>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+/// AVX2 kernels on x86_64, NEON ones on aarch64 (run under qemu-aarch64 in CI).
 #[test]
 fn simd_kernels_equal_scalar_bit_for_bit() {
     let isa = Isa::detect();
-    if !isa.avx2 {
-        eprintln!("SKIPPED: this CPU has no AVX2/FMA/F16C; only the scalar kernels are tested");
+    if !isa.avx2 && !isa.neon {
+        eprintln!("SKIPPED: this CPU has no AVX2/FMA/F16C or NEON; only scalar kernels are tested");
         return;
     }
+    eprintln!("{} kernels against the scalar twins", isa.name());
     let n = 2048;
     for ty in types() {
         let (Some(fast), Some(slow)) = (isa.row_dot(ty), scalar::row_dot(ty)) else {
