@@ -305,6 +305,12 @@ fn avx512_16_row_kernels_equal_scalar_bit_for_bit() {
             (GgmlType::Q4_0, Some(Dot16::Q8(k))) => {
                 check16(ty, k, scalar::dot_q4_0, quantize_q8, QK)
             }
+            (GgmlType::Q4_1, Some(Dot16::Q8(k))) => {
+                check16(ty, k, scalar::dot_q4_1, quantize_q8, QK)
+            }
+            (GgmlType::Q5_1, Some(Dot16::Q8(k))) => {
+                check16(ty, k, scalar::dot_q5_1, quantize_q8, QK)
+            }
             (GgmlType::Q5_0, Some(Dot16::Q8(k))) => {
                 check16(ty, k, scalar::dot_q5_0, quantize_q8, QK)
             }
@@ -318,7 +324,7 @@ fn avx512_16_row_kernels_equal_scalar_bit_for_bit() {
         }
         checked.push(ty);
     }
-    assert_eq!(checked.len(), 4, "16-row kernels tested: {checked:?}");
+    assert_eq!(checked.len(), 6, "16-row kernels tested: {checked:?}");
 }
 
 #[cfg(target_arch = "x86_64")]

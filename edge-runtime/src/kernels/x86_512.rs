@@ -34,6 +34,16 @@ pub fn rows16(ty: GgmlType) -> Option<Dot16> {
             four: q5_0_4,
             decode: false,
         }),
+        GgmlType::Q4_1 => Dot16::Q8(Rows16 {
+            one: q4_1_1,
+            four: q4_1_4,
+            decode: false,
+        }),
+        GgmlType::Q5_1 => Dot16::Q8(Rows16 {
+            one: q5_1_1,
+            four: q5_1_4,
+            decode: false,
+        }),
         GgmlType::Q4_K => Dot16::Q8K(Rows16 {
             one: q4_k_1,
             four: q4_k_4,
@@ -204,10 +214,12 @@ fn q4_0_rows<const N: usize>(w: &[u8], rb: usize, acts: [&[BlockQ8]; N]) -> [__m
 /// here: the model's logits move by up to 0.5 under another summation order). Transposed, lane
 /// `k` of ggml's block (bytes `4k..4k+4`) is vector `k` here, so each of the 8 lanes keeps its
 /// own accumulator vector and ggml's horizontal sum becomes vertical adds. `$unpack` gives the
-/// block's signed weights from its address `$p`, the row stride `$rb` and the rows' offsets
-/// `$offs` (the scale is the block's first 2 bytes).
+/// block's weights from its address `$p`, the row stride `$rb` and the rows' offsets `$offs`:
+/// signed, or unsigned where `$unsigned` (Q4_1, Q5_1). The scale is the block's first 2 bytes;
+/// where `$min`, the next 2 are the min, whose term `m_w * s_a` is summed apart.
 macro_rules! lanes_rows {
-    ($name:ident, $bs:literal, |$p:ident, $rb:ident, $offs:ident| $unpack:expr) => {
+    ($name:ident, $bs:literal, $unsigned:literal, $min:literal,
+     |$p:ident, $rb:ident, $offs:ident| $unpack:expr) => {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
         fn $name<const N: usize>(w: &[u8], rb: usize, acts: [&[BlockQ8]; N]) -> [__m512; N] {
@@ -217,11 +229,12 @@ macro_rules! lanes_rows {
             let mut acc = [[_mm512_setzero_ps(); 8]; N];
             let next = w.as_ptr().wrapping_add(ROWS * rb);
             let lines = (ROWS * rb).div_ceil(64);
+            let mut summs = [_mm512_setzero_ps(); N];
             // SAFETY: block 0 of each row lies inside `w` (checked above; nb > 0 there).
-            let mut dw_next = if nb > 0 {
-                unsafe { scales16(w.as_ptr(), offs) }
+            let mut dm_next = if nb > 0 {
+                unsafe { _mm512_i32gather_epi32::<1>(offs, w.as_ptr().cast()) }
             } else {
-                _mm512_setzero_ps()
+                _mm512_setzero_si512()
             };
             for i in 0..nb {
                 for l in i * lines / nb..(i + 1) * lines / nb {
@@ -231,37 +244,51 @@ macro_rules! lanes_rows {
                 let p = w.as_ptr().wrapping_add($bs * i);
                 // The next block's scales are gathered a block ahead: the gather's latency would
                 // otherwise stall the first FMA.
-                let dw = dw_next;
+                let dm = dm_next;
                 if i + 1 < nb {
                     // SAFETY: block i + 1 of each row lies inside `w`.
-                    dw_next = unsafe { scales16(p.add($bs), offs) };
+                    dm_next = unsafe { _mm512_i32gather_epi32::<1>(offs, p.add($bs).cast()) };
                 }
-                // Weights are the signed operand and activations `q + 128` the unsigned one, so
-                // `lane = sum((q + 128) w) - 128 sum(w)`: the correction is per row, shared by tokens.
-                // Vector k: the 16 rows' signed weights of elements 4k..4k+4.
+                let dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+                // Vector k: the 16 rows' weights of elements 4k..4k+4.
                 let wk: [__m512i; 8] = {
                     let ($p, $rb, $offs) = (p, rb, offs);
                     $unpack
                 };
+                // Signed weights are the signed operand and activations `q + 128` the unsigned
+                // one, so `lane = sum((q + 128) w) - 128 sum(w)`: the correction is per row,
+                // shared by the tokens. Unsigned weights need none.
                 let mut neg = [_mm512_setzero_si512(); 8];
-                for k in 0..8 {
-                    let bias = _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, wk[k]);
-                    neg[k] = _mm512_sub_epi32(_mm512_setzero_si512(), bias);
+                if !$unsigned {
+                    for k in 0..8 {
+                        let bias = _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, wk[k]);
+                        neg[k] = _mm512_sub_epi32(_mm512_setzero_si512(), bias);
+                    }
                 }
                 for t in 0..N {
                     let y = &acts[t][i];
                     let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
+                    if $min {
+                        // Not fused, as in the scalar twin: `offsets += m * y.s`.
+                        let mw =
+                            _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(dm)));
+                        summs[t] = _mm512_add_ps(summs[t], _mm512_mul_ps(mw, _mm512_set1_ps(y.s)));
+                    }
                     for k in 0..8 {
-                        let qk = _mm512_xor_si512(bcast4(&y.qs, k), flip);
-                        let lane = _mm512_dpbusd_epi32(neg[k], qk, wk[k]);
+                        let lane = if $unsigned {
+                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), wk[k], bcast4(&y.qs, k))
+                        } else {
+                            let qk = _mm512_xor_si512(bcast4(&y.qs, k), flip);
+                            _mm512_dpbusd_epi32(neg[k], qk, wk[k])
+                        };
                         acc[t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lane), d, acc[t][k]);
                     }
                 }
             }
             let mut out = [_mm512_setzero_ps(); N];
             for t in 0..N {
-                // ggml's `hsum_float_8`: lanes k and k + 4 first, then (0 + 2) + (1 + 3); plus the
-                // scalar twin's zero offset term.
+                // ggml's `hsum_float_8`: lanes k and k + 4 first, then (0 + 2) + (1 + 3); then
+                // the offset term (zero without mins, as in the scalar twin).
                 let a = &acc[t];
                 let r: [__m512; 4] = [
                     _mm512_add_ps(a[0], a[4]),
@@ -270,21 +297,61 @@ macro_rules! lanes_rows {
                     _mm512_add_ps(a[3], a[7]),
                 ];
                 let s = _mm512_add_ps(_mm512_add_ps(r[0], r[2]), _mm512_add_ps(r[1], r[3]));
-                out[t] = _mm512_add_ps(s, _mm512_setzero_ps());
+                out[t] = _mm512_add_ps(s, summs[t]);
             }
             out
         }
     };
 }
 
-lanes_rows!(q8_0_rows, 34, |p, rb, _offs| {
+lanes_rows!(q8_0_rows, 34, false, false, |p, rb, _offs| {
     // SAFETY: block i of each of the 16 rows lies inside `w` (checked): 2 bytes of scale, then
     // 32 quants.
     let (b0, b1) = unsafe { (load_t16(p.add(2), rb), load_t16(p.add(18), rb)) };
     [b0[0], b0[1], b0[2], b0[3], b1[0], b1[1], b1[2], b1[3]]
 });
 
-lanes_rows!(q5_0_rows, 22, |p, rb, offs| {
+/// Transposed nibbles (`load_t16` of a block's 16 nibble bytes) as 8 vectors of elements
+/// `4k..4k+4` (low nibbles first), unsigned 0..16.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn nibbles8(b: [__m512i; 4]) -> [__m512i; 8] {
+    let m4 = _mm512_set1_epi8(0x0f);
+    let mut v = [_mm512_setzero_si512(); 8];
+    for g in 0..4 {
+        v[g] = _mm512_and_si512(b[g], m4);
+        v[4 + g] = _mm512_and_si512(_mm512_srli_epi32::<4>(b[g]), m4);
+    }
+    v
+}
+
+/// Q5 values `nibble | fifth_bit << 4` (unsigned 0..32) from transposed nibbles and each row's
+/// 32 fifth bits `qh` (bit `e` is element `e`'s).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn q5_values(b: [__m512i; 4], qh: __m512i) -> [__m512i; 8] {
+    // Bits 0..4 of `x` to bit 4 of bytes 0..4 (four shifted copies that never overlap).
+    let (low4, spread, bit4) = (
+        _mm512_set1_epi32(0xf),
+        _mm512_set1_epi32(0x0204_0810),
+        _mm512_set1_epi32(0x1010_1010),
+    );
+    let mut v = nibbles8(b);
+    for g in 0..8 {
+        let x = _mm512_and_si512(_mm512_srl_epi32(qh, _mm_cvtsi32_si128(4 * g as i32)), low4);
+        let hb = _mm512_and_si512(_mm512_mullo_epi32(x, spread), bit4);
+        v[g] = _mm512_or_si512(v[g], hb);
+    }
+    v
+}
+
+lanes_rows!(q4_1_rows, 20, true, true, |p, rb, _offs| {
+    // SAFETY: block i of each of the 16 rows lies inside `w` (checked): 2 bytes of scale, 2 of
+    // min, 16 of nibbles.
+    nibbles8(unsafe { load_t16(p.add(4), rb) })
+});
+
+lanes_rows!(q5_0_rows, 22, false, false, |p, rb, offs| {
     // SAFETY: block i of each of the 16 rows lies inside `w` (checked): 2 bytes of scale, 4 of
     // fifth bits, 16 of nibbles.
     let (b, qh) = unsafe {
@@ -293,26 +360,23 @@ lanes_rows!(q5_0_rows, 22, |p, rb, offs| {
             _mm512_i32gather_epi32::<1>(offs, p.add(2).cast()),
         )
     };
-    let (m4, m16) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(16));
-    // Bits 0..4 of `x` to bit 4 of bytes 0..4 (four shifted copies that never overlap).
-    let (low4, spread, bit4) = (
-        _mm512_set1_epi32(0xf),
-        _mm512_set1_epi32(0x0204_0810),
-        _mm512_set1_epi32(0x1010_1010),
-    );
-    let mut wk = [_mm512_setzero_si512(); 8];
+    let mut v = q5_values(b, qh);
     for g in 0..8 {
-        // Elements 4g..4g+4: low nibbles for g < 4, high ones (elements 16 + 4(g - 4)) after.
-        let nib = if g < 4 {
-            _mm512_and_si512(b[g], m4)
-        } else {
-            _mm512_and_si512(_mm512_srli_epi32::<4>(b[g - 4]), m4)
-        };
-        let x = _mm512_and_si512(_mm512_srl_epi32(qh, _mm_cvtsi32_si128(4 * g as i32)), low4);
-        let hb = _mm512_and_si512(_mm512_mullo_epi32(x, spread), bit4);
-        wk[g] = _mm512_sub_epi8(_mm512_or_si512(nib, hb), m16);
+        v[g] = _mm512_sub_epi8(v[g], _mm512_set1_epi8(16));
     }
-    wk
+    v
+});
+
+lanes_rows!(q5_1_rows, 24, true, true, |p, rb, offs| {
+    // SAFETY: block i of each of the 16 rows lies inside `w` (checked): 2 bytes of scale, 2 of
+    // min, 4 of fifth bits, 16 of nibbles.
+    let (b, qh) = unsafe {
+        (
+            load_t16(p.add(8), rb),
+            _mm512_i32gather_epi32::<1>(offs, p.add(4).cast()),
+        )
+    };
+    q5_values(b, qh)
 });
 
 /// Each 32-bit lane's bytes 0 and 1 (`lo`) or 2 and 3 (`hi`), widened to two i16.
@@ -535,5 +599,7 @@ entry_points! {
     BlockQ8: q4_0_rows, q4_0_1, q4_0_4;
     BlockQ8: q8_0_rows, q8_0_1, q8_0_4;
     BlockQ8: q5_0_rows, q5_0_1, q5_0_4;
+    BlockQ8: q4_1_rows, q4_1_1, q4_1_4;
+    BlockQ8: q5_1_rows, q5_1_1, q5_1_4;
     BlockQ8K: q4_k_rows, q4_k_1, q4_k_4;
 }
