@@ -12,7 +12,7 @@
 
 use std::arch::aarch64::*;
 
-use super::scalar::scales_mins;
+use super::scalar::{mins_dot, scales_mins};
 use super::{f16, BlockQ8, BlockQ8K, RowDot};
 use llama_spec::gguf::GgmlType;
 
@@ -274,11 +274,7 @@ fn dot_q5_k_neon(row: &[u8], a: &[BlockQ8K]) -> f32 {
         let d = y.d * f16(b, 0);
         let dmin = -y.d * f16(b, 2);
         let (sc, mn) = scales_mins(&b[4..16]);
-        let q8s: [i32; 8] =
-            std::array::from_fn(|i| y.bsums[2 * i] as i32 + y.bsums[2 * i + 1] as i32);
-        let prod: [i32; 4] =
-            std::array::from_fn(|m| mn[2 * m] * q8s[2 * m] + mn[2 * m + 1] * q8s[2 * m + 1]);
-        summs = dmin.mul_add(((prod[0] + prod[1]) + (prod[2] + prod[3])) as f32, summs);
+        summs = dmin.mul_add(mins_dot(&mn, y) as f32, summs);
         let (qh0, qh1) = (ld_u8(&b[16..32]), ld_u8(&b[32..48]));
         let qs = &b[48..];
         let mut lanes = [vdupq_n_s32(0); 2];

@@ -178,6 +178,12 @@ fn q8_sub_sums(y: &BlockQ8K) -> [i32; 8] {
     s
 }
 
+/// `sum_j mn_j * (activation sum of sub-block j)`, exactly: the K-quants' min term.
+pub(super) fn mins_dot(mn: &[i32; 8], y: &BlockQ8K) -> i32 {
+    let q8s = q8_sub_sums(y);
+    mn.iter().zip(&q8s).map(|(m, q)| m * q).sum()
+}
+
 /// Q4_K as llama.cpp computes the weights its CPU backend repacks for AVX2 (every Q4_K matrix
 /// with rows in groups of 8, so every real one; `ggml_gemv_q4_K_8x8_q8_K`): per super-block,
 /// the integer sums of scaled products and of mins times activation sums, each folded into one
@@ -243,11 +249,8 @@ pub fn dot_q5_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
         let d = y.d * f16(b, 0);
         let dmin = -y.d * f16(b, 2);
         let (sc, mn) = scales_mins(&b[4..16]);
-        let q8s = q8_sub_sums(y);
-        let prod: [i32; 4] =
-            std::array::from_fn(|m| mn[2 * m] * q8s[2 * m] + mn[2 * m + 1] * q8s[2 * m + 1]);
         // GCC contracts ggml's `summs += dmin * hsum` into an FMA (-mfma, -ffp-contract=fast).
-        summs = dmin.mul_add(((prod[0] + prod[1]) + (prod[2] + prod[3])) as f32, summs);
+        summs = dmin.mul_add(mins_dot(&mn, y) as f32, summs);
         let qh = &b[16..48];
         let qs = &b[48..];
         let mut lanes = [0i32; 8];

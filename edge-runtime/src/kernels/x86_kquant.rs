@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::scalar::scales_mins;
+use super::scalar::{mins_dot, scales_mins};
 use super::x86::{f16_at, hsum_float_8};
 use super::BlockQ8K;
 
@@ -117,11 +117,7 @@ pub fn dot_q5_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
             let d = y.d * f16_at(b, 0);
             let dmin = -y.d * f16_at(b, 2);
             let (sc, mn) = scales_mins(&b[4..16]);
-            let q8s: [i32; 8] =
-                std::array::from_fn(|i| y.bsums[2 * i] as i32 + y.bsums[2 * i + 1] as i32);
-            let prod: [i32; 4] =
-                std::array::from_fn(|m| mn[2 * m] * q8s[2 * m] + mn[2 * m + 1] * q8s[2 * m + 1]);
-            summs = dmin.mul_add(((prod[0] + prod[1]) + (prod[2] + prod[3])) as f32, summs);
+            summs = dmin.mul_add(mins_dot(&mn, y) as f32, summs);
             let qh = load(&b[16..48]);
             let qs = &b[48..];
             let mut lanes = _mm256_setzero_si256();
