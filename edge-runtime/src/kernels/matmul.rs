@@ -298,18 +298,6 @@ fn rows16<A>(
         let r0 = rows.start;
         let wr = &w.data[r0 * rb..(r0 + ROWS16) * rb];
         let mut t0 = 0;
-        if let Some(eight) = k.eight {
-            while t0 + 8 <= n {
-                let a: [&[A]; 8] = std::array::from_fn(|i| &acts[(t0 + i) * nb..(t0 + i + 1) * nb]);
-                for (i, v) in eight(wr, rb, a).iter().enumerate() {
-                    for (j, &x) in v.iter().enumerate() {
-                        // SAFETY: as below.
-                        unsafe { out.write((t0 + i) * w.rows + r0 + j, x) };
-                    }
-                }
-                t0 += 8;
-            }
-        }
         while t0 + 4 <= n {
             let a: [&[A]; 4] = std::array::from_fn(|i| &acts[(t0 + i) * nb..(t0 + i + 1) * nb]);
             for (i, v) in (k.four)(wr, rb, a).iter().enumerate() {

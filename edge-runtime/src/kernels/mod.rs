@@ -135,16 +135,11 @@ pub const ROWS16: usize = 16;
 /// A [`Rows16`] kernel against 4 activation rows.
 pub type Rows16x4<A> = fn(&[u8], usize, [&[A]; 4]) -> [[f32; ROWS16]; 4];
 
-/// A [`Rows16`] kernel against 8 activation rows.
-pub type Rows16x8<A> = fn(&[u8], usize, [&[A]; 8]) -> [[f32; ROWS16]; 8];
-
 /// Kernels over 16 consecutive weight rows (`w` starts at the first, rows are `rb` bytes apart)
 /// against 1 or 4 activation rows of blocks `A`: `out[t][r]`.
 pub struct Rows16<A> {
     pub one: fn(&[u8], usize, &[A]) -> [f32; ROWS16],
     pub four: Rows16x4<A>,
-    /// For 8 activation rows, where that amortizes the transposes better (no register spills).
-    pub eight: Option<Rows16x8<A>>,
     /// Whether to use them for decode (fewer than 4 activation rows) too, where they beat the
     /// AVX2 kernels there.
     pub decode: bool,

@@ -265,7 +265,7 @@ fn check16<A: Clone + Default>(
         }
         let w = quant::quantize_to_vec(ty, &random(ROWS16 * n, seed * 5 + 1)).expect("quantize");
         let rb = w.len() / ROWS16;
-        let xs: Vec<Vec<A>> = (0..8)
+        let xs: Vec<Vec<A>> = (0..4)
             .map(|t| {
                 let mut b = vec![A::default(); n / block];
                 qa(&random(n, seed * 5 + 2 + 7 * t), &mut b);
@@ -273,20 +273,7 @@ fn check16<A: Clone + Default>(
             })
             .collect();
         let four = (k.four)(&w, rb, [&xs[0], &xs[1], &xs[2], &xs[3]]);
-        let eight = k
-            .eight
-            .map(|f| f(&w, rb, std::array::from_fn(|t| &xs[t][..])));
-        for t in 0..8 {
-            let want: Vec<u32> = (0..ROWS16)
-                .map(|r| twin(&w[r * rb..(r + 1) * rb], &xs[t]).to_bits())
-                .collect();
-            if let Some(e) = &eight {
-                let got: Vec<u32> = e[t].iter().map(|v| v.to_bits()).collect();
-                assert_eq!(got, want, "{ty}: 8 rows, t {t}, {n}");
-            }
-            if t >= 4 {
-                continue;
-            }
+        for t in 0..4 {
             let one = (k.one)(&w, rb, &xs[t]);
             for r in 0..ROWS16 {
                 let want = twin(&w[r * rb..(r + 1) * rb], &xs[t]).to_bits();

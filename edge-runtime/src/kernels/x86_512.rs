@@ -20,13 +20,11 @@ pub fn rows16(ty: GgmlType) -> Option<Dot16> {
         GgmlType::Q4_0 => Dot16::Q8(Rows16 {
             one: q4_0_1,
             four: q4_0_4,
-            eight: Some(q4_0_8),
             decode: true,
         }),
         GgmlType::Q8_0 => Dot16::Q8(Rows16 {
             one: q8_0_1,
             four: q8_0_4,
-            eight: None,
             // Measured: Q8_0's 32 bytes a block make the transpose cost more than the AVX2
             // decode kernel (118 against 189 tokens/s on SmolLM2-135M).
             decode: false,
@@ -34,25 +32,21 @@ pub fn rows16(ty: GgmlType) -> Option<Dot16> {
         GgmlType::Q5_0 => Dot16::Q8(Rows16 {
             one: q5_0_1,
             four: q5_0_4,
-            eight: None,
             decode: false,
         }),
         GgmlType::Q4_1 => Dot16::Q8(Rows16 {
             one: q4_1_1,
             four: q4_1_4,
-            eight: None,
             decode: false,
         }),
         GgmlType::Q5_1 => Dot16::Q8(Rows16 {
             one: q5_1_1,
             four: q5_1_4,
-            eight: None,
             decode: false,
         }),
         GgmlType::Q4_K => Dot16::Q8K(Rows16 {
             one: q4_k_1,
             four: q4_k_4,
-            eight: None,
             decode: true,
         }),
         _ => return None,
@@ -537,16 +531,6 @@ macro_rules! entry_points {
             unsafe { inner(w, rb, a) }
         }
     )*};
-}
-
-fn q4_0_8(w: &[u8], rb: usize, a: [&[BlockQ8]; 8]) -> [[f32; ROWS]; 8] {
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn inner(w: &[u8], rb: usize, a: [&[BlockQ8]; 8]) -> [[f32; ROWS]; 8] {
-        store_n(&q4_0_rows(w, rb, a))
-    }
-    // SAFETY: handed out by `rows16` only after `Isa::detect` confirmed AVX-512F, AVX-512BW
-    // and AVX-512 VNNI at run time.
-    unsafe { inner(w, rb, a) }
 }
 
 entry_points! {
