@@ -336,36 +336,40 @@ fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
         eprintln!("SKIPPED: this CPU has no AVX2/FMA/F16C; only the scalar kernels are tested");
         return;
     }
-    let (hd, stride, n_ctx) = (64, 192, 300);
-    let k: Vec<f16> = random(n_ctx * stride, 3)
-        .iter()
-        .map(|&v| f16::from_f32(v))
-        .collect();
-    let v: Vec<f16> = random(n_ctx * stride, 4)
-        .iter()
-        .map(|&v| f16::from_f32(v * 0.1))
-        .collect();
-    let q = random(hd, 5);
-    for n_kv in [1, 2, 3, 7, 8, 9, 31, 32, 33, 100, 257, 300] {
-        let h = Head {
-            q: &q,
-            k_cache: &k,
-            v_cache: &v,
-            stride,
-            offset: 64,
-            n_kv,
-            scale: 0.125,
-        };
-        let (mut s1, mut s2) = (vec![0f32; n_ctx + 8], vec![0f32; n_ctx + 8]);
-        let (mut o1, mut o2) = (vec![0f32; hd], vec![0f32; hd]);
-        attend_scalar(&h, &mut s1, &mut o1);
-        super::x86::attend(&h, &mut s2, &mut o2);
-        assert!(
-            o1.iter().zip(&o2).all(|(a, b)| a.to_bits() == b.to_bits()),
-            "n_kv {n_kv}: {o1:?} vs {o2:?}"
-        );
+    // Head dimensions of SmolLM2 (64) and Llama-3 (128), one more below, and one whose P·V
+    // takes the scalar path (not a multiple of 32).
+    for hd in [32, 64, 128, 256, 72] {
+        assert!(MAX_HEAD_DIM >= hd);
+        let (stride, n_ctx) = (3 * hd, 300);
+        let k: Vec<f16> = random(n_ctx * stride, 3)
+            .iter()
+            .map(|&v| f16::from_f32(v))
+            .collect();
+        let v: Vec<f16> = random(n_ctx * stride, 4)
+            .iter()
+            .map(|&v| f16::from_f32(v * 0.1))
+            .collect();
+        let q = random(hd, 5);
+        for n_kv in [1, 2, 3, 7, 8, 9, 31, 32, 33, 100, 257, 300] {
+            let h = Head {
+                q: &q,
+                k_cache: &k,
+                v_cache: &v,
+                stride,
+                offset: hd,
+                n_kv,
+                scale: 0.125,
+            };
+            let (mut s1, mut s2) = (vec![0f32; n_ctx + 8], vec![0f32; n_ctx + 8]);
+            let (mut o1, mut o2) = (vec![0f32; hd], vec![0f32; hd]);
+            attend_scalar(&h, &mut s1, &mut o1);
+            super::x86::attend(&h, &mut s2, &mut o2);
+            assert!(
+                o1.iter().zip(&o2).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "hd {hd}, n_kv {n_kv}: {o1:?} vs {o2:?}"
+            );
+        }
     }
-    assert!(MAX_HEAD_DIM >= hd);
     for n in [8, 13, 1536] {
         let g = random(n, 6);
         let x: Vec<f32> = random(n, 7).iter().map(|v| v * 12.0).collect();

@@ -572,21 +572,45 @@ fn attend_avx2(h: &super::attention::Head, scores: &mut [f32], out: &mut [f32]) 
         }
     }
     // Probabilities · V: lane p % 32, vectorized over output dimensions.
-    let mut acc = [[_mm256_setzero_ps(); MAX_HEAD_DIM / 8]; 32];
-    for p in 0..n_kv {
-        let w = _mm256_set1_ps(scores[p]);
-        let vr = &h.v_cache[p * h.stride + h.offset..][..hd];
-        let lane = &mut acc[p % 32];
-        for (i, a) in lane[..nv].iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(load_f16x8(&vr[8 * i..]), w, *a);
-        }
+    // hd is a multiple of 32 (above) and at most MAX_HEAD_DIM.
+    match nv {
+        4 => prob_v::<4>(h, scores, out),
+        8 => prob_v::<8>(h, scores, out),
+        12 => prob_v::<12>(h, scores, out),
+        16 => prob_v::<16>(h, scores, out),
+        20 => prob_v::<20>(h, scores, out),
+        24 => prob_v::<24>(h, scores, out),
+        28 => prob_v::<28>(h, scores, out),
+        _ => prob_v::<32>(h, scores, out),
     }
-    for i in 0..nv {
+}
+
+/// `out = sum_p probs[p] * V[p]` in ggml's f16-dot layout: position `p` goes to lane `p % 32`
+/// (FMAs in position order per lane), lanes reduced as `reduce32`. One lane at a time, its
+/// `NV = hd / 8` accumulators in registers (a constant, so that they can be).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prob_v<const NV: usize>(h: &super::attention::Head, probs: &[f32], out: &mut [f32]) {
+    let hd = h.q.len();
+    assert!(hd == 8 * NV && out.len() >= hd && probs.len() >= h.n_kv);
+    let mut lanes = [[_mm256_setzero_ps(); NV]; 32];
+    for (l, lane) in lanes.iter_mut().enumerate() {
+        let mut acc = [_mm256_setzero_ps(); NV];
+        for p in (l..h.n_kv).step_by(32) {
+            let w = _mm256_set1_ps(probs[p]);
+            let vr = &h.v_cache[p * h.stride + h.offset..][..hd];
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(load_f16x8(&vr[8 * i..]), w, *a);
+            }
+        }
+        *lane = acc;
+    }
+    for i in 0..NV {
         let mut y = [_mm256_setzero_ps(); 8];
         for (l, y) in y.iter_mut().enumerate() {
             *y = _mm256_add_ps(
-                _mm256_add_ps(acc[l][i], acc[16 + l][i]),
-                _mm256_add_ps(acc[8 + l][i], acc[24 + l][i]),
+                _mm256_add_ps(lanes[l][i], lanes[16 + l][i]),
+                _mm256_add_ps(lanes[8 + l][i], lanes[24 + l][i]),
             );
         }
         let t = [
@@ -596,7 +620,7 @@ fn attend_avx2(h: &super::attention::Head, scores: &mut [f32], out: &mut [f32]) 
             _mm256_add_ps(y[3], y[7]),
         ];
         let r = _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3]));
-        // SAFETY: 8 * i + 8 <= hd = out.len(); unaligned store.
+        // SAFETY: 8 * i + 8 <= hd <= out.len(); unaligned store.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), r) };
     }
 }
