@@ -216,10 +216,11 @@ fn requantized_q8_0_matches_llama_quantize_and_llama_cpp() {
     );
 }
 
-/// On an AVX-512 machine the test above runs the AVX-512 kernels; these keep the AVX2 ones
-/// checked against llama.cpp too.
+/// On an AVX-512 machine the tests above run the AVX-512 kernels; this keeps the AVX2 ones
+/// checked against llama.cpp too (Q4_1: two prompts).
 #[test]
-fn requantized_q8_0_and_q4_0_match_llama_cpp_with_avx2_kernels() {
+fn avx2_kernels_match_llama_cpp() {
+    check_file("runtime/greedy_q4_1.json", Kernels::Avx2, 2, 64);
     check_requantized(llama_spec::GgmlType::Q8_0, 7, &[], "q8_0", Kernels::Avx2);
     check_requantized(
         llama_spec::GgmlType::Q4_0,
