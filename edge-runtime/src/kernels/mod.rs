@@ -176,14 +176,16 @@ pub enum Dot4 {
     Q8K(fn(&[u8], [&[BlockQ8K]; 4]) -> [f32; 4]),
 }
 
-/// Which instruction-set extensions the kernels may use, detected at run time.
+/// Which instruction-set extensions the kernels may use, detected at run time. The fields are
+/// crate-private: an `Isa` claiming a feature the CPU lacks would run unsupported instructions,
+/// so values come only from [`Isa::detect`], [`Isa::scalar`] and [`Isa::without_avx512`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Isa {
-    pub avx2: bool,
+    pub(crate) avx2: bool,
     /// AVX-512F, AVX-512BW and AVX-512 VNNI (implies `avx2` here).
-    pub avx512: bool,
-    /// NEON (aarch64, where it is always present).
-    pub neon: bool,
+    pub(crate) avx512: bool,
+    /// NEON (aarch64).
+    pub(crate) neon: bool,
 }
 
 impl Isa {
