@@ -73,16 +73,38 @@ unsafe fn load_t16(p: *const u8, rb: usize) -> [__m512i; 4] {
     ]
 }
 
-/// The 16 rows' f16 scales at `p + r * rb`, as floats.
-///
-/// # Safety
-/// `p + r * rb + 4` must be readable for every `r < 16`.
+/// The first dword of block `i` (of `bs` bytes) in each of the 16 rows (scale, and min where
+/// there is one), or zeros past the last block: kernels load it a block ahead, since the 16
+/// loads' latency would otherwise stall the block's first FMA.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn scales16(p: *const u8, rb: usize) -> __m512 {
-    // SAFETY: the caller's promise; 16 dwords, each one's low half a scale.
-    let v = unsafe { dwords16(p, rb) };
+fn block_dwords(w: &[u8], rb: usize, bs: usize, i: usize) -> __m512i {
+    if (i + 1) * bs > rb || w.len() < ROWS * rb {
+        return _mm512_setzero_si512();
+    }
+    // SAFETY: block i lies inside each of the 16 rows of `w` (checked just above).
+    unsafe { dwords16(w.as_ptr().add(i * bs), rb) }
+}
+
+/// The low halves of 16 dwords as f16, to floats.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn f16_lo(v: __m512i) -> __m512 {
     _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v))
+}
+
+/// Prefetches block `i`'s share (of `nb`) of the 16 rows after `w` (adjacent in the matrix,
+/// where there are any) while these are read: rows are short and read 16 at a time, which
+/// the hardware prefetcher does not follow.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn prefetch_next(w: &[u8], rb: usize, i: usize, nb: usize) {
+    let next = w.as_ptr().wrapping_add(ROWS * rb);
+    let lines = (ROWS * rb).div_ceil(64);
+    for l in i * lines / nb..(i + 1) * lines / nb {
+        // A hint: it never faults, whatever the address.
+        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * l).cast());
+    }
 }
 
 /// The dword at `p + r * rb` for the 16 rows `r`: 16 plain loads, which beat `vpgatherdd`
@@ -147,33 +169,15 @@ fn q4_0_rows<const N: usize>(w: &[u8], rb: usize, acts: [&[BlockQ8]; N]) -> [__m
     let nb = check(w, rb, 18, &acts);
     let m4 = _mm512_set1_epi8(0x0f);
     let mut acc = [_mm512_setzero_ps(); N];
-    // The next 16 rows (adjacent in the matrix, where there are any) are prefetched while
-    // these are read: rows are short and read 16 at a time, which the hardware prefetcher
-    // does not follow.
-    let next = w.as_ptr().wrapping_add(ROWS * rb);
-    let lines = (ROWS * rb).div_ceil(64);
-    // SAFETY: block 0 of each row lies inside `w` (checked above; nb > 0 there).
-    let mut dw_next = if nb > 0 {
-        unsafe { scales16(w.as_ptr(), rb) }
-    } else {
-        _mm512_setzero_ps()
-    };
+    let mut dm_next = block_dwords(w, rb, 18, 0);
     for i in 0..nb {
-        for l in i * lines / nb..(i + 1) * lines / nb {
-            // A hint: it never faults, whatever the address.
-            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * l).cast());
-        }
+        prefetch_next(w, rb, i, nb);
         let p = w.as_ptr().wrapping_add(18 * i);
         // SAFETY: block i of each of the 16 rows lies inside `w` (checked above): 2 bytes of
         // scale, then 16 of nibbles.
         let b = unsafe { load_t16(p.add(2), rb) };
-        // The next block's scales are loaded a block ahead: their 16 loads' latency would
-        // otherwise stall the first FMA.
-        let dw = dw_next;
-        if i + 1 < nb {
-            // SAFETY: block i + 1 of each row lies inside `w`.
-            dw_next = unsafe { scales16(p.add(18), rb) };
-        }
+        let dw = f16_lo(dm_next);
+        dm_next = block_dwords(w, rb, 18, i + 1);
         // No closures here: they would not inherit the target features.
         let (mut lo, mut hi) = ([_mm512_setzero_si512(); 4], [_mm512_setzero_si512(); 4]);
         for g in 0..4 {
@@ -211,29 +215,14 @@ macro_rules! lanes_rows {
             let nb = check(w, rb, $bs, &acts);
             let flip = _mm512_set1_epi8(-128);
             let mut acc = [[_mm512_setzero_ps(); 8]; N];
-            let next = w.as_ptr().wrapping_add(ROWS * rb);
-            let lines = (ROWS * rb).div_ceil(64);
             let mut summs = [_mm512_setzero_ps(); N];
-            // SAFETY: block 0 of each row lies inside `w` (checked above; nb > 0 there).
-            let mut dm_next = if nb > 0 {
-                unsafe { dwords16(w.as_ptr(), rb) }
-            } else {
-                _mm512_setzero_si512()
-            };
+            let mut dm_next = block_dwords(w, rb, $bs, 0);
             for i in 0..nb {
-                for l in i * lines / nb..(i + 1) * lines / nb {
-                    // A hint (as in `q4_0_rows`): it never faults.
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * l).cast());
-                }
+                prefetch_next(w, rb, i, nb);
                 let p = w.as_ptr().wrapping_add($bs * i);
-                // The next block's scales are loaded a block ahead: their 16 loads' latency would
-                // otherwise stall the first FMA.
                 let dm = dm_next;
-                if i + 1 < nb {
-                    // SAFETY: block i + 1 of each row lies inside `w`.
-                    dm_next = unsafe { dwords16(p.add($bs), rb) };
-                }
-                let dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+                dm_next = block_dwords(w, rb, $bs, i + 1);
+                let dw = f16_lo(dm);
                 // Vector k: the 16 rows' weights of elements 4k..4k+4.
                 let wk: [__m512i; 8] = {
                     let ($p, $rb) = (p, rb);
@@ -254,8 +243,7 @@ macro_rules! lanes_rows {
                     let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
                     if $min {
                         // Not fused, as in the scalar twin: `offsets += m * y.s`.
-                        let mw =
-                            _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(dm)));
+                        let mw = f16_lo(_mm512_srli_epi32::<16>(dm));
                         summs[t] = _mm512_add_ps(summs[t], _mm512_mul_ps(mw, _mm512_set1_ps(y.s)));
                     }
                     for k in 0..8 {
@@ -382,28 +370,14 @@ fn q4_k_rows<const N: usize>(w: &[u8], rb: usize, acts: [&[BlockQ8K]; N]) -> [__
     let m8 = _mm512_set1_epi32(0xff);
     let mut acc = [_mm512_setzero_ps(); N];
     let mut acc_min = [_mm512_setzero_ps(); N];
-    let next = w.as_ptr().wrapping_add(ROWS * rb);
-    let lines = (ROWS * rb).div_ceil(64);
-    // SAFETY: block 0 of each row lies inside `w` (checked above) where nb > 0.
-    let mut dm_next = if nb > 0 {
-        unsafe { dwords16(w.as_ptr(), rb) }
-    } else {
-        _mm512_setzero_si512()
-    };
+    let mut dm_next = block_dwords(w, rb, 144, 0);
     for i in 0..nb {
-        for l in i * lines / nb..(i + 1) * lines / nb {
-            // A hint (as in `q4_0_rows`): it never faults.
-            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * l).cast());
-        }
+        prefetch_next(w, rb, i, nb);
         let p = w.as_ptr().wrapping_add(144 * i);
-        // d and dmin (two f16 in one dword), loaded a block ahead.
+        // d and dmin: two f16 in one dword.
         let dm = dm_next;
-        if i + 1 < nb {
-            // SAFETY: block i + 1 of each row lies inside `w`.
-            dm_next = unsafe { dwords16(p.add(144), rb) };
-        }
-        let dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
-        let mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(dm)));
+        dm_next = block_dwords(w, rb, 144, i + 1);
+        let (dw, mw) = (f16_lo(dm), f16_lo(_mm512_srli_epi32::<16>(dm)));
         // SAFETY: bytes 4..20 of block i of each row lie inside `w`.
         let s = unsafe { load_t16(p.add(4), rb) };
         // Bytes of lane r: scales 0..4, mins 0..4, scales 4..8, mins 4..8 (get_scale_min_k4).
