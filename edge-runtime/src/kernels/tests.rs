@@ -51,6 +51,24 @@ fn reference(ty: GgmlType, w: &[u8], x: &[f32]) -> f64 {
         .sum()
 }
 
+/// `count` random activation rows of `n` values quantized to blocks of `qk`; row `t` from
+/// `random(n, seed(t))`.
+fn act_rows<B: Clone + Default>(
+    count: u64,
+    n: usize,
+    qk: usize,
+    quantize: fn(&[f32], &mut [B]),
+    seed: impl Fn(u64) -> u64,
+) -> Vec<Vec<B>> {
+    (0..count)
+        .map(|t| {
+            let mut b = vec![B::default(); n / qk];
+            quantize(&random(n, seed(t)), &mut b);
+            b
+        })
+        .collect()
+}
+
 pub(super) fn run(k: RowDot, w: &[u8], x: &[f32]) -> f32 {
     let n = x.len();
     match k {
@@ -122,13 +140,7 @@ fn check_four<B: Clone + Default>(
     four: fn(&[u8], [&[B]; 4]) -> [f32; 4],
     one: fn(&[u8], &[B]) -> f32,
 ) {
-    let xs: Vec<Vec<B>> = (0..4)
-        .map(|i| {
-            let mut b = vec![B::default(); n / qk];
-            quantize(&random(n, seed * 7 + i), &mut b);
-            b
-        })
-        .collect();
+    let xs = act_rows(4, n, qk, quantize, |i| seed * 7 + i);
     let got = four(w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
     for i in 0..4 {
         assert_eq!(
@@ -226,13 +238,7 @@ fn simd_tile_kernels_equal_scalar_bit_for_bit() {
             let w = quant::quantize_to_vec(ty, &random(4 * n, seed * 3 + 1)).expect("quantize");
             let rb = w.len() / 4;
             let rows: [&[u8]; 4] = std::array::from_fn(|r| &w[r * rb..(r + 1) * rb]);
-            let xs: Vec<Vec<BlockQ8>> = (0..4)
-                .map(|t| {
-                    let mut b = vec![BlockQ8::default(); n / QK];
-                    quantize_q8(&random(n, seed * 3 + 2 + 7 * t), &mut b);
-                    b
-                })
-                .collect();
+            let xs = act_rows(4, n, QK, quantize_q8, |t| seed * 3 + 2 + 7 * t);
             let got = tile(rows, [&xs[0], &xs[1], &xs[2], &xs[3]]);
             for t in 0..4 {
                 for r in 0..4 {
@@ -265,13 +271,7 @@ fn check16<A: Clone + Default>(
         }
         let w = quant::quantize_to_vec(ty, &random(ROWS16 * n, seed * 5 + 1)).expect("quantize");
         let rb = w.len() / ROWS16;
-        let xs: Vec<Vec<A>> = (0..4)
-            .map(|t| {
-                let mut b = vec![A::default(); n / block];
-                qa(&random(n, seed * 5 + 2 + 7 * t), &mut b);
-                b
-            })
-            .collect();
+        let xs = act_rows(4, n, block, qa, |t| seed * 5 + 2 + 7 * t);
         let four = (k.four)(&w, rb, [&xs[0], &xs[1], &xs[2], &xs[3]]);
         for t in 0..4 {
             let one = (k.one)(&w, rb, &xs[t]);
