@@ -6,7 +6,8 @@
 #
 # Needs (installed here when missing and running as root): Debian's qemu-user,
 # gcc-aarch64-linux-gnu and libc6-dev-arm64-cross, and rustup's aarch64-unknown-linux-gnu std.
-# When any of them cannot be had, this says so loudly and exits 0 (the x86 tests still ran).
+# When any of them cannot be had, this says so loudly and exits 0, except under CI (CI set),
+# where it fails unless tests/allowed-skips.txt lists `scripts/test-aarch64.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=aarch64-unknown-linux-gnu
@@ -14,7 +15,14 @@ skip() {
     echo "################################################################################" >&2
     echo "## SKIPPED: NEON kernels not tested: $*" >&2
     echo "################################################################################" >&2
-    exit 0
+    case "${CI:-}" in
+    "" | 0 | false | FALSE | False) exit 0 ;;
+    esac
+    if grep -v '^#' tests/allowed-skips.txt | grep -qw "scripts/test-aarch64.sh"; then
+        exit 0
+    fi
+    echo "test-aarch64: CI requires this step; list scripts/test-aarch64.sh in tests/allowed-skips.txt to allow the skip" >&2
+    exit 1
 }
 if [ "$(uname -m)" = aarch64 ]; then
     exec cargo test --locked -p edge-runtime --lib

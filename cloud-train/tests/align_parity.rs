@@ -1,6 +1,7 @@
 //! SFT (masked causal-LM loss) and DPO (TRL's sigmoid and IPO losses, rewards metrics) against
 //! transformers + torch code following TRL (fixtures: tests/fixtures/make_align_fixtures.py):
-//! losses within 1e-5, gradients within 1e-4 relative; and the masking property.
+//! losses within 3e-7 relative, reward metrics within 2e-5, gradients within 4e-6 relative;
+//! and the masking property.
 
 mod common;
 
@@ -76,7 +77,8 @@ fn check_grads(model: &Llama, out: &LossGrads, tag: &str, names: &[String]) {
         let (want, _) = npy_f32(fixture("align").join(format!("grad.{tag}.{name}.npy")));
         let err = rel_err(&got, &want);
         println!("{tag} {name}: grad rel err {err:.2e}");
-        assert!(err < 1e-4, "{tag} {name}: {err}");
+        // Observed: at most 1.0e-6 (IPO, the embedding).
+        assert!(err < 4e-6, "{tag} {name}: {err}");
     }
 }
 
@@ -104,9 +106,14 @@ fn sft_masked_loss_and_gradients_match_transformers() {
     ] {
         let out = loss_and_grads(&model, &batch(&ex), &plan);
         let want = r["sft"]["loss"].as_f64().expect("loss");
-        println!("sft loss {} vs {want}", out.loss);
+        println!(
+            "sft loss {} vs {want} (rel {:.1e})",
+            out.loss,
+            (out.loss - want).abs() / want
+        );
+        // Observed: 6.7e-8 relative.
         assert!(
-            (out.loss - want).abs() < 1e-5 * want,
+            (out.loss - want).abs() < 3e-7 * want,
             "{} vs {want}",
             out.loss
         );
@@ -225,15 +232,25 @@ fn dpo_sigmoid_and_ipo_match_trl() {
                 .map(|v| v.as_f64().expect("f"))
                 .collect();
             for (a, w) in policy.iter().zip(&want_policy) {
+                println!(
+                    "{tag}: policy logp {a} vs {w} (rel {:.1e})",
+                    (a - w).abs() / w.abs().max(1.0)
+                );
+                // Observed: 6.6e-8 relative.
                 assert!(
-                    (a - w).abs() < 1e-5 * w.abs().max(1.0),
+                    (a - w).abs() < 3e-7 * w.abs().max(1.0),
                     "{tag}: policy logp {a} vs {w}"
                 );
             }
             let wl = want["loss"].as_f64().expect("loss");
-            println!("{tag}: loss {} vs {wl}", o.loss);
+            println!(
+                "{tag}: loss {} vs {wl} (rel {:.1e})",
+                o.loss,
+                (o.loss - wl).abs() / wl.abs().max(1e-3)
+            );
+            // Observed: 5.0e-8 relative.
             assert!(
-                (o.loss - wl).abs() < 1e-5 * wl.abs().max(1e-3),
+                (o.loss - wl).abs() < 3e-7 * wl.abs().max(1e-3),
                 "{tag}: loss {} vs {wl}",
                 o.loss
             );
@@ -245,8 +262,13 @@ fn dpo_sigmoid_and_ipo_match_trl() {
                 ("rewards/accuracies", o.sums.rewards_accuracies / n),
             ] {
                 let w = want[key].as_f64().expect(key);
+                println!(
+                    "{tag} {key}: {got} vs {w} (rel {:.1e})",
+                    (got - w).abs() / w.abs().max(1e-2)
+                );
+                // Observed: 5.5e-6 relative (differences of small f32 log-probabilities).
                 assert!(
-                    (got - w).abs() < 1e-5 * w.abs().max(1e-2),
+                    (got - w).abs() < 2e-5 * w.abs().max(1e-2),
                     "{tag} {key}: {got} vs {w}"
                 );
             }

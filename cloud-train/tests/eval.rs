@@ -75,8 +75,9 @@ fn loglikelihoods_equal_transformers() {
         );
         let err = (batched[i].logprob - want).abs();
         worst = worst.max(err);
+        // Observed: at most 1.1e-5 (summed f32 log-probabilities).
         assert!(
-            err < 1e-4,
+            err < 5e-5,
             "case {i}: burn {} vs transformers {want}",
             batched[i].logprob
         );
@@ -94,9 +95,11 @@ fn loglikelihoods_equal_transformers() {
             e.logprob
         );
     }
-    eprintln!(
+    println!(
         "max |burn - transformers| = {worst:.2e}, max |edge F16 - transformers| = {worst_edge:.2e}"
     );
+    // Observed: 3.2e-2 over a whole continuation.
+    assert!(worst_edge < 0.1, "edge F16 vs transformers: {worst_edge}");
 }
 
 #[test]

@@ -17,8 +17,9 @@ fn logits_match_transformers() {
         assert_eq!(logits.dims().to_vec(), shape);
         let err = rel_err(&to_vec(logits), &want);
         println!("{case}: logits max rel err {err:.2e}");
+        // Observed: at most 6.2e-7.
         assert!(
-            err < 1e-4,
+            err < 3e-6,
             "{case}: logits differ from transformers by {err} (relative)"
         );
     }
@@ -34,7 +35,8 @@ fn loss_and_gradients_match_transformers() {
         let got = f64::from(to_vec(loss)[0]);
         let want = reference_loss(case);
         println!("{case}: loss {got:.7} vs transformers {want:.7}");
-        assert!((got - want).abs() < 1e-5, "{case}: loss {got} vs {want}");
+        // Observed: equal to 7 decimals; 7e-7 with the memory savers (below).
+        assert!((got - want).abs() < 3e-6, "{case}: loss {got} vs {want}");
 
         let params = checkpoint::named_params(&model);
         let text = std::fs::read_to_string(fixture(case).join("reference.json")).expect("json");
@@ -50,8 +52,9 @@ fn loss_and_gradients_match_transformers() {
             let (want, _) = npy_f32(fixture(case).join(format!("ref_grad.{name}.npy")));
             let err = rel_err(&g, &want);
             println!("{case}: grad {name} max rel err {err:.2e}");
+            // Observed: at most 7.7e-7.
             assert!(
-                err < 1e-4,
+                err < 4e-6,
                 "{case}: gradient of {name} differs by {err} (relative)"
             );
         }
@@ -76,8 +79,9 @@ fn score_matches_transformers() {
                 s.mean_nll
             );
             assert_eq!((s.windows, s.predicted), (4, 31 * 3 + 3));
+            // Observed: at most 8e-7 (batch 3).
             assert!(
-                (s.mean_nll - want).abs() < 1e-5,
+                (s.mean_nll - want).abs() < 4e-6,
                 "{case}: {} vs {want}",
                 s.mean_nll
             );
@@ -142,11 +146,12 @@ fn memory_savers_keep_loss_and_gradients_exact() {
         for plan in &plans {
             let (loss, err) = grads_vs_reference(case, plan);
             println!("{case} {plan:?}: loss {loss:.7} (transformers {want:.7}), grads max rel err {err:.2e}");
+            // Observed: loss within 7e-7, gradients within 9.4e-7 relative.
             assert!(
-                (loss - want).abs() < 1e-5,
+                (loss - want).abs() < 3e-6,
                 "{case} {plan:?}: loss {loss} vs {want}"
             );
-            assert!(err < 1e-4, "{case} {plan:?}: gradients off by {err}");
+            assert!(err < 4e-6, "{case} {plan:?}: gradients off by {err}");
         }
     }
 }
@@ -164,8 +169,9 @@ fn bf16_compute_stays_close_to_f32() {
         };
         let (loss, err) = grads_vs_reference(case, &plan);
         println!("{case} bf16: loss {loss:.5} (f32 {want:.5}), grads max rel err {err:.2e}");
+        // Observed: loss 1.5e-4 relative, gradients 2.5e-2.
         assert!(
-            (loss - want).abs() / want < 5e-3,
+            (loss - want).abs() / want < 1e-3,
             "{case}: bf16 loss {loss} vs {want}"
         );
         assert!(err < 0.1, "{case}: bf16 gradients off by {err}");

@@ -118,14 +118,17 @@ fn adamw_clipping_accumulation_and_schedule_match_pytorch() {
             let want_loss = want["loss"].as_f64().expect("loss");
             let want_norm = want["grad_norm"].as_f64().expect("norm");
             println!(
-                "{case} step {s}: loss {loss:.7} ({want_loss:.7}), norm {norm:.6} ({want_norm:.6})"
+                "{case} step {s}: loss {loss:.7} ({want_loss:.7}, rel {:.1e}), norm {norm:.6} ({want_norm:.6}, rel {:.1e})",
+                (loss - want_loss).abs() / want_loss,
+                (norm - want_norm).abs() / want_norm
             );
+            // Observed: loss 8.6e-8 relative, norm 1.4e-7 (f32 sums in another order).
             assert!(
-                (loss - want_loss).abs() < 2e-5 * want_loss,
+                (loss - want_loss).abs() < 5e-7 * want_loss,
                 "{case} step {s}: loss {loss} vs {want_loss}"
             );
             assert!(
-                (norm - want_norm).abs() < 1e-4 * want_norm,
+                (norm - want_norm).abs() < 5e-7 * want_norm,
                 "{case} step {s}: norm {norm} vs {want_norm}"
             );
         }
@@ -150,8 +153,10 @@ fn adamw_clipping_accumulation_and_schedule_match_pytorch() {
             let p99 = diffs[diffs.len() * 99 / 100] / scale;
             println!("{case} {name}: update max rel err {err:.2e}, 99th percentile {p99:.2e}");
             // A wrong formula moves most entries; noise amplified by Adam moves a few.
+            // Observed: p99 at most 6.4e-6 (the 1-D norms, where p99 is the max), max 7.6e-3
+            // (an embedding row whose gradient is ~0).
             assert!(
-                p99 < 1e-5 && err < 2e-2,
+                p99 < 2e-5 && err < 2e-2,
                 "{case} {name}: max {err}, p99 {p99}"
             );
         }
@@ -164,7 +169,9 @@ fn adamw_clipping_accumulation_and_schedule_match_pytorch() {
             .expect("param");
         let (_, got) = opt.moments_f32(id).expect("state");
         let err = rel_err(&got, &want);
-        assert!(err < 1e-4, "{case} exp_avg_sq: {err}");
+        println!("{case} exp_avg_sq of {state}: max rel err {err:.2e}");
+        // Observed: 7.4e-7.
+        assert!(err < 3e-6, "{case} exp_avg_sq: {err}");
     }
 }
 

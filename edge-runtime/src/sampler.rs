@@ -90,11 +90,45 @@ impl Sampler {
 
     /// Pick the next token from `logits`, given the `history` of tokens so far.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
-        let c = self.config.clone();
+        if let Some(id) = self.prepare(logits, history) {
+            return id;
+        }
+        let total: f64 = self.probs.iter().sum();
+        let mut r = self.rng.next_f64() * total;
+        for (&(id, _), w) in self.candidates.iter().zip(self.probs.iter()) {
+            if r < *w {
+                return id;
+            }
+            r -= w;
+        }
+        self.candidates.last().map_or(0, |c| c.0)
+    }
+
+    /// The distribution [`Sampler::sample`] draws from for these `logits` and `history`:
+    /// `(token, probability)` pairs after the penalties, top-k, top-p, min-p and temperature,
+    /// most likely first. A greedy config gives its one token with probability 1. Draws
+    /// nothing from the RNG.
+    pub fn distribution(&mut self, logits: &[f32], history: &[u32]) -> Vec<(u32, f64)> {
+        if let Some(id) = self.prepare(logits, history) {
+            return vec![(id, 1.0)];
+        }
+        let total: f64 = self.probs.iter().sum();
+        self.candidates
+            .iter()
+            .zip(self.probs.iter())
+            .map(|(&(id, _), w)| (id, w / total))
+            .collect()
+    }
+
+    /// Run the chain up to the draw: `Some(token)` when the choice is already made (greedy),
+    /// else the survivors in `candidates` (best first) with their unnormalized weights after
+    /// temperature in `probs`.
+    fn prepare(&mut self, logits: &[f32], history: &[u32]) -> Option<u32> {
+        let c = &self.config;
         let penalize =
             c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
         if c.temperature <= 0.0 && !penalize {
-            return argmax(logits);
+            return Some(argmax(logits));
         }
         self.candidates.clear();
         self.candidates
@@ -120,14 +154,14 @@ impl Sampler {
             }
         }
         if c.temperature <= 0.0 {
-            return self
+            let best = self
                 .candidates
                 .iter()
                 .fold(
                     (0u32, f32::NEG_INFINITY),
                     |b, &(i, l)| if l > b.1 { (i, l) } else { b },
-                )
-                .0;
+                );
+            return Some(best.0);
         }
 
         // Sort descending; ties keep the lower id first, as argmax does.
@@ -174,22 +208,14 @@ impl Sampler {
         }
         self.candidates.truncate(keep);
 
-        // Temperature, then draw.
+        // Temperature: the weights the draw uses.
         probs.clear();
         probs.extend(
             self.candidates
                 .iter()
                 .map(|&(_, l)| f64::from((l - max) / c.temperature).exp()),
         );
-        let total: f64 = probs.iter().sum();
-        let mut r = self.rng.next_f64() * total;
-        for (&(id, _), w) in self.candidates.iter().zip(probs.iter()) {
-            if r < *w {
-                return id;
-            }
-            r -= w;
-        }
-        self.candidates.last().map_or(0, |c| c.0)
+        None
     }
 }
 
@@ -254,30 +280,187 @@ mod tests {
         }
     }
 
-    #[test]
-    fn top_p_and_min_p_restrict_the_support() {
-        // One dominant token: top-p 0.5 and min-p 0.5 both leave only it.
-        let mut l = vec![0f32; 50];
-        l[7] = 10.0;
-        for cfg in [
-            SamplerConfig {
-                top_p: 0.5,
-                top_k: 0,
-                min_p: 0.0,
-                temperature: 1.0,
-                ..SamplerConfig::default()
-            },
-            SamplerConfig {
-                top_p: 1.0,
-                top_k: 0,
-                min_p: 0.5,
-                temperature: 1.0,
-                ..SamplerConfig::default()
-            },
-        ] {
-            let mut s = Sampler::new(cfg);
-            assert!((0..100).all(|_| s.sample(&l, &[]) == 7));
+    /// Logits of six tokens, deliberately not in id order: sorted they are ids 1, 5, 3, 0, 4, 2
+    /// at 2.0, 1.5, 1.0, 0.5, 0.0, -1.0.
+    const L: [f32; 6] = [0.5, 2.0, -1.0, 1.0, 0.0, 1.5];
+
+    /// No filter: the distribution is all of it; the others close over one base.
+    fn open() -> SamplerConfig {
+        SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..SamplerConfig::default()
         }
+    }
+
+    /// `got` equals the written-out `want` (same tokens in the same order, probabilities to
+    /// 1e-9: f64 softmax of f32 logits; the largest difference seen is 4e-13, the printed digits).
+    fn assert_distribution(cfg: SamplerConfig, history: &[u32], want: &[(u32, f64)]) {
+        let got = Sampler::new(cfg.clone()).distribution(&L, history);
+        let ids = |d: &[(u32, f64)]| d.iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_eq!(ids(&got), ids(want), "{cfg:?}: support");
+        for ((id, p), (_, q)) in got.iter().zip(want) {
+            assert!((p - q).abs() < 1e-9, "{cfg:?}: token {id}: {p} vs {q}");
+        }
+        // The draws follow it: 20000 seeded samples, every frequency within 5 sigma.
+        let mut s = Sampler::new(cfg.clone());
+        let n = 20_000;
+        let mut counts = [0usize; 6];
+        for _ in 0..n {
+            counts[s.sample(&L, history) as usize] += 1;
+        }
+        for (id, c) in counts.iter().enumerate() {
+            let q = want.iter().find(|p| p.0 == id as u32).map_or(0.0, |p| p.1);
+            let sigma = (q * (1.0 - q) / n as f64).sqrt();
+            let f = *c as f64 / n as f64;
+            assert!(
+                (f - q).abs() <= 5.0 * sigma + 1e-12,
+                "{cfg:?}: token {id} drawn {f} of the time, expected {q}"
+            );
+        }
+    }
+
+    // Reference distributions, written out: softmax(l) = exp(l - 2) / sum over the kept tokens;
+    // the numbers were computed in Python (f64 math.exp) by the same chain as llama.cpp's
+    // samplers (top-k, top-p on the softmax before temperature, min-p relative to the top
+    // token, then temperature).
+
+    #[test]
+    fn plain_softmax_at_temperature_one() {
+        assert_distribution(
+            open(),
+            &[],
+            &[
+                (1, 0.419698531675),
+                (5, 0.254560027297),
+                (3, 0.154398461293),
+                (0, 0.093647400587),
+                (4, 0.056800019658),
+                (2, 0.020895559490),
+            ],
+        );
+    }
+
+    #[test]
+    fn temperature_flattens() {
+        // exp((l - 2) / 2), normalized.
+        let cfg = SamplerConfig {
+            temperature: 2.0,
+            ..open()
+        };
+        assert_distribution(
+            cfg,
+            &[],
+            &[
+                (1, 0.289963695651),
+                (5, 0.225823953235),
+                (3, 0.175871871616),
+                (0, 0.136969151335),
+                (4, 0.106671682316),
+                (2, 0.064699645848),
+            ],
+        );
+    }
+
+    #[test]
+    fn top_k_keeps_the_k_best() {
+        let cfg = SamplerConfig { top_k: 4, ..open() };
+        assert_distribution(
+            cfg,
+            &[],
+            &[
+                (1, 0.455054233923),
+                (5, 0.276004344707),
+                (3, 0.167405097278),
+                (0, 0.101536324092),
+            ],
+        );
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_prefix_reaching_p() {
+        // Cumulative 0.4197, 0.6743: p = 0.6 keeps two tokens.
+        let cfg = SamplerConfig {
+            top_p: 0.6,
+            ..open()
+        };
+        assert_distribution(cfg, &[], &[(1, 0.622459331202), (5, 0.377540668798)]);
+    }
+
+    #[test]
+    fn min_p_keeps_tokens_within_a_factor_of_the_best() {
+        // 0.3 x 0.4197 = 0.1259: ids 1, 5, 3 stay; 0 (0.0936) goes.
+        let cfg = SamplerConfig {
+            min_p: 0.3,
+            ..open()
+        };
+        assert_distribution(
+            cfg,
+            &[],
+            &[
+                (1, 0.506480391056),
+                (5, 0.307195885718),
+                (3, 0.186323723226),
+            ],
+        );
+    }
+
+    #[test]
+    fn the_whole_chain_in_order() {
+        // top-k 5, then top-p 0.9 (keeps 4), min-p 0.1 (keeps those 4), then temperature 0.5.
+        let cfg = SamplerConfig {
+            top_k: 5,
+            top_p: 0.9,
+            min_p: 0.1,
+            temperature: 0.5,
+            ..open()
+        };
+        assert_distribution(
+            cfg,
+            &[],
+            &[
+                (1, 0.643914259888),
+                (5, 0.236882818090),
+                (3, 0.087144318742),
+                (0, 0.032058603280),
+            ],
+        );
+    }
+
+    #[test]
+    fn penalties_as_llama_cpp_applies_them() {
+        // History [1, 1, 2]: token 1 (2.0) -> 2.0 / 1.5 - 2 x 0.25 - 0.1 = 0.7333;
+        // token 2 (-1.0) -> -1.0 x 1.5 - 0.25 - 0.1 = -1.85; then softmax.
+        let cfg = SamplerConfig {
+            repeat_penalty: 1.5,
+            frequency_penalty: 0.25,
+            presence_penalty: 0.1,
+            ..open()
+        };
+        assert_distribution(
+            cfg,
+            &[1, 1, 2],
+            &[
+                (5, 0.370757106354),
+                (3, 0.224875552310),
+                (1, 0.172238558119),
+                (0, 0.136393917096),
+                (4, 0.082727092517),
+                (2, 0.013007773605),
+            ],
+        );
+        // penalty_last_n = 1 looks at token 2 only.
+        let only_last = SamplerConfig {
+            penalty_last_n: 1,
+            repeat_penalty: 1.5,
+            frequency_penalty: 0.25,
+            presence_penalty: 0.1,
+            ..open()
+        };
+        let d = Sampler::new(only_last).distribution(&L, &[1, 1, 2]);
+        assert_eq!(d[0].0, 1, "token 1 is outside the penalty window");
     }
 
     #[test]

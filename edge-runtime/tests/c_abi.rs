@@ -37,12 +37,20 @@ fn c_program_links_and_runs() {
     let profile_dir = exe.parent().expect("target/<profile>/deps");
     let lib = profile_dir.join("libedge_runtime.so");
     if !cfg!(target_os = "linux") {
-        eprintln!("SKIPPED: the C test is wired for Linux shared libraries only");
-        return;
+        return test_support::skip(
+            "edge-runtime::c_program_links_and_runs",
+            "the C test is wired for Linux shared libraries only",
+        );
     }
     assert!(lib.exists(), "{} was not built", lib.display());
-    let out = std::env::temp_dir().join(format!("edge-c-test-{}", std::process::id()));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    if !test_support::have_tool(&cc) {
+        return test_support::skip(
+            "edge-runtime::c_program_links_and_runs",
+            "no C compiler (`cc`, or $CC)",
+        );
+    }
+    let out = std::env::temp_dir().join(format!("edge-c-test-{}", std::process::id()));
     let status = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-o"])
         .arg(&out)

@@ -1,15 +1,22 @@
 //! Greedy generation and logits against llama.cpp (tests/fixtures/runtime/greedy_*.json, made by
 //! make_runtime_fixtures.py with llama-cpp-python).
 //!
-//! Token ids must equal llama.cpp's. A divergence is accepted only after a position where
-//! llama.cpp's own top-2 logits were within 0.05 of each other (a near tie that float rounding
-//! may break either way); the test says so when it happens.
+//! Every generated token id must equal llama.cpp's, to the end of each fixture's generation. A
+//! divergence is accepted only where `ALLOWED_DIVERGENCES` lists it, with its reason (a
+//! documented near tie, both logits written down); any other divergence fails.
 
 mod common;
 
 use edge_runtime::{argmax, Session, SessionOptions};
 
-const LOGIT_TOL: f32 = 0.05;
+/// Observed: 0 (bit-identical logits) with the AVX-512, AVX2 and scalar kernels alike, since
+/// each kernel follows llama.cpp's arithmetic for its type.
+const LOGIT_TOL: f32 = 0.0;
+
+/// (fixture, case, step, why) where our greedy token may differ from llama.cpp's. Empty: on
+/// the machines this runs on every token of every fixture equals llama.cpp's (the logits are
+/// bit-identical). A new entry needs llama.cpp's top-2 logits and ours, written here.
+const ALLOWED_DIVERGENCES: &[(&str, &str, usize, &str)] = &[];
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()
@@ -90,12 +97,21 @@ fn check_model(
             }
             let got = argmax(logits);
             if got != want {
-                assert!(
-                    gaps[step] < LOGIT_TOL,
-                    "{name}: step {step}: token {got} vs llama.cpp {want} (llama.cpp top-2 gap {})",
-                    gaps[step]
+                let allowed = ALLOWED_DIVERGENCES
+                    .iter()
+                    .find(|a| (a.0, a.1, a.2) == (fixture, name, step));
+                let detail = format!(
+                    "{fixture} {name} step {step}: token {got} (logit {}) vs llama.cpp {want} (our logit {}; llama.cpp's top-2 gap {})",
+                    logits[got as usize], logits[want as usize], gaps[step]
                 );
-                eprintln!("{name}: diverged at step {step} after a near tie (gap {:.4}); rest not compared", gaps[step]);
+                let Some(a) = allowed else {
+                    panic!("{detail}: not a listed divergence");
+                };
+                // The continuations differ from here on, so comparing further is meaningless.
+                println!(
+                    "{detail}: allowed ({}); the rest of this case is not compared",
+                    a.3
+                );
                 break;
             }
             if model.is_stop_token(got) {
@@ -104,8 +120,8 @@ fn check_model(
             session.eval(&[got]).expect("eval");
         }
     }
-    eprintln!(
-        "{fixture} ({}): max |logit - llama.cpp| over top-5 = {max_logit_err:.4}",
+    println!(
+        "{fixture} ({}): max |logit - llama.cpp| over top-5 = {max_logit_err:e}",
         session.isa().name()
     );
 }
@@ -127,7 +143,7 @@ fn greedy_q4_1_matches_llama_cpp_scalar_kernels() {
 }
 
 /// Perplexity on a fixed ~20 KB text (-c 256) against llama.cpp: equal to its single-token
-/// path to 1e-4 relative, and within 0.5 % of the batched path llama-perplexity uses.
+/// path to 1e-12 relative, and within 0.1 % of the batched path llama-perplexity uses.
 #[test]
 fn perplexity_matches_llama_cpp() {
     let f = common::fixture("runtime/ppl_q4_1.json");
@@ -155,13 +171,22 @@ fn perplexity_matches_llama_cpp() {
     );
     let decode = f["ppl_llama_cpp_decode"].as_f64().expect("decode");
     let batched = f["ppl_llama_cpp_batched"].as_f64().expect("batched");
-    eprintln!(
-        "PPL ours {:.5}, llama.cpp decode path {decode:.5}, batched {batched:.5}",
+    println!(
+        "PPL ours {:.6}, llama.cpp decode path {decode:.6} (rel {:.2e}), batched {batched:.6} (rel {:.2e})",
+        r.ppl,
+        (r.ppl / decode - 1.0).abs(),
+        (r.ppl / batched - 1.0).abs()
+    );
+    // Observed: 3.3e-16 against the decode path (the logits are bit-identical; only the f64
+    // sum's rounding is left), 3.0e-4 against the batched one (llama.cpp's own two paths
+    // differ by that much).
+    assert!(
+        (r.ppl / decode - 1.0).abs() < 1e-12,
+        "{} vs {decode}",
         r.ppl
     );
-    assert!((r.ppl / decode - 1.0).abs() < 1e-4, "{} vs {decode}", r.ppl);
     assert!(
-        (r.ppl / batched - 1.0).abs() < 5e-3,
+        (r.ppl / batched - 1.0).abs() < 1e-3,
         "{} vs {batched}",
         r.ppl
     );
@@ -175,6 +200,7 @@ fn check_requantized(
     keep: &[&str],
     tag: &str,
     kernels: Kernels,
+    (max_cases, max_steps): (usize, usize),
 ) {
     use sha2::{Digest, Sha256};
     let path = common::requantized(ty, file_type, keep);
@@ -200,10 +226,12 @@ fn check_requantized(
         model,
         &format!("runtime/greedy_{tag}.json"),
         kernels,
-        usize::MAX,
-        usize::MAX,
+        max_cases,
+        max_steps,
     );
 }
+
+const ALL: (usize, usize) = (usize::MAX, usize::MAX);
 
 #[test]
 fn requantized_q8_0_matches_llama_quantize_and_llama_cpp() {
@@ -213,6 +241,7 @@ fn requantized_q8_0_matches_llama_quantize_and_llama_cpp() {
         &[],
         "q8_0",
         Kernels::Detected,
+        ALL,
     );
 }
 
@@ -221,13 +250,21 @@ fn requantized_q8_0_matches_llama_quantize_and_llama_cpp() {
 #[test]
 fn avx2_kernels_match_llama_cpp() {
     check_file("runtime/greedy_q4_1.json", Kernels::Avx2, 2, 64);
-    check_requantized(llama_spec::GgmlType::Q8_0, 7, &[], "q8_0", Kernels::Avx2);
+    check_requantized(
+        llama_spec::GgmlType::Q8_0,
+        7,
+        &[],
+        "q8_0",
+        Kernels::Avx2,
+        ALL,
+    );
     check_requantized(
         llama_spec::GgmlType::Q4_0,
         2,
         &["token_embd.weight"],
         "q4_0",
         Kernels::Avx2,
+        ALL,
     );
 }
 
@@ -239,5 +276,55 @@ fn requantized_q4_0_matches_llama_quantize_and_llama_cpp() {
         &["token_embd.weight"],
         "q4_0",
         Kernels::Detected,
+        ALL,
+    );
+}
+
+/// The scalar Q4_0 and Q8_0 kernels the model calls when no SIMD is there (`dot_q4_0`, in the
+/// arithmetic of llama.cpp's repacked gemv, and `dot_q8_0`) against llama.cpp itself, not
+/// only against their SIMD twins: two prompts, 16 tokens each.
+#[test]
+fn scalar_q4_0_and_q8_0_kernels_match_llama_cpp() {
+    let short = (2, 16);
+    let q4_0 = llama_spec::GgmlType::Q4_0;
+    check_requantized(
+        q4_0,
+        2,
+        &["token_embd.weight"],
+        "q4_0",
+        Kernels::Scalar,
+        short,
+    );
+    check_requantized(
+        llama_spec::GgmlType::Q8_0,
+        7,
+        &[],
+        "q8_0",
+        Kernels::Scalar,
+        short,
+    );
+}
+
+/// The scalar kernels over every prompt and every generated token.
+#[test]
+#[ignore = "full tier (scripts/test.sh --full): the scalar kernels are slow (libm FMA calls)"]
+fn scalar_kernels_match_llama_cpp_over_whole_generations() {
+    check_file("runtime/greedy_q4_1.json", Kernels::Scalar, ALL.0, ALL.1);
+    let q4_0 = llama_spec::GgmlType::Q4_0;
+    check_requantized(
+        q4_0,
+        2,
+        &["token_embd.weight"],
+        "q4_0",
+        Kernels::Scalar,
+        ALL,
+    );
+    check_requantized(
+        llama_spec::GgmlType::Q8_0,
+        7,
+        &[],
+        "q8_0",
+        Kernels::Scalar,
+        ALL,
     );
 }

@@ -89,8 +89,15 @@ fn bad_data_names_the_file() {
     assert!(e.contains("mmmlu") && e.contains("ceval"), "{e}");
 }
 
-#[test]
-fn humaneval_canonical_solutions_pass_and_broken_ones_fail() {
+/// The first `n` HumanEval problems: canonical solutions pass, a raising body fails, an
+/// endless loop is stopped by the timeout.
+fn check_humaneval(test: &str, n: usize) {
+    if !test_support::have_tool("python3") {
+        return test_support::skip(
+            test,
+            "python3 (which runs HumanEval's tests) is not installed",
+        );
+    }
     let path = humaneval::data_file(&root().join("assets"))
         .unwrap_or_else(|_| root().join("assets/HumanEval.jsonl.gz"));
     let problems =
@@ -102,27 +109,45 @@ fn humaneval_canonical_solutions_pass_and_broken_ones_fail() {
         humaneval::load(Path::new("missing"))
     });
     let items = items.expect("humaneval items");
+    let (items, problems) = (&items[..n], &problems[..n]);
     let canonical: Vec<String> = problems
         .iter()
         .map(|p| p.canonical_solution.clone())
         .collect();
     let t = Duration::from_secs(20);
-    let ok = humaneval::execute_all(&items, &canonical, "python3", t, 2).expect("run");
+    let ok = humaneval::execute_all(items, &canonical, "python3", t, 2).expect("run");
     let failed: Vec<&str> = ok
         .iter()
-        .zip(&problems)
+        .zip(problems)
         .filter(|(o, _)| **o != humaneval::Outcome::Passed)
         .map(|(_, p)| p.task_id.as_str())
         .collect();
     assert!(failed.is_empty(), "canonical solutions failed: {failed:?}");
     let broken = vec!["    raise NotImplementedError\n".to_string(); items.len()];
-    let bad = humaneval::execute_all(&items, &broken, "python3", t, 2).expect("run");
+    let bad = humaneval::execute_all(items, &broken, "python3", t, 2).expect("run");
     assert!(bad.iter().all(|o| *o == humaneval::Outcome::Failed));
     // A completion that never ends is stopped by the timeout.
     let hang = vec!["    while True:\n        pass\n".to_string()];
     let o = humaneval::execute_all(&items[..1], &hang, "python3", Duration::from_millis(500), 1)
         .expect("run");
     assert_eq!(o, vec![humaneval::Outcome::TimedOut]);
+}
+
+#[test]
+fn humaneval_first_problems_pass_canonical_and_fail_broken() {
+    check_humaneval(
+        "eval::humaneval_first_problems_pass_canonical_and_fail_broken",
+        24,
+    );
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh --full): 328 Python runs"]
+fn humaneval_all_164_pass_canonical_and_fail_broken() {
+    check_humaneval(
+        "eval::humaneval_all_164_pass_canonical_and_fail_broken",
+        164,
+    );
 }
 
 #[test]

@@ -59,6 +59,12 @@ fn status(s: &str) -> &str {
 
 #[test]
 fn chat_interrupt_save_load_quit() {
+    if !test_support::have_tool("tmux") {
+        return test_support::skip(
+            "tui::chat_interrupt_save_load_quit",
+            "tmux is not installed",
+        );
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let model = root.join("assets/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(model.is_file(), "run scripts/fetch-assets.sh");

@@ -22,6 +22,7 @@ mod mpi;
 #[cfg(feature = "nccl")]
 mod nccl;
 mod parallel;
+pub mod rendezvous;
 mod watchdog;
 mod zero;
 

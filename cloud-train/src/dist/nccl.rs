@@ -1,8 +1,8 @@
 //! The NCCL engine (cudarc's `nccl` module), one GPU per process, GPU = local rank.
 //!
-//! Start-up: rank 0 creates the NCCL unique id and hands its 128 bytes to the other ranks over
-//! one TCP connection each to `MASTER_ADDR:MASTER_PORT` (what torchrun's store does); after
-//! that every byte moves through NCCL.
+//! Start-up: rank 0 creates the NCCL unique id and hands its 128 bytes to the other ranks
+//! through [`rendezvous`] (one TCP connection each to `MASTER_ADDR:MASTER_PORT`, what
+//! torchrun's store does); after that every byte moves through NCCL.
 //!
 //! Buffers arrive as host slices (the [`Collective`] contract, shared with MPI) and are staged
 //! through device buffers kept between calls. burn 0.22 does not expose a tensor's raw CUDA
@@ -10,15 +10,13 @@
 //! staging costs two PCIe copies of the gradients per step (see docs/distributed.md).
 
 use std::cell::RefCell;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use cudarc::nccl::{Comm, Id, ReduceOp};
 
-use super::{check_scatter, Collective, CommError, Launch};
+use super::{check_scatter, rendezvous, Collective, CommError, Launch};
 
 pub struct NcclCollective {
     comm: Comm,
@@ -122,72 +120,13 @@ impl NcclCollective {
     }
 }
 
-/// Rank 0: create the id and serve it to `world - 1` connections. Others: connect (retrying
-/// until `timeout`, rank 0 may start later) and read it.
+/// The NCCL unique id: rank 0 makes it, [`rendezvous::exchange_id`] hands it out.
 fn exchange_id(launch: &Launch, timeout: Duration) -> Result<Id, String> {
-    let addr = format!("{}:{}", launch.master_addr, launch.master_port);
-    if launch.rank == 0 {
+    let bytes = rendezvous::exchange_id(launch, timeout, || {
         let id = Id::new().map_err(|e| format!("ncclGetUniqueId: {e:?}"))?;
-        let bytes: Vec<u8> = id.internal().iter().map(|&c| c as u8).collect();
-        let listener = TcpListener::bind(("0.0.0.0", launch.master_port)).map_err(|e| {
-            format!(
-                "rank 0: listening on port {} (MASTER_PORT): {e}",
-                launch.master_port
-            )
-        })?;
-        // Polled, so that a rank that never starts ends the job after `timeout`.
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("rank 0: {addr}: {e}"))?;
-        let start = Instant::now();
-        let mut served = 1;
-        while served < launch.world {
-            match listener.accept() {
-                Ok((mut s, _)) => {
-                    s.set_nonblocking(false)
-                        .and_then(|()| s.write_all(&bytes))
-                        .map_err(|e| format!("rank 0: sending the NCCL id: {e}"))?;
-                    served += 1;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if start.elapsed() > timeout {
-                        return Err(format!(
-                            "rank 0: only {served} of {} ranks came for the NCCL id at {addr} within {:.0} s",
-                            launch.world,
-                            timeout.as_secs_f64()
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => return Err(format!("rank 0: accepting on {addr}: {e}")),
-            }
-        }
-        return Ok(id);
-    }
-    let start = Instant::now();
-    loop {
-        match TcpStream::connect(&addr) {
-            Ok(mut s) => {
-                let mut buf = [0u8; 128];
-                s.set_read_timeout(Some(timeout)).ok();
-                s.read_exact(&mut buf)
-                    .map_err(|e| format!("rank {}: reading the NCCL id from {addr}: {e}", launch.rank))?;
-                let mut internal = [0 as std::ffi::c_char; 128];
-                for (d, s) in internal.iter_mut().zip(buf) {
-                    *d = s as std::ffi::c_char;
-                }
-                return Ok(Id::uninit(internal));
-            }
-            Err(e) if start.elapsed() > timeout => {
-                return Err(format!(
-                    "rank {}: rank 0 did not answer at {addr} (MASTER_ADDR:MASTER_PORT) within {:.0} s: {e}",
-                    launch.rank,
-                    timeout.as_secs_f64()
-                ))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+        Ok(std::array::from_fn(|i| id.internal()[i] as u8))
+    })?;
+    Ok(Id::uninit(bytes.map(|b| b as std::ffi::c_char)))
 }
 
 impl Collective for NcclCollective {

@@ -156,8 +156,10 @@ fn check_four<B: Clone + Default>(
 fn simd_kernels_equal_scalar_bit_for_bit() {
     let isa = Isa::detect();
     if !isa.avx2 && !isa.neon {
-        eprintln!("SKIPPED: this CPU has no AVX2/FMA/F16C or NEON; only scalar kernels are tested");
-        return;
+        return test_support::skip(
+            "edge-runtime::simd_kernels_equal_scalar_bit_for_bit",
+            "this CPU has no AVX2/FMA/F16C or NEON",
+        );
     }
     eprintln!("{} kernels against the scalar twins", isa.name());
     let n = 2048;
@@ -191,8 +193,10 @@ fn simd_kernels_equal_scalar_bit_for_bit() {
 fn simd_eight_row_kernels_equal_scalar_bit_for_bit() {
     let isa = Isa::detect();
     if !isa.avx2 {
-        eprintln!("SKIPPED: this CPU has no AVX2/FMA/F16C; only the scalar kernels are tested");
-        return;
+        return test_support::skip(
+            "edge-runtime::simd_eight_row_kernels_equal_scalar_bit_for_bit",
+            "this CPU has no AVX2/FMA/F16C",
+        );
     }
     let mut checked = 0;
     for ty in types() {
@@ -226,8 +230,10 @@ fn simd_eight_row_kernels_equal_scalar_bit_for_bit() {
 fn simd_tile_kernels_equal_scalar_bit_for_bit() {
     let isa = Isa::detect();
     if !isa.avx2 {
-        eprintln!("SKIPPED: this CPU has no AVX2/FMA/F16C; only the scalar kernels are tested");
-        return;
+        return test_support::skip(
+            "edge-runtime::simd_tile_kernels_equal_scalar_bit_for_bit",
+            "this CPU has no AVX2/FMA/F16C",
+        );
     }
     let mut checked = 0;
     for ty in types() {
@@ -295,8 +301,10 @@ fn check16<A: Clone + Default>(
 fn avx512_16_row_kernels_equal_scalar_bit_for_bit() {
     let isa = Isa::detect();
     if !isa.avx512 {
-        eprintln!("SKIPPED: this CPU has no AVX-512F/BW/VNNI; the AVX-512 kernels are not tested");
-        return;
+        return test_support::skip(
+            "edge-runtime::avx512_16_row_kernels_equal_scalar_bit_for_bit",
+            "this CPU has no AVX-512F/BW/VNNI",
+        );
     }
     let mut checked = vec![];
     for ty in types() {
@@ -333,8 +341,10 @@ fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
     use super::attention::{attend_scalar, Head, MAX_HEAD_DIM};
     use half::f16;
     if !Isa::detect().avx2 {
-        eprintln!("SKIPPED: this CPU has no AVX2/FMA/F16C; only the scalar kernels are tested");
-        return;
+        return test_support::skip(
+            "edge-runtime::simd_attention_and_swiglu_equal_scalar_bit_for_bit",
+            "this CPU has no AVX2/FMA/F16C",
+        );
     }
     // Head dimensions of SmolLM2 (64) and Llama-3 (128), one more below, and one whose P·V
     // takes the scalar path (not a multiple of 32).
@@ -388,8 +398,10 @@ fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
 fn simd_activation_quantization_equals_scalar() {
     let isa = Isa::detect();
     if !isa.avx2 {
-        eprintln!("SKIPPED: no AVX2");
-        return;
+        return test_support::skip(
+            "edge-runtime::simd_activation_quantization_equals_scalar",
+            "this CPU has no AVX2/FMA/F16C",
+        );
     }
     for seed in 0..6 {
         let mut x = random(4096, seed + 40);
@@ -406,4 +418,32 @@ fn simd_activation_quantization_equals_scalar() {
             );
         }
     }
+}
+
+/// `Isa::detect` finds every feature the kernel reports in /proc/cpuinfo, so a regression in
+/// detection (an AVX-512 host served AVX2 kernels, say) fails here rather than passing
+/// silently as a skipped test. `EDGE_RUNTIME_ISA` caps are honoured.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn detect_finds_every_feature_proc_cpuinfo_lists() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split(':').nth(1))
+        .expect("a flags line")
+        .split_whitespace()
+        .collect();
+    let has = |f: &str| flags.contains(&f);
+    let cap = std::env::var("EDGE_RUNTIME_ISA").unwrap_or_default();
+    let scalar = cap == "scalar" || std::env::var_os("EDGE_RUNTIME_SCALAR").is_some();
+    let avx2 = !scalar && has("avx2") && has("fma") && has("f16c");
+    let avx512 = avx2 && cap != "avx2" && has("avx512f") && has("avx512bw") && has("avx512_vnni");
+    let isa = Isa::detect();
+    assert_eq!(
+        (isa.avx2, isa.avx512),
+        (avx2, avx512),
+        "detected {} for flags {flags:?}",
+        isa.name()
+    );
 }
