@@ -296,13 +296,14 @@ mod tests {
     }
 
     /// `got` equals the written-out `want` (same tokens in the same order, probabilities to
-    /// 1e-9: f64 softmax of f32 logits; the largest difference seen is 4e-13, the printed digits).
+    /// 1e-8: the largest difference seen is 1.5e-9, with the penalties, which are applied to
+    /// the f32 logits while the reference computed them in f64).
     fn assert_distribution(cfg: SamplerConfig, history: &[u32], want: &[(u32, f64)]) {
         let got = Sampler::new(cfg.clone()).distribution(&L, history);
         let ids = |d: &[(u32, f64)]| d.iter().map(|p| p.0).collect::<Vec<_>>();
         assert_eq!(ids(&got), ids(want), "{cfg:?}: support");
         for ((id, p), (_, q)) in got.iter().zip(want) {
-            assert!((p - q).abs() < 1e-9, "{cfg:?}: token {id}: {p} vs {q}");
+            assert!((p - q).abs() < 1e-8, "{cfg:?}: token {id}: {p} vs {q}");
         }
         // The draws follow it: 20000 seeded samples, every frequency within 5 sigma.
         let mut s = Sampler::new(cfg.clone());
