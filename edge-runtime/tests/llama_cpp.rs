@@ -233,16 +233,21 @@ fn check_requantized(
 
 const ALL: (usize, usize) = (usize::MAX, usize::MAX);
 
+/// SmolLM2 requantized to Q8_0 (llama-quantize's file type 7), checked against llama.cpp.
+fn check_q8_0(kernels: Kernels, limit: (usize, usize)) {
+    check_requantized(llama_spec::GgmlType::Q8_0, 7, &[], "q8_0", kernels, limit);
+}
+
+/// SmolLM2 requantized to Q4_0 (file type 2; the tied embedding keeps its type, as
+/// llama-quantize does), checked against llama.cpp.
+fn check_q4_0(kernels: Kernels, limit: (usize, usize)) {
+    let keep = &["token_embd.weight"];
+    check_requantized(llama_spec::GgmlType::Q4_0, 2, keep, "q4_0", kernels, limit);
+}
+
 #[test]
 fn requantized_q8_0_matches_llama_quantize_and_llama_cpp() {
-    check_requantized(
-        llama_spec::GgmlType::Q8_0,
-        7,
-        &[],
-        "q8_0",
-        Kernels::Detected,
-        ALL,
-    );
+    check_q8_0(Kernels::Detected, ALL);
 }
 
 /// On an AVX-512 machine the tests above run the AVX-512 kernels; this keeps the AVX2 ones
@@ -250,34 +255,13 @@ fn requantized_q8_0_matches_llama_quantize_and_llama_cpp() {
 #[test]
 fn avx2_kernels_match_llama_cpp() {
     check_file("runtime/greedy_q4_1.json", Kernels::Avx2, 2, 64);
-    check_requantized(
-        llama_spec::GgmlType::Q8_0,
-        7,
-        &[],
-        "q8_0",
-        Kernels::Avx2,
-        ALL,
-    );
-    check_requantized(
-        llama_spec::GgmlType::Q4_0,
-        2,
-        &["token_embd.weight"],
-        "q4_0",
-        Kernels::Avx2,
-        ALL,
-    );
+    check_q8_0(Kernels::Avx2, ALL);
+    check_q4_0(Kernels::Avx2, ALL);
 }
 
 #[test]
 fn requantized_q4_0_matches_llama_quantize_and_llama_cpp() {
-    check_requantized(
-        llama_spec::GgmlType::Q4_0,
-        2,
-        &["token_embd.weight"],
-        "q4_0",
-        Kernels::Detected,
-        ALL,
-    );
+    check_q4_0(Kernels::Detected, ALL);
 }
 
 /// The scalar Q4_0 and Q8_0 kernels the model calls when no SIMD is there (`dot_q4_0`, in the
@@ -286,23 +270,8 @@ fn requantized_q4_0_matches_llama_quantize_and_llama_cpp() {
 #[test]
 fn scalar_q4_0_and_q8_0_kernels_match_llama_cpp() {
     let short = (2, 16);
-    let q4_0 = llama_spec::GgmlType::Q4_0;
-    check_requantized(
-        q4_0,
-        2,
-        &["token_embd.weight"],
-        "q4_0",
-        Kernels::Scalar,
-        short,
-    );
-    check_requantized(
-        llama_spec::GgmlType::Q8_0,
-        7,
-        &[],
-        "q8_0",
-        Kernels::Scalar,
-        short,
-    );
+    check_q4_0(Kernels::Scalar, short);
+    check_q8_0(Kernels::Scalar, short);
 }
 
 /// The scalar kernels over every prompt and every generated token.
@@ -310,21 +279,6 @@ fn scalar_q4_0_and_q8_0_kernels_match_llama_cpp() {
 #[ignore = "full tier (scripts/test.sh --full): the scalar kernels are slow (libm FMA calls)"]
 fn scalar_kernels_match_llama_cpp_over_whole_generations() {
     check_file("runtime/greedy_q4_1.json", Kernels::Scalar, ALL.0, ALL.1);
-    let q4_0 = llama_spec::GgmlType::Q4_0;
-    check_requantized(
-        q4_0,
-        2,
-        &["token_embd.weight"],
-        "q4_0",
-        Kernels::Scalar,
-        ALL,
-    );
-    check_requantized(
-        llama_spec::GgmlType::Q8_0,
-        7,
-        &[],
-        "q8_0",
-        Kernels::Scalar,
-        ALL,
-    );
+    check_q4_0(Kernels::Scalar, ALL);
+    check_q8_0(Kernels::Scalar, ALL);
 }
