@@ -18,6 +18,9 @@ use crate::kernels::{self, matmul::QMatrix};
 pub struct LoadOptions {
     /// Touch every weight page at load time (slower start, no page faults later).
     pub prefault: bool,
+    /// Multiply straight from the file's layout: no [`repack`](kernels::repack)ed copies
+    /// (faster load, and no copy in memory; slower AVX-512 decode).
+    pub keep_file_layout: bool,
 }
 
 /// Where a weight matrix lives in the mapped file.
@@ -28,6 +31,8 @@ pub(crate) struct MatRef {
     pub cols: usize,
     pub offset: usize,
     pub len: usize,
+    /// Index of its packed copy in [`Model::packed`].
+    pub packed: Option<usize>,
 }
 
 pub(crate) struct Layer {
@@ -59,6 +64,8 @@ pub struct Model {
     pub special: SpecialTokens,
     pub chat_template: Option<ChatTemplate>,
     pub(crate) w: Weights,
+    /// Repacked copies of weight matrices, for the kernels that read them.
+    packed: Vec<kernels::repack::AlignedBytes>,
     /// The bytes each token stands for (byte-level BPE decoded; empty for control tokens).
     pub(crate) token_bytes: Vec<Vec<u8>>,
     name: String,
@@ -119,6 +126,7 @@ impl Model {
                 cols: expected[0] as usize,
                 offset,
                 len: data.len(),
+                packed: None,
             })
         };
         let vector = |name: TensorName| -> Result<Vec<f32>> {
@@ -154,12 +162,17 @@ impl Model {
         } else {
             None
         };
-        let w = Weights {
+        let mut w = Weights {
             token_embd,
             layers,
             output_norm: vector(TensorName::OutputNorm)?,
             output,
             rope_freqs,
+        };
+        let packed = if options.keep_file_layout {
+            Vec::new()
+        } else {
+            pack_matrices(&file, &mut w)
         };
 
         let dec = llama_spec::tokenizer::byte_decoder();
@@ -203,9 +216,15 @@ impl Model {
             special: vocab.special,
             chat_template,
             w,
+            packed,
             token_bytes,
             name,
         })
+    }
+
+    /// Bytes of repacked weight copies held in memory.
+    pub fn packed_bytes(&self) -> usize {
+        self.packed.iter().map(|p| p.as_slice().len()).sum()
     }
 
     /// `general.name`, or the file stem.
@@ -230,14 +249,27 @@ impl Model {
     /// Bytes of weights read per decoded token (every matrix once, plus one embedding row).
     pub fn bytes_per_token(&self) -> usize {
         let w = &self.w;
-        let mut n = w.output.len + w.token_embd.len / w.token_embd.rows.max(1);
-        for l in &w.layers {
-            n += [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]
-                .iter()
-                .map(|m| m.len)
-                .sum::<usize>();
+        let embd_row = w.token_embd.len / w.token_embd.rows.max(1);
+        embd_row + self.matmul_bytes().iter().map(|(_, n)| n).sum::<usize>()
+    }
+
+    /// Weight bytes the matmuls of one token read, per weight type (the output head included),
+    /// largest first.
+    pub fn matmul_bytes(&self) -> Vec<(GgmlType, usize)> {
+        let w = &self.w;
+        let mut by_type: Vec<(GgmlType, usize)> = Vec::new();
+        let mats = w
+            .layers
+            .iter()
+            .flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]);
+        for m in mats.chain([w.output]) {
+            match by_type.iter_mut().find(|(t, _)| *t == m.ty) {
+                Some((_, n)) => *n += m.len,
+                None => by_type.push((m.ty, m.len)),
+            }
         }
-        n
+        by_type.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        by_type
     }
 
     pub(crate) fn matrix(&self, m: MatRef) -> QMatrix<'_> {
@@ -246,6 +278,7 @@ impl Model {
             rows: m.rows,
             cols: m.cols,
             data: &self.file.bytes()[m.offset..m.offset + m.len],
+            packed: m.packed.map(|i| self.packed[i].as_slice()),
         }
     }
 
@@ -309,6 +342,42 @@ impl Model {
             }
         }
     }
+}
+
+/// Packs every matrix that this CPU has packed kernels for (the output head included; a tied
+/// head's embedding rows are still read from the file) and points its [`MatRef`] at the copy.
+fn pack_matrices(file: &GgufFile, w: &mut Weights) -> Vec<kernels::repack::AlignedBytes> {
+    let isa = kernels::Isa::detect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut packed = Vec::new();
+    let mut pack = |m: &mut MatRef| {
+        if isa.packed16(m.ty).is_none() {
+            return;
+        }
+        let data = &file.bytes()[m.offset..m.offset + m.len];
+        if let Some(p) = kernels::repack::pack(m.ty, data, m.rows, m.cols, threads) {
+            m.packed = Some(packed.len());
+            packed.push(p);
+            // The copy is what the kernels read: the file's pages need not stay resident (a
+            // tied head's embedding rows fault back in when a token's row is looked up).
+            file.release_pages(m.offset..m.offset + m.len);
+        }
+    };
+    for l in &mut w.layers {
+        for m in [
+            &mut l.wq,
+            &mut l.wk,
+            &mut l.wv,
+            &mut l.wo,
+            &mut l.w_gate,
+            &mut l.w_up,
+            &mut l.w_down,
+        ] {
+            pack(m);
+        }
+    }
+    pack(&mut w.output);
+    packed
 }
 
 // Compile-time check of the promise in the docs.

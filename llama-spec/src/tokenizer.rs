@@ -91,8 +91,13 @@ impl SpecialTokens {
 /// The pre-tokenizer families we build, keyed by llama.cpp's `tokenizer.ggml.pre` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PreTokenizer {
-    /// Llama-3 (`llama-bpe`): the Llama-3 regex, BPE with `ignore_merges`.
+    /// Llama-3 (`llama-bpe` and the other names llama.cpp maps to its LLAMA3 type): the
+    /// Llama-3 regex, BPE with `ignore_merges` (a word in the vocabulary is one token).
     Llama3,
+    /// `smaug-bpe` and `dbrx`: the Llama-3 regex, plain BPE (merges applied to every word).
+    /// llama.cpp's converter labels a Llama-3 tokenizer so when its tokenizer.json has no BOS
+    /// post-processor.
+    Smaug,
     /// SmolLM (`smollm`): single digits split off, then GPT-2 byte-level regex.
     SmolLm,
     /// GPT-2 (`gpt-2`): the GPT-2 byte-level regex.
@@ -100,18 +105,45 @@ pub enum PreTokenizer {
 }
 
 impl PreTokenizer {
+    /// Every `tokenizer.ggml.pre` name that [`Self::from_gguf_name`] accepts: the names
+    /// llama.cpp (`llama-vocab.cpp`) gives these rules.
+    pub const GGUF_NAMES: &'static [&'static str] = &[
+        "llama-bpe",
+        "llama3",
+        "llama-v3",
+        "falcon3",
+        "falcon-h1",
+        "pixtral",
+        "midm-2.0",
+        "lfm2",
+        "jina-v5-nano",
+        "smaug-bpe",
+        "dbrx",
+        "smollm",
+        "gpt-2",
+        "default",
+    ];
+
     pub fn from_gguf_name(name: &str) -> Option<Self> {
         match name {
-            "llama-bpe" | "llama3" => Some(Self::Llama3),
+            "llama-bpe" | "llama3" | "llama-v3" | "falcon3" | "falcon-h1" | "pixtral"
+            | "midm-2.0" | "lfm2" | "jina-v5-nano" => Some(Self::Llama3),
+            "smaug-bpe" | "dbrx" => Some(Self::Smaug),
             "smollm" => Some(Self::SmolLm),
             "gpt-2" | "default" => Some(Self::Gpt2),
             _ => None,
         }
     }
 
+    /// Whether the tokenizer uses the Llama-3 split rule.
+    fn llama3_split(self) -> bool {
+        matches!(self, Self::Llama3 | Self::Smaug)
+    }
+
     pub fn gguf_name(self) -> &'static str {
         match self {
             Self::Llama3 => "llama-bpe",
+            Self::Smaug => "smaug-bpe",
             Self::SmolLm => "smollm",
             Self::Gpt2 => "gpt-2",
         }
@@ -119,7 +151,7 @@ impl PreTokenizer {
 
     fn build(self) -> Result<PreTokenizerWrapper, String> {
         Ok(match self {
-            Self::Llama3 => {
+            Self::Llama3 | Self::Smaug => {
                 let split = Split::new(
                     SplitPattern::Regex(LLAMA3_PATTERN.into()),
                     SplitDelimiterBehavior::Isolated,
@@ -209,8 +241,9 @@ impl GgufVocab {
             invalid(
                 path,
                 format!(
-                    "{} {pre_name:?} is not supported (llama-bpe, smollm, gpt-2)",
-                    keys::PRE
+                    "{} {pre_name:?} is not supported (supported: {})",
+                    keys::PRE,
+                    PreTokenizer::GGUF_NAMES.join(", ")
                 ),
             )
         })?;
@@ -265,16 +298,19 @@ impl GgufVocab {
                 .into_iter()
                 .find_map(find),
         };
+        let bos = id(keys::BOS_ID)?;
         let special = SpecialTokens {
-            bos: id(keys::BOS_ID)?,
+            bos,
             eos: id(keys::EOS_ID)?,
             eot,
             eom: id(keys::EOM_ID)?.or_else(|| find("<|eom_id|>")),
             pad: id(keys::PAD_ID)?,
+            // llama.cpp adds BOS by default for its LLAMA3 pre-tokenizer names (where there is
+            // a BOS id to add).
             add_bos: md
                 .get(keys::ADD_BOS)
                 .and_then(MetadataValue::as_bool)
-                .unwrap_or(false),
+                .unwrap_or(pre == PreTokenizer::Llama3 && bos.is_some()),
         };
         Ok(Self {
             pre,
@@ -318,8 +354,7 @@ impl GgufVocab {
         let mut special = Vec::new();
         let mut user = Vec::new();
         for (i, (t, &ty)) in self.tokens.iter().zip(&self.token_types).enumerate() {
-            let is_llama3_reserved =
-                self.pre == PreTokenizer::Llama3 && i as u32 >= LLAMA3_FIRST_SPECIAL;
+            let is_llama3_reserved = self.pre.llama3_split() && i as u32 >= LLAMA3_FIRST_SPECIAL;
             if ty == token_type::CONTROL || is_llama3_reserved {
                 special.push(AddedToken::from(t.clone(), true).normalized(false));
             } else if ty == token_type::USER_DEFINED {

@@ -131,3 +131,83 @@ fn bad_metadata_is_a_clear_error() {
         .to_string();
     assert!(err.contains("gpt2"), "{err}");
 }
+
+/// The names llama.cpp gives the Llama-3 split rule tokenize as llama.cpp does on the same
+/// vocabulary (tests/fixtures/make_pretokenizer_fixtures.py): `llama-bpe` keeps vocabulary words
+/// whole, `smaug-bpe` (what llama.cpp's converter writes for a Llama-3 tokenizer.json without a
+/// BOS post-processor) applies the merges; the fixture holds 60+ strings where they differ.
+#[test]
+fn llama3_pre_tokenizer_names_match_llama_cpp() {
+    let text = std::fs::read_to_string(common::fixture("tokenizer/llama_cpp_pre_names.json"))
+        .expect("fixture");
+    let fx: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let texts: Vec<&str> = fx["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .map(|t| t.as_str().expect("text"))
+        .collect();
+    assert!(texts.len() >= 400, "{} strings", texts.len());
+    let path = common::llama3_tokenizer();
+    let mut differ = 0;
+    for (name, pre) in [
+        ("llama-bpe", PreTokenizer::Llama3),
+        ("smaug-bpe", PreTokenizer::Smaug),
+    ] {
+        let want = &fx["names"][name];
+        let mut md = tokenizer::hf_to_gguf_metadata(&path, Some(128_256)).expect("convert");
+        md.set(keys::PRE, MetadataValue::String(name.into()));
+        // As llama.cpp's converter writes it.
+        md.set(keys::ADD_BOS, MetadataValue::Bool(false));
+        let vocab = GgufVocab::from_metadata(&md, &path).expect("vocab");
+        assert_eq!(vocab.pre, pre, "{name}");
+        assert_eq!(
+            vocab.special.add_bos,
+            want["adds_bos"].as_bool().expect("adds_bos"),
+            "{name}"
+        );
+        let tok = vocab.build(&path).expect("build");
+        let mut failures = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            let ids: Vec<u32> = want["ids"][i]
+                .as_array()
+                .expect("ids")
+                .iter()
+                .map(|x| x.as_u64().expect("id") as u32)
+                .collect();
+            let got = tok.encode(*t, false).expect("encode");
+            if got.get_ids() != ids {
+                failures.push(format!("{t:?}: got {:?} want {ids:?}", got.get_ids()));
+            }
+            if name == "smaug-bpe" && want["ids"][i] != fx["names"]["llama-bpe"]["ids"][i] {
+                differ += 1;
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{name}: {} of {} strings differ from llama.cpp:\n{}",
+            failures.len(),
+            texts.len(),
+            failures.join("\n")
+        );
+    }
+    assert!(
+        differ >= 50,
+        "only {differ} strings tell the two rules apart"
+    );
+}
+
+/// Without an add_bos key, BOS is added for llama.cpp's LLAMA3 names only (llama-vocab.cpp
+/// sets `add_bos = true` with that pre-tokenizer type).
+#[test]
+fn add_bos_defaults_follow_llama_cpp() {
+    let path = common::llama3_tokenizer();
+    for (name, add_bos) in [("llama-bpe", true), ("llama3", true), ("smaug-bpe", false)] {
+        let mut md = tokenizer::hf_to_gguf_metadata(&path, None).expect("convert");
+        md.set(keys::PRE, MetadataValue::String(name.into()));
+        md.remove(keys::ADD_BOS);
+        md.set(keys::BOS_ID, MetadataValue::U32(128_000));
+        let vocab = GgufVocab::from_metadata(&md, &path).expect("vocab");
+        assert_eq!(vocab.special.add_bos, add_bos, "{name}");
+    }
+}

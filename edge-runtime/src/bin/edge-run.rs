@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use edge_runtime::kernels::speed;
 use edge_runtime::{
     GenerateOptions, LoadOptions, Message, Model, SamplerConfig, Session, SessionOptions,
 };
@@ -42,6 +43,10 @@ struct Common {
     /// Threads (default: all cores).
     #[arg(short, long)]
     threads: Option<usize>,
+    /// Multiply from the file's layout: no repacked weight copies (faster load, less memory,
+    /// slower decode on AVX-512 CPUs).
+    #[arg(long)]
+    keep_file_layout: bool,
 }
 
 #[derive(Args)]
@@ -96,6 +101,9 @@ struct BenchArgs {
     /// Prompt batch size.
     #[arg(short = 'b', long, default_value_t = 128)]
     batch: usize,
+    /// Also time each weight type's decode matmul against the read bandwidth.
+    #[arg(long)]
+    kernels: bool,
 }
 
 #[derive(Args)]
@@ -111,6 +119,9 @@ struct PplArgs {
     /// Prompt batch size.
     #[arg(short = 'b', long, default_value_t = 128)]
     batch: usize,
+    /// Also time each weight type's decode matmul against the read bandwidth.
+    #[arg(long)]
+    kernels: bool,
 }
 
 fn default_model() -> PathBuf {
@@ -120,13 +131,18 @@ fn default_model() -> PathBuf {
 fn load(c: &Common) -> Result<(Arc<Model>, usize)> {
     let path = c.model.clone().unwrap_or_else(default_model);
     let t = Instant::now();
-    let model = Model::load(&path, LoadOptions::default())
-        .with_context(|| format!("loading {}", path.display()))?;
+    let options = LoadOptions {
+        keep_file_layout: c.keep_file_layout,
+        ..LoadOptions::default()
+    };
+    let model =
+        Model::load(&path, options).with_context(|| format!("loading {}", path.display()))?;
     eprintln!(
-        "loaded {} ({}, {:.1} MiB) in {:.2} s",
+        "loaded {} ({}, {:.1} MiB, {:.1} MiB repacked) in {:.2} s",
         model.name(),
         path.display(),
         model.file_size() as f64 / 1048576.0,
+        model.packed_bytes() as f64 / 1048576.0,
         t.elapsed().as_secs_f64()
     );
     let threads = c
@@ -206,19 +222,8 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// Read bandwidth of this machine: sum a 64 MiB buffer, well above the caches (best of 5).
-fn measure_bandwidth() -> f64 {
-    let buf = vec![1u64; 8 << 20];
-    let mut best = 0f64;
-    for _ in 0..5 {
-        let t = Instant::now();
-        let s: u64 = buf.iter().fold(0u64, |a, &b| a.wrapping_add(b));
-        std::hint::black_box(s);
-        best = best.max((buf.len() * 8) as f64 / t.elapsed().as_secs_f64());
-    }
-    best
-}
-
+/// Read bandwidth of this machine with `threads` threads: each sums its share of a 512 MiB
+/// buffer, well above the caches, in the huge pages the weights get (best of 5).
 fn bench(a: BenchArgs) -> Result<()> {
     let (model, threads) = load(&a.common)?;
     let vocab = model.config.vocab_size;
@@ -279,7 +284,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         }
         tg = row(format!("tg{}", a.n_gen), &v);
     }
-    let bw = measure_bandwidth();
+    let bw = speed::read_bandwidth(threads);
     let per_token = model.bytes_per_token() as f64;
     println!(
         "\nweights read per token: {:.1} MiB; measured read bandwidth {:.1} GB/s -> decode bound {:.0} t/s{}",
@@ -288,7 +293,46 @@ fn bench(a: BenchArgs) -> Result<()> {
         bw / per_token,
         if tg > 0.0 { format!(" (tg reaches {:.0} % of it)", 100.0 * tg / (bw / per_token)) } else { String::new() }
     );
+    if a.kernels {
+        kernel_table(&model, threads, bw);
+    }
     Ok(())
+}
+
+/// Per weight type of the model: the decode matmul's speed in weight bytes/s on one of the
+/// model's own shapes, from memory (a 256 MiB matrix) and from cache (L2-sized), against the
+/// read bandwidth; and the time per token that type's bytes take at that speed.
+fn kernel_table(model: &Model, threads: usize, bw: f64) {
+    let cols = model.config.hidden_size as usize;
+    let t = Duration::from_millis(700);
+    println!("\n| type | MiB/token | decode GB/s (256 MiB matrix) | % of bandwidth | decode GB/s (L2-sized) | ms/token |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let mut ms = 0.0;
+    for (ty, bytes) in model.matmul_bytes() {
+        let row_bytes = (cols as u64 / ty.block_size() * ty.type_size()) as usize;
+        let shape = |rows: usize| speed::MatmulShape {
+            ty,
+            rows: rows.next_multiple_of(16),
+            cols,
+            n: 1,
+            packed: true,
+        };
+        let mem = speed::matmul_bytes_per_s(shape((256 << 20) / row_bytes), threads, t);
+        let l2 = speed::matmul_bytes_per_s(shape((256 << 10) / row_bytes), threads, t);
+        let type_ms = 1e3 * bytes as f64 / mem;
+        ms += type_ms;
+        println!(
+            "| {ty} | {:.1} | {:.1} | {:.0} | {:.1} | {type_ms:.2} |",
+            bytes as f64 / 1048576.0,
+            mem / 1e9,
+            100.0 * mem / bw,
+            l2 / 1e9
+        );
+    }
+    println!(
+        "matmuls alone at these speeds: {ms:.2} ms/token = {:.0} t/s",
+        1e3 / ms
+    );
 }
 
 fn session_isa_name() -> &'static str {

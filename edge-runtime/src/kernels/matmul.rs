@@ -10,13 +10,15 @@ use super::{
     QK, QK_K, ROWS16,
 };
 
-/// A weight matrix inside the mapped file: `rows` rows of `cols` elements of type `ty`.
+/// A weight matrix inside the mapped file: `rows` rows of `cols` elements of type `ty`, and
+/// where the model made one, the same matrix [`repack`](super::repack)ed.
 #[derive(Debug, Clone, Copy)]
 pub struct QMatrix<'a> {
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
+    pub packed: Option<&'a [u8]>,
 }
 
 impl QMatrix<'_> {
@@ -138,6 +140,7 @@ pub fn matmul(
             eight: isa.row_dot8(m.w.ty),
             tile: isa.tile4x4(m.w.ty),
             x16: isa.rows16(m.w.ty),
+            packed16: m.w.packed.and(isa.packed16(m.w.ty)),
         };
         *slot = Some((SyncPtr(m.out.as_mut_ptr()), m.w, ks));
     }
@@ -171,6 +174,8 @@ struct Kernels {
     eight: Option<RowDot8>,
     tile: Option<Tile4x4>,
     x16: Option<Dot16>,
+    /// Set only for matrices that have a packed copy.
+    packed16: Option<Dot16>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -190,6 +195,14 @@ fn rows_kernel(
     let (k, k4) = (ks.one, ks.four);
     let (nb, nbk) = (cols / QK, cols / QK_K);
     let mut rows = rows;
+    // Packed groups of 16 rows, where this range starts on a group (the rest below).
+    if let (Some(k16), Some(packed), 0) = (ks.packed16, w.packed, rows.start % ROWS16) {
+        let wp = QMatrix { data: packed, ..*w };
+        match k16 {
+            Dot16::Q8(k16) => rows16(k16, &wp, q8, nb, n, &mut rows, out),
+            Dot16::Q8K(k16) => rows16(k16, &wp, q8k, nbk, n, &mut rows, out),
+        }
+    }
     // AVX-512: 16 weight rows at a time, against 4 activation rows and then the rest one by one.
     match ks.x16.filter(|k| n >= 4 || k.decode()) {
         Some(Dot16::Q8(k16)) => rows16(k16, w, q8, nb, n, &mut rows, out),

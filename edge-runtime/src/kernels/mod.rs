@@ -12,7 +12,9 @@ pub mod matmul;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod pool;
+pub mod repack;
 pub mod scalar;
+pub mod speed;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
@@ -259,6 +261,17 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if self.avx512 {
             return x86_512::rows16(ty);
+        }
+        let _ = ty;
+        None
+    }
+
+    /// 16-row kernels over [`repack`]ed groups of `ty`, where they exist for this instruction
+    /// set.
+    pub fn packed16(&self, ty: GgmlType) -> Option<Dot16> {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            return x86_512::packed16(ty);
         }
         let _ = ty;
         None

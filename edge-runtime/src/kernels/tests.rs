@@ -264,12 +264,14 @@ fn simd_tile_kernels_equal_scalar_bit_for_bit() {
 /// One [`Rows16`] kernel against its scalar twin, bit for bit, for 1 and 4 activation rows, on
 /// exactly 16 rows (the last row ends the buffer, as at the end of a matrix).
 #[cfg(target_arch = "x86_64")]
+/// With `packed`, the kernel reads the rows [`repack`]ed.
 fn check16<A: Clone + Default>(
     ty: GgmlType,
     k: Rows16<A>,
     twin: fn(&[u8], &[A]) -> f32,
     qa: fn(&[f32], &mut [A]),
     block: usize,
+    packed: bool,
 ) {
     for (n, seed) in [(576, 1u64), (1536, 2)] {
         if n % block != 0 {
@@ -277,10 +279,12 @@ fn check16<A: Clone + Default>(
         }
         let w = quant::quantize_to_vec(ty, &random(ROWS16 * n, seed * 5 + 1)).expect("quantize");
         let rb = w.len() / ROWS16;
+        let p = packed.then(|| repack::pack(ty, &w, ROWS16, n, 1).expect("packs"));
+        let kw = p.as_ref().map_or(&w[..], |p| p.as_slice());
         let xs = act_rows(4, n, block, qa, |t| seed * 5 + 2 + 7 * t);
-        let four = (k.four)(&w, rb, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+        let four = (k.four)(kw, rb, [&xs[0], &xs[1], &xs[2], &xs[3]]);
         for t in 0..4 {
-            let one = (k.one)(&w, rb, &xs[t]);
+            let one = (k.one)(kw, rb, &xs[t]);
             for r in 0..ROWS16 {
                 let want = twin(&w[r * rb..(r + 1) * rb], &xs[t]).to_bits();
                 assert_eq!(
@@ -311,28 +315,72 @@ fn avx512_16_row_kernels_equal_scalar_bit_for_bit() {
         match (ty, isa.rows16(ty)) {
             (_, None) => continue,
             (GgmlType::Q4_0, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q4_0, quantize_q8, QK)
+                check16(ty, k, scalar::dot_q4_0, quantize_q8, QK, false)
             }
             (GgmlType::Q4_1, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q4_1, quantize_q8, QK)
+                check16(ty, k, scalar::dot_q4_1, quantize_q8, QK, false)
             }
             (GgmlType::Q5_1, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q5_1, quantize_q8, QK)
+                check16(ty, k, scalar::dot_q5_1, quantize_q8, QK, false)
             }
             (GgmlType::Q5_0, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q5_0, quantize_q8, QK)
+                check16(ty, k, scalar::dot_q5_0, quantize_q8, QK, false)
             }
             (GgmlType::Q8_0, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q8_0, quantize_q8, QK)
+                check16(ty, k, scalar::dot_q8_0, quantize_q8, QK, false)
             }
             (GgmlType::Q4_K, Some(Dot16::Q8K(k))) => {
-                check16(ty, k, scalar::dot_q4_k_seq, quantize_q8k, QK_K)
+                check16(ty, k, scalar::dot_q4_k_seq, quantize_q8k, QK_K, false)
+            }
+            (GgmlType::Q5_K, Some(Dot16::Q8K(k))) => {
+                check16(ty, k, scalar::dot_q5_k, quantize_q8k, QK_K, false)
+            }
+            (GgmlType::Q6_K, Some(Dot16::Q8K(k))) => {
+                check16(ty, k, scalar::dot_q6_k, quantize_q8k, QK_K, false)
             }
             _ => panic!("{ty}: a 16-row kernel without a scalar twin in this test"),
         }
         checked.push(ty);
     }
-    assert_eq!(checked.len(), 6, "16-row kernels tested: {checked:?}");
+    assert_eq!(checked.len(), 8, "16-row kernels tested: {checked:?}");
+}
+
+/// The AVX-512 kernels over packed rows give each (activation row, weight row) exactly their
+/// scalar twin's result.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_packed_kernels_equal_scalar_bit_for_bit() {
+    let isa = Isa::detect();
+    if !isa.avx512 {
+        return test_support::skip(
+            "edge-runtime::avx512_packed_kernels_equal_scalar_bit_for_bit",
+            "this CPU has no AVX-512F/BW/VNNI",
+        );
+    }
+    let mut checked = vec![];
+    for ty in types() {
+        match (ty, isa.packed16(ty)) {
+            (_, None) => continue,
+            (GgmlType::Q4_0, Some(Dot16::Q8(k))) => {
+                check16(ty, k, scalar::dot_q4_0, quantize_q8, QK, true)
+            }
+            (GgmlType::Q8_0, Some(Dot16::Q8(k))) => {
+                check16(ty, k, scalar::dot_q8_0, quantize_q8, QK, true)
+            }
+            (GgmlType::Q4_K, Some(Dot16::Q8K(k))) => {
+                check16(ty, k, scalar::dot_q4_k_seq, quantize_q8k, QK_K, true)
+            }
+            (GgmlType::Q5_K, Some(Dot16::Q8K(k))) => {
+                check16(ty, k, scalar::dot_q5_k, quantize_q8k, QK_K, true)
+            }
+            (GgmlType::Q6_K, Some(Dot16::Q8K(k))) => {
+                check16(ty, k, scalar::dot_q6_k, quantize_q8k, QK_K, true)
+            }
+            _ => panic!("{ty}: a packed kernel without a scalar twin in this test"),
+        }
+        checked.push(ty);
+    }
+    assert_eq!(checked.len(), 5, "packed kernels tested: {checked:?}");
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -430,6 +430,29 @@ impl GgufFile {
         &self.mmap
     }
 
+    /// Tells the kernel that the whole pages inside `range` of the file will not be read soon,
+    /// so they stop counting in this process's resident memory (a reader that copied them,
+    /// repacked, no longer needs them). Later reads still see the file's bytes: the map is
+    /// read-only and file-backed, so the pages come back from the page cache. A hint: errors
+    /// are ignored.
+    pub fn release_pages(&self, range: std::ops::Range<usize>) {
+        let page = 4096;
+        let start = range.start.next_multiple_of(page);
+        let end = range.end.min(self.mmap.len()) / page * page;
+        if end > start {
+            // SAFETY: on a read-only, file-backed map MADV_DONTNEED only drops clean pages,
+            // which later accesses fault in again from the file: no byte the slices borrowed
+            // from this map show ever changes.
+            let _ = unsafe {
+                self.mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                )
+            };
+        }
+    }
+
     /// An error about this file's contents that is not a byte-level format error
     /// (a missing key, a wrong shape).
     pub fn invalid(&self, message: impl Into<String>) -> GgufError {
