@@ -298,8 +298,33 @@ fn check16<A: Clone + Default>(
     }
 }
 
+/// Every 16-row kernel `kernel` hands out, against its scalar twin (weights packed where
+/// `packed`); returns the types checked.
+#[cfg(target_arch = "x86_64")]
+fn check_all16(kernel: impl Fn(GgmlType) -> Option<Dot16>, packed: bool) -> Vec<GgmlType> {
+    let mut checked = vec![];
+    for ty in types() {
+        let Some(k) = kernel(ty) else { continue };
+        let q8 = |k, twin| check16(ty, k, twin, quantize_q8, QK, packed);
+        let q8k = |k, twin| check16(ty, k, twin, quantize_q8k, QK_K, packed);
+        match (ty, k) {
+            (GgmlType::Q4_0, Dot16::Q8(k)) => q8(k, scalar::dot_q4_0),
+            (GgmlType::Q4_1, Dot16::Q8(k)) => q8(k, scalar::dot_q4_1),
+            (GgmlType::Q5_0, Dot16::Q8(k)) => q8(k, scalar::dot_q5_0),
+            (GgmlType::Q5_1, Dot16::Q8(k)) => q8(k, scalar::dot_q5_1),
+            (GgmlType::Q8_0, Dot16::Q8(k)) => q8(k, scalar::dot_q8_0),
+            (GgmlType::Q4_K, Dot16::Q8K(k)) => q8k(k, scalar::dot_q4_k_seq),
+            (GgmlType::Q5_K, Dot16::Q8K(k)) => q8k(k, scalar::dot_q5_k),
+            (GgmlType::Q6_K, Dot16::Q8K(k)) => q8k(k, scalar::dot_q6_k),
+            _ => panic!("{ty}: a 16-row kernel without a scalar twin in this test"),
+        }
+        checked.push(ty);
+    }
+    checked
+}
+
 /// The AVX-512 16-row kernels give each (activation row, weight row) exactly their scalar
-/// twin's result.
+/// twin's result, from the file's layout and from packed rows.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx512_16_row_kernels_equal_scalar_bit_for_bit() {
@@ -310,77 +335,10 @@ fn avx512_16_row_kernels_equal_scalar_bit_for_bit() {
             "this CPU has no AVX-512F/BW/VNNI",
         );
     }
-    let mut checked = vec![];
-    for ty in types() {
-        match (ty, isa.rows16(ty)) {
-            (_, None) => continue,
-            (GgmlType::Q4_0, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q4_0, quantize_q8, QK, false)
-            }
-            (GgmlType::Q4_1, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q4_1, quantize_q8, QK, false)
-            }
-            (GgmlType::Q5_1, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q5_1, quantize_q8, QK, false)
-            }
-            (GgmlType::Q5_0, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q5_0, quantize_q8, QK, false)
-            }
-            (GgmlType::Q8_0, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q8_0, quantize_q8, QK, false)
-            }
-            (GgmlType::Q4_K, Some(Dot16::Q8K(k))) => {
-                check16(ty, k, scalar::dot_q4_k_seq, quantize_q8k, QK_K, false)
-            }
-            (GgmlType::Q5_K, Some(Dot16::Q8K(k))) => {
-                check16(ty, k, scalar::dot_q5_k, quantize_q8k, QK_K, false)
-            }
-            (GgmlType::Q6_K, Some(Dot16::Q8K(k))) => {
-                check16(ty, k, scalar::dot_q6_k, quantize_q8k, QK_K, false)
-            }
-            _ => panic!("{ty}: a 16-row kernel without a scalar twin in this test"),
-        }
-        checked.push(ty);
-    }
-    assert_eq!(checked.len(), 8, "16-row kernels tested: {checked:?}");
-}
-
-/// The AVX-512 kernels over packed rows give each (activation row, weight row) exactly their
-/// scalar twin's result.
-#[cfg(target_arch = "x86_64")]
-#[test]
-fn avx512_packed_kernels_equal_scalar_bit_for_bit() {
-    let isa = Isa::detect();
-    if !isa.avx512 {
-        return test_support::skip(
-            "edge-runtime::avx512_packed_kernels_equal_scalar_bit_for_bit",
-            "this CPU has no AVX-512F/BW/VNNI",
-        );
-    }
-    let mut checked = vec![];
-    for ty in types() {
-        match (ty, isa.packed16(ty)) {
-            (_, None) => continue,
-            (GgmlType::Q4_0, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q4_0, quantize_q8, QK, true)
-            }
-            (GgmlType::Q8_0, Some(Dot16::Q8(k))) => {
-                check16(ty, k, scalar::dot_q8_0, quantize_q8, QK, true)
-            }
-            (GgmlType::Q4_K, Some(Dot16::Q8K(k))) => {
-                check16(ty, k, scalar::dot_q4_k_seq, quantize_q8k, QK_K, true)
-            }
-            (GgmlType::Q5_K, Some(Dot16::Q8K(k))) => {
-                check16(ty, k, scalar::dot_q5_k, quantize_q8k, QK_K, true)
-            }
-            (GgmlType::Q6_K, Some(Dot16::Q8K(k))) => {
-                check16(ty, k, scalar::dot_q6_k, quantize_q8k, QK_K, true)
-            }
-            _ => panic!("{ty}: a packed kernel without a scalar twin in this test"),
-        }
-        checked.push(ty);
-    }
-    assert_eq!(checked.len(), 5, "packed kernels tested: {checked:?}");
+    let file = check_all16(|ty| isa.rows16(ty), false);
+    assert_eq!(file.len(), 8, "16-row kernels tested: {file:?}");
+    let packed = check_all16(|ty| isa.packed16(ty), true);
+    assert_eq!(packed.len(), 5, "packed kernels tested: {packed:?}");
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -17,11 +17,10 @@ use base::{store, store_n};
 use kquant::{q4_k_rows, q5_k_rows, q6_k_rows};
 use q32::{q4_0_rows, q4_1_rows, q5_0_rows, q5_1_rows, q8_0_rows};
 
-use super::{BlockQ8, BlockQ8K, Dot16, Rows16, ROWS16 as ROWS};
+use super::{BlockQ8, BlockQ8K, Dot16, Rows16, Rows16x4, ROWS16 as ROWS};
 use llama_spec::gguf::GgmlType;
 
 pub fn rows16(ty: GgmlType) -> Option<Dot16> {
-    let q8 = |one, four, decode| Dot16::Q8(Rows16 { one, four, decode });
     Some(match ty {
         GgmlType::Q4_0 => q8(q4_0_1, q4_0_4, true),
         // Measured: Q8_0's 32 bytes a block make the transposes cost more than the AVX2 decode
@@ -30,21 +29,9 @@ pub fn rows16(ty: GgmlType) -> Option<Dot16> {
         GgmlType::Q5_0 => q8(q5_0_1, q5_0_4, true),
         GgmlType::Q4_1 => q8(q4_1_1, q4_1_4, true),
         GgmlType::Q5_1 => q8(q5_1_1, q5_1_4, true),
-        GgmlType::Q4_K => Dot16::Q8K(Rows16 {
-            one: q4_k_1,
-            four: q4_k_4,
-            decode: true,
-        }),
-        GgmlType::Q5_K => Dot16::Q8K(Rows16 {
-            one: q5_k_1,
-            four: q5_k_4,
-            decode: true,
-        }),
-        GgmlType::Q6_K => Dot16::Q8K(Rows16 {
-            one: q6_k_1,
-            four: q6_k_4,
-            decode: true,
-        }),
+        GgmlType::Q4_K => q8k(q4_k_1, q4_k_4),
+        GgmlType::Q5_K => q8k(q5_k_1, q5_k_4),
+        GgmlType::Q6_K => q8k(q6_k_1, q6_k_4),
         _ => return None,
     })
 }
@@ -52,32 +39,27 @@ pub fn rows16(ty: GgmlType) -> Option<Dot16> {
 /// Kernels over packed groups of 16 rows ([`super::repack`]), where they exist: the same
 /// arithmetic as [`rows16`]'s, from the packed layout.
 pub fn packed16(ty: GgmlType) -> Option<Dot16> {
-    let q8 = |one, four| {
-        Dot16::Q8(Rows16 {
-            one,
-            four,
-            decode: true,
-        })
-    };
     Some(match ty {
-        GgmlType::Q4_0 => q8(q4_0p_1, q4_0p_4),
-        GgmlType::Q8_0 => q8(q8_0p_1, q8_0p_4),
-        GgmlType::Q4_K => Dot16::Q8K(Rows16 {
-            one: q4_kp_1,
-            four: q4_kp_4,
-            decode: true,
-        }),
-        GgmlType::Q5_K => Dot16::Q8K(Rows16 {
-            one: q5_kp_1,
-            four: q5_kp_4,
-            decode: true,
-        }),
-        GgmlType::Q6_K => Dot16::Q8K(Rows16 {
-            one: q6_kp_1,
-            four: q6_kp_4,
-            decode: true,
-        }),
+        GgmlType::Q4_0 => q8(q4_0p_1, q4_0p_4, true),
+        GgmlType::Q8_0 => q8(q8_0p_1, q8_0p_4, true),
+        GgmlType::Q4_K => q8k(q4_kp_1, q4_kp_4),
+        GgmlType::Q5_K => q8k(q5_kp_1, q5_kp_4),
+        GgmlType::Q6_K => q8k(q6_kp_1, q6_kp_4),
         _ => return None,
+    })
+}
+
+type One<A> = fn(&[u8], usize, &[A]) -> [f32; ROWS];
+
+fn q8(one: One<BlockQ8>, four: Rows16x4<BlockQ8>, decode: bool) -> Dot16 {
+    Dot16::Q8(Rows16 { one, four, decode })
+}
+
+fn q8k(one: One<BlockQ8K>, four: Rows16x4<BlockQ8K>) -> Dot16 {
+    Dot16::Q8K(Rows16 {
+        one,
+        four,
+        decode: true,
     })
 }
 
