@@ -299,34 +299,39 @@ fn bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Per weight type of the model: the decode matmul's speed in weight bytes/s on one of the
-/// model's own shapes, from memory (a 256 MiB matrix) and from cache (L2-sized), against the
-/// read bandwidth; and the time per token that type's bytes take at that speed.
+/// Per weight type of the model: the decode matmul's speed in weight bytes/s on the model's
+/// hidden size, from memory (a 256 MiB matrix) and from cache (L2-sized), against the read
+/// bandwidth, and the time per token that type's bytes take at that speed; and the prefill
+/// matmul's speed (64 tokens, 64 MiB matrix) in weight bytes x tokens per second.
 fn kernel_table(model: &Model, threads: usize, bw: f64) {
     let cols = model.config.hidden_size as usize;
     let t = Duration::from_millis(700);
-    println!("\n| type | MiB/token | decode GB/s (256 MiB matrix) | % of bandwidth | decode GB/s (L2-sized) | ms/token |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "\n| type | MiB/token | decode GB/s (256 MiB matrix) | % of bandwidth | decode GB/s (L2-sized) | ms/token | prefill GB/s x tokens |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut ms = 0.0;
     for (ty, bytes) in model.matmul_bytes() {
         let row_bytes = (cols as u64 / ty.block_size() * ty.type_size()) as usize;
-        let shape = |rows: usize| speed::MatmulShape {
+        let shape = |bytes: usize, n: usize| speed::MatmulShape {
             ty,
-            rows: rows.next_multiple_of(16),
+            rows: (bytes / row_bytes).next_multiple_of(16),
             cols,
-            n: 1,
+            n,
             packed: true,
         };
-        let mem = speed::matmul_bytes_per_s(shape((256 << 20) / row_bytes), threads, t);
-        let l2 = speed::matmul_bytes_per_s(shape((256 << 10) / row_bytes), threads, t);
+        let mem = speed::matmul_bytes_per_s(shape(256 << 20, 1), threads, t);
+        let l2 = speed::matmul_bytes_per_s(shape(256 << 10, 1), threads, t);
+        let pp = 64.0 * speed::matmul_bytes_per_s(shape(64 << 20, 64), threads, t);
         let type_ms = 1e3 * bytes as f64 / mem;
         ms += type_ms;
         println!(
-            "| {ty} | {:.1} | {:.1} | {:.0} | {:.1} | {type_ms:.2} |",
+            "| {ty} | {:.1} | {:.1} | {:.0} | {:.1} | {type_ms:.2} | {:.0} |",
             bytes as f64 / 1048576.0,
             mem / 1e9,
             100.0 * mem / bw,
-            l2 / 1e9
+            l2 / 1e9,
+            pp / 1e9
         );
     }
     println!(

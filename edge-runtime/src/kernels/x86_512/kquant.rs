@@ -147,16 +147,64 @@ pub(super) fn k4_mins_dot(mnp: &[__m512i; 4], y: &BlockQ8K) -> __m512i {
     mins
 }
 
-/// Words `w..w + 8` of one block for the 16 rows (see [`words4`]).
-///
-/// # Safety
-/// Those words of the 16 rows must be readable.
+/// The first `WORDS` words of one block for 16 rows, word `j` as one vector (lane `r`: row
+/// `r`'s word `j`): read in place from a packed block, or transposed once from the file's
+/// layout into a buffer, so that kernels can take single words in any order.
+pub(super) struct Body<const PACKED: bool, const WORDS: usize> {
+    p: *const u8,
+    words: [__m512i; WORDS],
+}
+
+impl<const PACKED: bool, const WORDS: usize> Body<PACKED, WORDS> {
+    /// # Safety
+    /// Words `0..WORDS` of the block at `p` (its body; rows `rb` apart in the file's layout)
+    /// must be readable for the 16 rows.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn new(p: *const u8, rb: usize) -> Self {
+        let mut words = [_mm512_setzero_si512(); WORDS];
+        if !PACKED {
+            for g in 0..WORDS / 4 {
+                // SAFETY: the caller's promise (WORDS is a multiple of 4 here).
+                let x = unsafe { words4::<false>(p, rb, 4 * g) };
+                words[4 * g..4 * g + 4].copy_from_slice(&x);
+            }
+        }
+        Self { p, words }
+    }
+
+    /// Word `j` of the 16 rows.
+    ///
+    /// # Safety
+    /// `j < WORDS`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn word(&self, j: usize) -> __m512i {
+        if PACKED {
+            // SAFETY: j < WORDS, and `new`'s caller promised those words readable.
+            unsafe { load64(self.p.add(64 * j)) }
+        } else {
+            self.words[j]
+        }
+    }
+}
+
+/// Bit `b` of every byte of `x` moved to bit 4 (other bits: garbage for a 0x10 mask).
 #[inline]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn words8<const PACKED: bool>(p: *const u8, rb: usize, w: usize) -> [__m512i; 8] {
-    // SAFETY: the caller's promise.
-    let (a, b) = unsafe { (words4::<PACKED>(p, rb, w), words4::<PACKED>(p, rb, w + 4)) };
-    [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+fn bit_to_4(x: __m512i, b: usize) -> __m512i {
+    // Shifts of 32-bit lanes: what crosses from a neighbouring byte lands below bit 4 (left
+    // shifts by up to 4) or above it (right shifts by up to 3).
+    match b {
+        0 => _mm512_slli_epi32::<4>(x),
+        1 => _mm512_slli_epi32::<3>(x),
+        2 => _mm512_slli_epi32::<2>(x),
+        3 => _mm512_slli_epi32::<1>(x),
+        4 => x,
+        5 => _mm512_srli_epi32::<1>(x),
+        6 => _mm512_srli_epi32::<2>(x),
+        _ => _mm512_srli_epi32::<3>(x),
+    }
 }
 
 /// Q5_K in ggml's 8-lane arithmetic (`scalar::dot_q5_k`; llama.cpp does not repack Q5_K):
@@ -171,7 +219,7 @@ pub(super) fn q5_k_rows<const N: usize, const PACKED: bool>(
 ) -> [__m512; N] {
     let nb = rb / 176;
     assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
-    let (m4, m1) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(0x01));
+    let (m4, m10) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(0x10));
     let mut acc = [[_mm512_setzero_ps(); 8]; N];
     let mut summs = [_mm512_setzero_ps(); N];
     let mut blocks = Blocks::<PACKED, 0>::new(w, rb, 176);
@@ -179,56 +227,50 @@ pub(super) fn q5_k_rows<const N: usize, const PACKED: bool>(
         let (p, _) = blocks.block(i);
         // SAFETY: words 0..44 of block i of each of the 16 rows lie inside `w` (checked in
         // `Blocks::new`): d and dmin, 12 bytes of scales, 32 of fifth bits, 128 of nibbles.
-        let (dm, s, qh) = unsafe {
-            (
-                word::<PACKED>(p, rb, 0),
-                words4::<PACKED>(p, rb, 1),
-                words8::<PACKED>(p, rb, 4),
-            )
-        };
+        let (dm, s) = unsafe { (word::<PACKED>(p, rb, 0), words4::<PACKED>(p, rb, 1)) };
         let (dw, mw) = (f16_lo(dm), f16_lo(_mm512_srli_epi32::<16>(dm)));
         let (sc, mnp) = k4_scales_mins(s);
-        let mut lanes = [[_mm512_setzero_si512(); 8]; N];
-        for j in 0..4 {
-            prefetch_next(w, rb, 4 * i + j, 4 * nb);
-            // SAFETY: as above.
-            let q = unsafe { words8::<PACKED>(p, rb, 12 + 8 * j) };
-            let (lo_bit, hi_bit) = (
-                _mm_cvtsi32_si128(2 * j as i32),
-                _mm_cvtsi32_si128(2 * j as i32 + 1),
-            );
-            let (mut lo, mut hi) = ([_mm512_setzero_si512(); 8], [_mm512_setzero_si512(); 8]);
-            for k in 0..8 {
-                let h0 = _mm512_and_si512(_mm512_srl_epi32(qh[k], lo_bit), m1);
-                let h1 = _mm512_and_si512(_mm512_srl_epi32(qh[k], hi_bit), m1);
-                lo[k] = _mm512_or_si512(_mm512_and_si512(q[k], m4), _mm512_slli_epi32::<4>(h0));
-                hi[k] = _mm512_or_si512(
-                    _mm512_and_si512(_mm512_srli_epi32::<4>(q[k]), m4),
-                    _mm512_slli_epi32::<4>(h1),
+        // SAFETY: words 4..44 of block i of each row lie in `w` (as above).
+        let body = unsafe { Body::<PACKED, 44>::new(p, rb) };
+        let d: [__m512; N] =
+            std::array::from_fn(|t| _mm512_mul_ps(dw, _mm512_set1_ps(acts[t][i].d)));
+        // Lane k at a time: its 8 products per row and token are summed exactly in integers,
+        // then folded in with one FMA; few registers live, so 4 tokens do not spill.
+        for k in 0..8 {
+            // SAFETY: words 4 + k and 12 + 8j + k are below 44.
+            let qh = unsafe { body.word(4 + k) };
+            let mut lane = [_mm512_setzero_si512(); N];
+            for j in 0..4 {
+                if j % 2 == 0 {
+                    prefetch_next(w, rb, 16 * i + 2 * k + j / 2, 16 * nb);
+                }
+                // SAFETY: as above.
+                let q = unsafe { body.word(12 + 8 * j + k) };
+                // Elements 64j + 4k.. (low nibbles, fifth bit 2j) and 64j + 32 + 4k.. (high
+                // nibbles, fifth bit 2j + 1), unsigned 0..32.
+                let lo = merge(_mm512_and_si512(q, m4), bit_to_4(qh, 2 * j), m10);
+                let hi = merge(
+                    _mm512_and_si512(_mm512_srli_epi32::<4>(q), m4),
+                    bit_to_4(qh, 2 * j + 1),
+                    m10,
                 );
+                for t in 0..N {
+                    let qs = &acts[t][i].qs[64 * j..64 * j + 64];
+                    let zero = _mm512_setzero_si512();
+                    let l = _mm512_dpbusd_epi32(zero, lo, bcast4(qs, k));
+                    let h = _mm512_dpbusd_epi32(zero, hi, bcast4(qs, 8 + k));
+                    lane[t] = scaled_add(scaled_add(lane[t], l, sc[2 * j]), h, sc[2 * j + 1]);
+                }
             }
             for t in 0..N {
-                let qs = &acts[t][i].qs[64 * j..64 * j + 64];
-                for k in 0..8 {
-                    let l = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[k], bcast4(qs, k));
-                    let h = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[k], bcast4(qs, 8 + k));
-                    let scaled = _mm512_add_epi32(
-                        _mm512_mullo_epi32(l, sc[2 * j]),
-                        _mm512_mullo_epi32(h, sc[2 * j + 1]),
-                    );
-                    lanes[t][k] = _mm512_add_epi32(lanes[t][k], scaled);
-                }
+                acc[t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lane[t]), d[t], acc[t][k]);
             }
         }
         for t in 0..N {
             let y = &acts[t][i];
-            let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
             let dmin = _mm512_mul_ps(mw, _mm512_set1_ps(-y.d));
             let mins = _mm512_cvtepi32_ps(k4_mins_dot(&mnp, y));
             summs[t] = _mm512_fmadd_ps(dmin, mins, summs[t]);
-            for k in 0..8 {
-                acc[t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes[t][k]), d, acc[t][k]);
-            }
         }
     }
     let mut out = [_mm512_setzero_ps(); N];
@@ -238,8 +280,15 @@ pub(super) fn q5_k_rows<const N: usize, const PACKED: bool>(
     out
 }
 
-/// Selects the high i16 of every 32-bit lane in `_mm512_mask_blend_epi16`.
-pub(super) const HIGH16: __mmask32 = 0xAAAA_AAAA;
+/// `acc + dot * scale` per 32-bit lane, exactly, in one `vpdpwssd`, for a `dot` that fits an
+/// i16 (4 products of a 5- or 6-bit weight and an 8-bit activation: |4 x 63 x 128| < 2^15)
+/// and a `scale` whose high 16 bits are zero: the high halves' product is then 0 whatever
+/// `dot`'s sign extension holds.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vnni")]
+fn scaled_add(acc: __m512i, dot: __m512i, scale: __m512i) -> __m512i {
+    _mm512_dpwssd_epi32(acc, dot, scale)
+}
 
 /// `lo | (hi & mask)`, in one `vpternlogd`.
 #[inline]
@@ -285,32 +334,32 @@ pub(super) fn q6_k_rows<const N: usize, const PACKED: bool>(
             let up = _mm_cvtsi32_si128(24 - 8 * (j % 4) as i32);
             sc[j] = _mm512_srai_epi32::<24>(_mm512_sll_epi32(s[j / 4], up));
         }
-        // Scale pairs as i16 (chunk 2p's, chunk 2p + 1's) for half h and lanes 0..4 / 4..8.
-        let mut sp = [[[_mm512_setzero_si512(); 2]; 2]; 2];
-        for (h, sp) in sp.iter_mut().enumerate() {
-            for (p, sp) in sp.iter_mut().enumerate() {
-                for (half, sp) in sp.iter_mut().enumerate() {
-                    let (a, b) = (sc[8 * h + 4 * p + half], sc[8 * h + 4 * p + 2 + half]);
-                    *sp = _mm512_mask_blend_epi16(HIGH16, a, _mm512_slli_epi32::<16>(b));
+        // The scales as i16 with a zero high half, for `scaled_add`.
+        let sc16: [__m512i; 16] =
+            std::array::from_fn(|j| _mm512_and_si512(sc[j], _mm512_set1_epi32(0xffff)));
+        // SAFETY: words 0..48 (ql, then qh) of block i of each row lie in `w`.
+        let body = unsafe { Body::<PACKED, 48>::new(p, rb) };
+        let d: [__m512; N] =
+            std::array::from_fn(|t| _mm512_mul_ps(dw, _mm512_set1_ps(acts[t][i].d)));
+        // Lane k at a time (see `q5_k_rows`).
+        for k in 0..8 {
+            prefetch_next(w, rb, 16 * i + 2 * k, 16 * nb);
+            let mut lane = [_mm512_setzero_si512(); N];
+            for h in 0..2 {
+                if h == 1 {
+                    prefetch_next(w, rb, 16 * i + 2 * k + 1, 16 * nb);
                 }
-            }
-        }
-        let mut lanes = [[_mm512_setzero_si512(); 8]; N];
-        for h in 0..2 {
-            // SAFETY: words 0..48 (ql, then qh) of block i of each row lie in `w`.
-            let (ql0, ql1, qh) = unsafe {
-                let w8 = |a: usize| {
-                    let (x, y) = (words4::<PACKED>(p, rb, a), words4::<PACKED>(p, rb, a + 4));
-                    [x[0], x[1], x[2], x[3], y[0], y[1], y[2], y[3]]
-                };
-                (w8(16 * h), w8(16 * h + 8), w8(32 + 8 * h))
-            };
-            for k in 0..8 {
-                prefetch_next(w, rb, 16 * i + 8 * h + k, 16 * nb);
                 // Lane k of chunk q (elements 128h + 32q + 4k..): low 4 bits from ql (byte l
                 // or l + 32, low or high nibble), high 2 bits from qh's bits 2q, 2q + 1, moved
                 // to bits 4..6 by one shift each and merged under a mask (`vpternlogd`).
-                let (a, b, hb) = (ql0[k], ql1[k], qh[k]);
+                // SAFETY: words 16h + k, 16h + 8 + k and 32 + 8h + k are below 48.
+                let (a, b, hb) = unsafe {
+                    (
+                        body.word(16 * h + k),
+                        body.word(16 * h + 8 + k),
+                        body.word(32 + 8 * h + k),
+                    )
+                };
                 let lo2 = _mm512_and_si512(_mm512_srli_epi32::<4>(a), m4);
                 let lo3 = _mm512_and_si512(_mm512_srli_epi32::<4>(b), m4);
                 let v = [
@@ -321,32 +370,22 @@ pub(super) fn q6_k_rows<const N: usize, const PACKED: bool>(
                 ];
                 for t in 0..N {
                     let qs = &acts[t][i].qs[128 * h..128 * h + 128];
-                    let mut lane = lanes[t][k];
-                    for p in 0..2 {
-                        // Chunks 2p and 2p + 1: each dot fits an i16 (|4 x 63 x 128| < 2^15),
-                        // so one `vpmaddwd` scales and adds the pair.
-                        let zero = _mm512_setzero_si512();
-                        let d0 = _mm512_dpbusd_epi32(zero, v[2 * p], bcast4(&qs[64 * p..], k));
-                        let d1 =
-                            _mm512_dpbusd_epi32(zero, v[2 * p + 1], bcast4(&qs[64 * p + 32..], k));
-                        let pair = _mm512_mask_blend_epi16(HIGH16, d0, _mm512_slli_epi32::<16>(d1));
-                        lane = _mm512_add_epi32(lane, _mm512_madd_epi16(pair, sp[h][p][k / 4]));
+                    for q in 0..4 {
+                        let y = bcast4(&qs[32 * q..], k);
+                        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[q], y);
+                        lane[t] = scaled_add(lane[t], dot, sc16[8 * h + 2 * q + k / 4]);
                     }
-                    lanes[t][k] = lane;
                 }
             }
-        }
-        for t in 0..N {
-            let y = &acts[t][i];
-            let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
-            for k in 0..8 {
+            for t in 0..N {
+                let y = &acts[t][i];
                 // The -32 offset: lane k loses 32 (bsums[2k] sc[2k] + bsums[2k+1] sc[2k+1]).
                 let off = _mm512_add_epi32(
                     _mm512_mullo_epi32(_mm512_set1_epi32(y.bsums[2 * k] as i32), sc[2 * k]),
                     _mm512_mullo_epi32(_mm512_set1_epi32(y.bsums[2 * k + 1] as i32), sc[2 * k + 1]),
                 );
-                let lane = _mm512_sub_epi32(lanes[t][k], _mm512_slli_epi32::<5>(off));
-                acc[t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lane), d, acc[t][k]);
+                let l = _mm512_sub_epi32(lane[t], _mm512_slli_epi32::<5>(off));
+                acc[t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), d[t], acc[t][k]);
             }
         }
     }
