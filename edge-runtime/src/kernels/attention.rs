@@ -10,7 +10,7 @@
 use half::f16;
 
 use super::ggml_math::{dot_f16, reduce32, softmax_exp_sum};
-use super::pool::{split, SyncPtr, ThreadPool};
+use super::pool::{split, SyncPtr, ThreadPool, CHUNKS_PER_THREAD};
 use super::Isa;
 
 /// Maximum head dimension (Llama uses 64 or 128); checked at model load.
@@ -66,12 +66,14 @@ pub fn attention(pool: &ThreadPool, isa: &Isa, a: &Attn, scores: &mut [f32], out
     let scale = 1.0 / (hd as f32).sqrt();
     let out = SyncPtr(out.as_mut_ptr());
     let scores_all = SyncPtr(scores.as_mut_ptr());
-    let t_count = pool.n_threads();
     let isa = *isa;
-    pool.run(&|tid| {
-        // SAFETY: each thread owns its own slice of the scores buffer (size asserted).
+    let jobs = a.n_tokens * a.n_head;
+    let chunks = jobs.min(pool.n_threads() * CHUNKS_PER_THREAD);
+    pool.for_chunks(chunks, &|tid, c| {
+        // SAFETY: each thread owns its own slice of the scores buffer (size asserted), and runs
+        // one chunk at a time.
         let scores = unsafe { scores_all.slice(tid * per, per) };
-        for job in split(a.n_tokens * a.n_head, t_count, tid) {
+        for job in split(jobs, chunks, c) {
             let (t, hh) = (job / a.n_head, job % a.n_head);
             let h = Head {
                 q: &a.q[t * qd + hh * hd..t * qd + (hh + 1) * hd],

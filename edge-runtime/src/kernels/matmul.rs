@@ -4,7 +4,7 @@
 
 use llama_spec::gguf::GgmlType;
 
-use super::pool::{split, SyncPtr, ThreadPool};
+use super::pool::{split, SyncPtr, ThreadPool, CHUNKS_PER_THREAD};
 use super::{
     quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Dot16, Dot4, Isa, RowDot, RowDot8, Rows16, Tile4x4,
     QK, QK_K, ROWS16,
@@ -147,12 +147,13 @@ pub fn matmul(
     let outs = &jobs[..mats.len()];
     let total_rows: usize = outs.iter().flatten().map(|(_, w, _)| w.rows).sum();
     let (q8, q8k) = (&acts.q8[..], &acts.q8k[..]);
-    let t = pool.n_threads();
-    pool.run(&|tid| {
-        // Global row range of this thread across all matrices, in whole groups of 16 rows (so
-        // that the 8- and 16-row kernels see full groups; matrices have multiples of 16 rows).
-        let g = ROWS16;
-        let groups = split(total_rows.div_ceil(g), t, tid);
+    // Chunks of the global row range across all matrices, in whole groups of 16 rows (so that
+    // the 8- and 16-row kernels see full groups; matrices have multiples of 16 rows).
+    let g = ROWS16;
+    let n_groups = total_rows.div_ceil(g);
+    let chunks = n_groups.min(pool.n_threads() * CHUNKS_PER_THREAD);
+    pool.for_chunks(chunks, &|_, c| {
+        let groups = split(n_groups, chunks, c);
         let mine = (groups.start * g).min(total_rows)..(groups.end * g).min(total_rows);
         let mut base = 0;
         for (out, w, k) in outs.iter().flatten() {

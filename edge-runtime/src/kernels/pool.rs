@@ -1,6 +1,13 @@
 //! A persistent thread pool for the forward pass: workers live as long as the session, spin
 //! briefly between jobs (a decode step runs hundreds of small parallel regions) and then sleep.
 //! The calling thread is worker 0, so `n_threads = 1` means no extra threads at all.
+//!
+//! A job is a number of chunks that threads claim one at a time from a shared counter, so work
+//! goes to the threads that are running: when another process takes one of the cores, the
+//! descheduled worker's share is done by the others instead of every parallel region waiting
+//! a scheduler time slice for it. Once the caller has finished the last chunk the job is
+//! closed: a worker that wakes up later skips it, and the caller waits only for the workers
+//! still inside a chunk.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -8,13 +15,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-type Job = *const (dyn Fn(usize) + Sync);
+/// `f(tid, chunk)`.
+type Job = *const (dyn Fn(usize, usize) + Sync);
 
 struct Shared {
-    /// Bumped once per job; workers run the job when they see a new value.
+    /// Bumped once per job; workers join the job when they see a new value.
     epoch: AtomicUsize,
-    /// Workers that finished the current job.
-    done: AtomicUsize,
+    /// The last epoch whose job is closed (every chunk claimed and the caller done).
+    closed: AtomicUsize,
+    /// Threads inside a job.
+    active: AtomicUsize,
+    /// The current job's chunk count, and the next chunk to claim.
+    chunks: AtomicUsize,
+    next: AtomicUsize,
     job: UnsafeCell<Option<Job>>,
     stop: AtomicBool,
     panicked: AtomicBool,
@@ -23,10 +36,11 @@ struct Shared {
     wake: Condvar,
 }
 
-// SAFETY: `job` is written only by the owner thread while no job is running (all workers have
-// reported `done`), and read by workers only after observing the epoch bump that publishes it.
+// SAFETY: `job` is written only by the owner thread between jobs, and read by a worker only
+// after it has registered in `active` and seen the job open (see `worker`); the owner waits for
+// `active` to drain before it returns or writes `job` again.
 unsafe impl Sync for Shared {}
-// SAFETY: as above; the raw job pointer is only dereferenced while `run` keeps it alive.
+// SAFETY: as above; the raw job pointer is only dereferenced while `for_chunks` keeps it alive.
 unsafe impl Send for Shared {}
 
 pub struct ThreadPool {
@@ -37,11 +51,18 @@ pub struct ThreadPool {
 /// Spin iterations before a worker goes to sleep (~tens of microseconds).
 const SPIN: usize = 20_000;
 
+/// Chunks per thread in a job: enough that a slow thread's share can move to the others,
+/// few enough that claiming costs nothing next to a chunk.
+pub const CHUNKS_PER_THREAD: usize = 8;
+
 impl ThreadPool {
     pub fn new(n_threads: usize) -> Self {
         let shared = Arc::new(Shared {
             epoch: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
+            closed: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            chunks: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
             job: UnsafeCell::new(None),
             stop: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
@@ -65,32 +86,39 @@ impl ThreadPool {
         self.handles.len() + 1
     }
 
-    /// Run `f(tid)` on every thread (`tid` in `0..n_threads`), the caller being thread 0;
-    /// returns when all are done.
-    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
-        if self.handles.is_empty() {
-            f(0);
+    /// Runs `f(tid, c)` once for every chunk `c` in `0..chunks`, on the caller (`tid` 0) and the
+    /// workers that join while chunks remain (`tid` in `1..n_threads`, each on one thread at a
+    /// time, for per-thread scratch); returns when all are done.
+    pub fn for_chunks(&self, chunks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        if self.handles.is_empty() || chunks <= 1 {
+            for c in 0..chunks {
+                f(0, c);
+            }
             return;
         }
         let s = &*self.shared;
         // SAFETY: erasing the lifetime is sound because this function does not return before
-        // every worker has finished calling `f` (the `done` wait below), and workers never
-        // touch the pointer after reporting done.
-        let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(f) };
-        // SAFETY: no job is running (the previous `run` waited for all workers), so no worker
-        // reads `job` now.
+        // every worker that registered for this job has left it (the `active` wait below), and
+        // workers that register later see it closed and never touch the pointer.
+        let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize, usize) + Sync), Job>(f) };
+        // SAFETY: no worker reads `job` now: those of earlier jobs have left (`active` drained)
+        // or will find their job closed.
         unsafe { *s.job.get() = Some(job) };
-        s.done.store(0, Ordering::Relaxed);
-        // SeqCst pairs with the worker's `sleepers` increment (a store-load handshake).
-        s.epoch.fetch_add(1, Ordering::SeqCst);
+        s.chunks.store(chunks, Ordering::Relaxed);
+        s.next.store(0, Ordering::Relaxed);
+        // SeqCst pairs with the worker's `sleepers` increment (a store-load handshake), and
+        // publishes the job, its chunk count and counter.
+        let epoch = s.epoch.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        let main = catch_unwind(AssertUnwindSafe(|| f(0)));
-        let n = self.handles.len();
+        let main = catch_unwind(AssertUnwindSafe(|| claim_chunks(s, f, 0)));
+        // Every chunk is claimed: workers arriving from now on skip the job. SeqCst orders this
+        // against each worker's `active` increment and its read of `closed`.
+        s.closed.store(epoch, Ordering::SeqCst);
         let mut spins = 0u32;
-        while s.done.load(Ordering::Acquire) < n {
+        while s.active.load(Ordering::SeqCst) > 0 {
             // Spin briefly (the common case: workers finish within microseconds), then yield so
             // an oversubscribed machine can run the worker we are waiting for.
             if spins < 2_000 {
@@ -108,15 +136,22 @@ impl ThreadPool {
         }
     }
 
-    /// Split `0..n` into one contiguous range per thread and run `f(range)` on each.
+    /// Split `0..n` into contiguous ranges (a few per thread) and run `f(range)` on each.
     pub fn for_range(&self, n: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
-        let t = self.n_threads();
-        self.run(&|tid| {
-            let r = split(n, t, tid);
-            if !r.is_empty() {
-                f(r);
-            }
-        });
+        let chunks = n.min(self.n_threads() * CHUNKS_PER_THREAD);
+        self.for_chunks(chunks, &|_, c| f(split(n, chunks, c)));
+    }
+}
+
+/// Claims and runs chunks of the current job until none remain.
+fn claim_chunks(s: &Shared, f: &(dyn Fn(usize, usize) + Sync), tid: usize) {
+    let chunks = s.chunks.load(Ordering::Relaxed);
+    loop {
+        let c = s.next.fetch_add(1, Ordering::Relaxed);
+        if c >= chunks {
+            return;
+        }
+        f(tid, c);
     }
 }
 
@@ -159,17 +194,22 @@ fn worker(s: &Shared, tid: usize) {
         if s.stop.load(Ordering::Acquire) {
             return;
         }
-        // SAFETY: the epoch bump (Acquire above) published `job`, and `run` keeps the closure
-        // alive until this worker increments `done`.
-        let job = unsafe { *s.job.get() };
-        if let Some(job) = job {
-            // SAFETY: see above: the pointee outlives this call.
-            let f = unsafe { &*job };
-            if catch_unwind(AssertUnwindSafe(|| f(tid))).is_err() {
-                s.panicked.store(true, Ordering::Release);
+        // Register first, then look: the caller closes the job before it waits for `active`
+        // to drain, so either it sees this worker or this worker sees the job closed.
+        s.active.fetch_add(1, Ordering::SeqCst);
+        let open = (seen.wrapping_sub(s.closed.load(Ordering::SeqCst)) as isize) > 0;
+        if open {
+            // SAFETY: the epoch bump (Acquire above) published `job`, and the caller keeps the
+            // closure alive until `active` drains.
+            if let Some(job) = unsafe { *s.job.get() } {
+                // SAFETY: see above: the pointee outlives this call.
+                let f = unsafe { &*job };
+                if catch_unwind(AssertUnwindSafe(|| claim_chunks(s, f, tid))).is_err() {
+                    s.panicked.store(true, Ordering::Release);
+                }
             }
         }
-        s.done.fetch_add(1, Ordering::AcqRel);
+        s.active.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -225,16 +265,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_thread_runs_every_job() {
+    fn every_chunk_runs_exactly_once() {
         for n in [1, 2, 3, 5] {
             let pool = ThreadPool::new(n);
-            let hits = AtomicUsize::new(0);
-            for _ in 0..1000 {
-                pool.run(&|_| {
-                    hits.fetch_add(1, Ordering::Relaxed);
-                });
+            for chunks in [0, 1, 2, 7, 64] {
+                let hits: Vec<AtomicUsize> = (0..chunks).map(|_| AtomicUsize::new(0)).collect();
+                for _ in 0..300 {
+                    pool.for_chunks(chunks, &|tid, c| {
+                        assert!(tid < n);
+                        hits[c].fetch_add(1, Ordering::Relaxed);
+                    });
+                }
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 300));
             }
-            assert_eq!(hits.load(Ordering::Relaxed), 1000 * n);
         }
     }
 
@@ -257,26 +300,36 @@ mod tests {
     fn pool_sleeps_and_wakes() {
         let pool = ThreadPool::new(2);
         let hits = AtomicUsize::new(0);
-        pool.run(&|_| {
+        pool.for_chunks(2, &|_, _| {
             hits.fetch_add(1, Ordering::Relaxed);
         });
         std::thread::sleep(std::time::Duration::from_millis(50)); // workers park
-        pool.run(&|_| {
+        let tids: Vec<AtomicUsize> = (0..2).map(|_| AtomicUsize::new(0)).collect();
+        pool.for_chunks(64, &|tid, _| {
             hits.fetch_add(1, Ordering::Relaxed);
+            tids[tid].fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_micros(200));
         });
-        assert_eq!(hits.load(Ordering::Relaxed), 4);
+        assert_eq!(hits.load(Ordering::Relaxed), 66);
+        assert!(
+            tids[1].load(Ordering::Relaxed) > 0,
+            "the woken worker took chunks"
+        );
     }
 
     #[test]
     fn worker_panic_is_reported() {
         let pool = ThreadPool::new(2);
         let r = catch_unwind(AssertUnwindSafe(|| {
-            pool.run(&|tid| assert!(tid == 0, "boom"))
+            pool.for_chunks(64, &|tid, _| {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+                assert!(tid == 0, "boom")
+            })
         }));
         assert!(r.is_err());
         // The pool is still usable afterwards.
         let hits = AtomicUsize::new(0);
-        pool.run(&|_| {
+        pool.for_chunks(2, &|_, _| {
             hits.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(hits.load(Ordering::Relaxed), 2);
