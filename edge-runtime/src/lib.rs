@@ -41,7 +41,7 @@ mod text;
 
 pub use error::{Error, Result};
 pub use llama_spec::chat::Message;
-pub use model::{LoadOptions, Model};
+pub use model::{LoadOptions, MatmulBytes, Model};
 pub use perplexity::{perplexity, Perplexity};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{

@@ -23,6 +23,15 @@ pub struct LoadOptions {
     pub keep_file_layout: bool,
 }
 
+/// The weight bytes of one type that a token's matmuls read.
+#[derive(Debug, Clone, Copy)]
+pub struct MatmulBytes {
+    pub ty: GgmlType,
+    pub bytes: usize,
+    /// Columns of one matrix of this type.
+    pub cols: usize,
+}
+
 /// Where a weight matrix lives in the mapped file.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MatRef {
@@ -250,25 +259,29 @@ impl Model {
     pub fn bytes_per_token(&self) -> usize {
         let w = &self.w;
         let embd_row = w.token_embd.len / w.token_embd.rows.max(1);
-        embd_row + self.matmul_bytes().iter().map(|(_, n)| n).sum::<usize>()
+        embd_row + self.matmul_bytes().iter().map(|b| b.bytes).sum::<usize>()
     }
 
     /// Weight bytes the matmuls of one token read, per weight type (the output head included),
-    /// largest first.
-    pub fn matmul_bytes(&self) -> Vec<(GgmlType, usize)> {
+    /// largest first, with the width (`cols`) of one matrix of that type.
+    pub fn matmul_bytes(&self) -> Vec<MatmulBytes> {
         let w = &self.w;
-        let mut by_type: Vec<(GgmlType, usize)> = Vec::new();
+        let mut by_type: Vec<MatmulBytes> = Vec::new();
         let mats = w
             .layers
             .iter()
             .flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]);
         for m in mats.chain([w.output]) {
-            match by_type.iter_mut().find(|(t, _)| *t == m.ty) {
-                Some((_, n)) => *n += m.len,
-                None => by_type.push((m.ty, m.len)),
+            match by_type.iter_mut().find(|b| b.ty == m.ty) {
+                Some(b) => b.bytes += m.len,
+                None => by_type.push(MatmulBytes {
+                    ty: m.ty,
+                    bytes: m.len,
+                    cols: m.cols,
+                }),
             }
         }
-        by_type.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        by_type.sort_by_key(|b| std::cmp::Reverse(b.bytes));
         by_type
     }
 

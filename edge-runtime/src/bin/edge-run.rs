@@ -299,19 +299,20 @@ fn bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Per weight type of the model: the decode matmul's speed in weight bytes/s on the model's
-/// hidden size, from memory (a 256 MiB matrix) and from cache (L2-sized), against the read
-/// bandwidth, and the time per token that type's bytes take at that speed; and the prefill
-/// matmul's speed (64 tokens, 64 MiB matrix) in weight bytes x tokens per second.
+/// Per weight type of the model: the decode matmul's speed in weight bytes/s on one of the
+/// model's widths for that type, from memory (a 256 MiB matrix) and from cache (L2-sized),
+/// against the read bandwidth, and the time per token that type's bytes take at that speed;
+/// and the prefill matmul's speed (64 tokens, 64 MiB matrix) in weight bytes x tokens per
+/// second.
 fn kernel_table(model: &Model, threads: usize, bw: f64) {
-    let cols = model.config.hidden_size as usize;
     let t = Duration::from_millis(700);
     println!(
         "\n| type | MiB/token | decode GB/s (256 MiB matrix) | % of bandwidth | decode GB/s (L2-sized) | ms/token | prefill GB/s x tokens |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut ms = 0.0;
-    for (ty, bytes) in model.matmul_bytes() {
+    for b in model.matmul_bytes() {
+        let (ty, cols) = (b.ty, b.cols);
         let row_bytes = (cols as u64 / ty.block_size() * ty.type_size()) as usize;
         let shape = |bytes: usize, n: usize| speed::MatmulShape {
             ty,
@@ -323,11 +324,11 @@ fn kernel_table(model: &Model, threads: usize, bw: f64) {
         let mem = speed::matmul_bytes_per_s(shape(256 << 20, 1), threads, t);
         let l2 = speed::matmul_bytes_per_s(shape(256 << 10, 1), threads, t);
         let pp = 64.0 * speed::matmul_bytes_per_s(shape(64 << 20, 64), threads, t);
-        let type_ms = 1e3 * bytes as f64 / mem;
+        let type_ms = 1e3 * b.bytes as f64 / mem;
         ms += type_ms;
         println!(
             "| {ty} | {:.1} | {:.1} | {:.0} | {:.1} | {type_ms:.2} | {:.0} |",
-            bytes as f64 / 1048576.0,
+            b.bytes as f64 / 1048576.0,
             mem / 1e9,
             100.0 * mem / bw,
             l2 / 1e9,

@@ -44,6 +44,9 @@ pub fn packing(ty: GgmlType) -> Option<Packing> {
     };
     match ty {
         GgmlType::Q4_0 => p(18, 2, false),
+        GgmlType::Q4_1 => p(20, 4, false),
+        GgmlType::Q5_0 => p(22, 2, false),
+        GgmlType::Q5_1 => p(24, 4, false),
         GgmlType::Q8_0 => p(34, 2, false),
         GgmlType::Q4_K => p(144, 0, false),
         GgmlType::Q5_K => p(176, 0, false),

@@ -41,6 +41,9 @@ pub fn rows16(ty: GgmlType) -> Option<Dot16> {
 pub fn packed16(ty: GgmlType) -> Option<Dot16> {
     Some(match ty {
         GgmlType::Q4_0 => q8(q4_0p_1, q4_0p_4, true),
+        GgmlType::Q4_1 => q8(q4_1p_1, q4_1p_4, true),
+        GgmlType::Q5_0 => q8(q5_0p_1, q5_0p_4, true),
+        GgmlType::Q5_1 => q8(q5_1p_1, q5_1p_4, true),
         GgmlType::Q8_0 => q8(q8_0p_1, q8_0p_4, true),
         GgmlType::Q4_K => q8k(q4_kp_1, q4_kp_4),
         GgmlType::Q5_K => q8k(q5_kp_1, q5_kp_4),
@@ -96,6 +99,9 @@ entry_points! {
     BlockQ8K: q6_k_rows::<false>, q6_k_1, q6_k_4;
     BlockQ8: q4_0_rows::<true>, q4_0p_1, q4_0p_4;
     BlockQ8: q8_0_rows::<true>, q8_0p_1, q8_0p_4;
+    BlockQ8: q5_0_rows::<true>, q5_0p_1, q5_0p_4;
+    BlockQ8: q4_1_rows::<true>, q4_1p_1, q4_1p_4;
+    BlockQ8: q5_1_rows::<true>, q5_1p_1, q5_1p_4;
     BlockQ8K: q4_k_rows::<true>, q4_kp_1, q4_kp_4;
     BlockQ8K: q5_k_rows::<true>, q5_kp_1, q5_kp_4;
     BlockQ8K: q6_k_rows::<true>, q6_kp_1, q6_kp_4;
