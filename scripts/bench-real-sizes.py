@@ -4,8 +4,10 @@
 For each shape: a random-weight HF checkpoint of that shape (the Llama-3 tokenizer from
 assets/, tied embeddings as in Llama-3.2), converted by llama.cpp's own `convert_hf_to_gguf.py`
 (--outtype f16) and quantized by its `llama-quantize` to each type. Then, per file and thread
-count, `edge-run bench` and `llama-bench` alternated, median of --reps each, with the decode
-bound (measured read bandwidth / bytes of weights read per token) and each tool's share of it.
+count, `edge-run bench` and `llama-bench` alternated --rounds times (each reports the mean of
+--reps runs; the table takes the median over rounds), with the decode bound (read bandwidth
+measured by `edge-run bench`, median over rounds, / bytes of weights read per token) and each
+tool's share of it.
 
 Files are cached under target/bench-models/ (delete it to rebuild them).
 
@@ -14,7 +16,7 @@ Files are cached under target/bench-models/ (delete it to rebuild them).
     cmake --build build-native --target llama-bench llama-quantize
     LLAMA_CPP=.../vendor/llama.cpp LLAMA_BIN=.../vendor/llama.cpp/build-native/bin \\
         .venv/bin/python scripts/bench-real-sizes.py [--shapes 1b,3b] [--types q4_0,q4_k_m,...]
-        [--threads 1,2] [-p 128] [-n 64] [-r 3]
+        [--threads 1,2] [-p 128] [-n 64] [-r 3] [--rounds 3]
 """
 import argparse
 import json
@@ -145,12 +147,15 @@ def main():
     for shape in a.shapes.split(","):
         for ty, path in files(shape, a.types.split(","), llama_cpp, llama_bin).items():
             for t in map(int, a.threads.split(",")):
-                o, l, bound = [], [], None
+                o, l, bws = [], [], []
                 for _ in range(a.rounds):
-                    v, mib, bw, b = ours(path, t, a.p, a.n, a.reps)
+                    v, mib, bw, _ = ours(path, t, a.p, a.n, a.reps)
                     o.append(v)
+                    bws.append(bw)
                     l.append(theirs(path, t, a.p, a.n, a.reps, llama_bin))
-                    bound = (mib, bw, b)
+                # The bandwidth measure moves between runs: the median of the rounds'.
+                bw = statistics.median(bws)
+                bound = (mib, bw, bw * 1e9 / (mib * 1048576))
                 med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
                 pk, tk = f"pp{a.p}", f"tg{a.n}"
                 r = dict(shape=shape, type=ty, threads=t, pp_ours=med(o, pk), pp_lc=med(l, pk),
