@@ -215,6 +215,7 @@ fn options(p: Option<&EdgeGenParams>, cancel: &CancelToken) -> GenerateOptions {
         },
         stop: Vec::new(),
         cancel: cancel.clone(),
+        ..Default::default()
     }
 }
 

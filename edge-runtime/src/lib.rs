@@ -37,6 +37,7 @@ mod model;
 mod perplexity;
 mod sampler;
 mod session;
+mod speculative;
 mod text;
 
 pub use error::{Error, Result};
@@ -48,3 +49,4 @@ pub use session::{
     CancelToken, FinishReason, GenerateOptions, Generation, GenerationStats, Piece, Session,
     SessionOptions,
 };
+pub use speculative::Speculation;

@@ -1,5 +1,6 @@
 //! [`Session`]: one conversation's KV cache, and generation as a streaming iterator.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use crate::kernels::pool::ThreadPool;
 use crate::kernels::Isa;
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
+use crate::speculative::{self, Speculation};
 use crate::text::TextStream;
 
 /// Options for [`Session::new`].
@@ -63,6 +65,8 @@ pub struct GenerateOptions {
     /// Generation stops before any of these strings; they are not emitted.
     pub stop: Vec<String>,
     pub cancel: CancelToken,
+    /// Guess tokens ahead and check them in one pass; the text is the same as without.
+    pub speculation: Speculation,
 }
 
 impl Default for GenerateOptions {
@@ -72,6 +76,7 @@ impl Default for GenerateOptions {
             sampler: SamplerConfig::default(),
             stop: Vec::new(),
             cancel: CancelToken::new(),
+            speculation: Speculation::None,
         }
     }
 }
@@ -88,6 +93,19 @@ pub enum FinishReason {
     ContextFull,
 }
 
+impl std::fmt::Display for FinishReason {
+    /// In words, for people: "end of generation", "stop string", ...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::StopToken => "end of generation",
+            Self::StopString => "stop string",
+            Self::MaxTokens => "token limit",
+            Self::Cancelled => "cancelled",
+            Self::ContextFull => "context full",
+        })
+    }
+}
+
 /// Timing of one generation.
 #[derive(Debug, Clone, Default)]
 pub struct GenerationStats {
@@ -98,6 +116,9 @@ pub struct GenerationStats {
     pub prompt_time: Duration,
     pub generated_tokens: usize,
     pub generation_time: Duration,
+    /// Speculation: tokens guessed, and how many of them the model accepted.
+    pub drafted_tokens: usize,
+    pub accepted_tokens: usize,
 }
 
 impl GenerationStats {
@@ -106,6 +127,10 @@ impl GenerationStats {
     }
     pub fn tokens_per_second(&self) -> f64 {
         self.generated_tokens as f64 / self.generation_time.as_secs_f64().max(1e-9)
+    }
+    /// Share of guessed tokens the model accepted (0 when nothing was guessed).
+    pub fn acceptance_rate(&self) -> f64 {
+        self.accepted_tokens as f64 / self.drafted_tokens.max(1) as f64
     }
 }
 
@@ -121,6 +146,8 @@ pub struct Session {
     rope: RopeTable,
     tokens: Vec<u32>,
     has_logits: bool,
+    /// The draft model's session, for [`Speculation::DraftModel`].
+    draft: Option<Box<Session>>,
 }
 
 impl Session {
@@ -152,7 +179,21 @@ impl Session {
             scratch,
             rope,
             has_logits: false,
+            draft: None,
         })
+    }
+
+    /// Attach a smaller model with the same vocabulary for [`Speculation::DraftModel`]; it
+    /// gets its own cache of this session's size, threads and batch.
+    pub fn attach_draft_model(&mut self, draft: Arc<Model>) -> Result<()> {
+        speculative::check_vocabularies(&self.model, &draft)?;
+        self.draft = Some(Box::new(Session::new(draft, self.opts.clone())?));
+        Ok(())
+    }
+
+    /// The attached draft model, if any.
+    pub fn draft_model(&self) -> Option<&Arc<Model>> {
+        self.draft.as_ref().map(|d| &d.model)
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -325,6 +366,14 @@ impl Session {
     /// pieces as they are produced.
     pub fn generate(&mut self, prompt: &[u32], opts: GenerateOptions) -> Result<Generation<'_>> {
         let start = Instant::now();
+        if opts.speculation.max_draft() > 0
+            && matches!(opts.speculation, Speculation::DraftModel { .. })
+            && self.draft.is_none()
+        {
+            return Err(Error::Invalid(
+                "draft-model speculation needs a draft model (Session::attach_draft_model)".into(),
+            ));
+        }
         let reused = self.prefill(prompt)?;
         let stats = GenerationStats {
             prompt_tokens: prompt.len() - reused,
@@ -332,12 +381,17 @@ impl Session {
             prompt_time: start.elapsed(),
             ..GenerationStats::default()
         };
+        let max_draft = opts.speculation.max_draft().min(self.opts.n_batch - 1);
         Ok(Generation {
             sampler: Sampler::new(opts.sampler.clone()),
             stream: TextStream::new(opts.stop.clone()),
             opts,
+            prompt_len: prompt.len(),
             session: self,
             pending: None,
+            decided: VecDeque::with_capacity(max_draft + 1),
+            draft: Vec::with_capacity(max_draft + 1),
+            draft_budget: max_draft.div_ceil(2),
             generated: Vec::new(),
             finish: None,
             stats,
@@ -366,14 +420,23 @@ pub struct Piece {
 }
 
 /// A running generation: an iterator of UTF-8 text pieces. Dropping it early is fine; the
-/// session keeps every token evaluated so far.
+/// session keeps the prompt and every token emitted so far.
 pub struct Generation<'s> {
     session: &'s mut Session,
     opts: GenerateOptions,
     sampler: Sampler,
     stream: TextStream,
-    /// A sampled token not yet evaluated (evaluated lazily before the next sample).
+    prompt_len: usize,
+    /// The last emitted token, not yet evaluated (evaluated before the next sample).
     pending: Option<u32>,
+    /// Tokens sampled but not yet emitted; all but the last are already in the cache.
+    decided: VecDeque<u32>,
+    /// Guessed tokens being checked (reused: the decode loop allocates nothing).
+    draft: Vec<u32>,
+    /// How many tokens to guess next: grows by 2 after a step whose guesses were all
+    /// accepted, shrinks by 1 after one with a rejection (checking a guess costs compute,
+    /// which matters on small models).
+    draft_budget: usize,
     generated: Vec<u32>,
     finish: Option<FinishReason>,
     stats: GenerationStats,
@@ -410,35 +473,133 @@ impl Generation<'_> {
         if self.generated.len() >= self.opts.max_tokens {
             return Ok(self.end(FinishReason::MaxTokens));
         }
-        let t0 = Instant::now();
-        if let Some(tok) = self.pending.take() {
-            if self.session.tokens.len() >= self.session.opts.n_ctx {
+        if self.decided.is_empty() {
+            let t0 = Instant::now();
+            let full = self.decide()?;
+            self.stats.generation_time += t0.elapsed();
+            if full {
                 return Ok(self.end(FinishReason::ContextFull));
             }
-            self.session.eval(&[tok])?;
         }
-        let tok = self
-            .sampler
-            .sample(self.session.logits(), &self.session.tokens);
-        self.stats.generation_time += t0.elapsed();
+        let tok = self.decided.pop_front().expect("decide samples a token");
         if self.session.model.is_stop_token(tok) {
             return Ok(self.end(FinishReason::StopToken));
         }
         self.generated.push(tok);
         self.stats.generated_tokens += 1;
-        self.pending = Some(tok);
+        if self.decided.is_empty() {
+            self.pending = Some(tok);
+        }
         let (text, stopped) = self.stream.push(self.session.model.token_bytes(tok));
         if stopped {
             self.finish = Some(FinishReason::StopString);
-            return Ok(Some(text));
         }
         Ok(Some(text))
+    }
+
+    /// Sample the next token, or several: evaluate the pending token together with any
+    /// guesses after it and keep the guesses the model agrees with, plus its own next token.
+    /// Returns true when the cache is full.
+    fn decide(&mut self) -> Result<bool> {
+        let s = &mut *self.session;
+        let Some(p) = self.pending.take() else {
+            // The first token: the prompt's logits are fresh.
+            let tok = self.sampler.sample(s.logits(), &s.tokens);
+            self.decided.push_back(tok);
+            return Ok(false);
+        };
+        if s.tokens.len() >= s.opts.n_ctx {
+            return Ok(true);
+        }
+        // Guesses past max_tokens or the cache would be wasted; the logits buffer holds one
+        // batch.
+        let room = (self.opts.max_tokens - self.generated.len())
+            .saturating_sub(1)
+            .min(self.draft_budget)
+            .min(s.opts.n_ctx - s.tokens.len() - 1)
+            .min(s.opts.n_batch - 1);
+        self.draft.clear();
+        self.draft.push(p);
+        if room > 0 {
+            s.tokens.push(p);
+            let guessed = match self.opts.speculation {
+                Speculation::None => Ok(()),
+                Speculation::PromptLookup {
+                    min_ngram,
+                    max_ngram,
+                    max_draft,
+                } => {
+                    let n = max_draft.min(room);
+                    speculative::lookup_draft(&s.tokens, min_ngram, max_ngram, n, &mut self.draft);
+                    Ok(())
+                }
+                Speculation::DraftModel { max_draft, min_p } => match s.draft.as_deref_mut() {
+                    Some(d) => speculative::model_draft(
+                        d,
+                        &s.tokens,
+                        max_draft.min(room),
+                        min_p,
+                        &mut self.draft,
+                    ),
+                    None => Ok(()),
+                },
+            };
+            s.tokens.pop();
+            guessed?;
+        }
+        let k = self.draft.len() - 1;
+        if k == 0 {
+            s.eval(&[p])?;
+            let tok = self.sampler.sample(s.logits(), &s.tokens);
+            self.decided.push_back(tok);
+            return Ok(false);
+        }
+        // Check: the logits after the pending token and after each guess, in one pass.
+        let base = s.tokens.len();
+        s.append(&self.draft, LogitsMode::All, |_| {})?;
+        s.has_logits = false;
+        let vocab = s.model.config.vocab_size as usize;
+        self.stats.drafted_tokens += k;
+        for i in 0..=k {
+            let logits = &s.scratch.logits[i * vocab..(i + 1) * vocab];
+            let tok = self.sampler.sample(logits, &s.tokens[..base + 1 + i]);
+            self.decided.push_back(tok);
+            if i == k || tok != self.draft[i + 1] {
+                // The cache keeps what the model agreed with; the rest is overwritten later.
+                s.tokens.truncate(base + 1 + i);
+                let max = self.opts.speculation.max_draft();
+                self.draft_budget = if i == k {
+                    (self.draft_budget + 2).min(max)
+                } else {
+                    self.draft_budget.saturating_sub(1).max(1)
+                };
+                break;
+            }
+            self.stats.accepted_tokens += 1;
+        }
+        Ok(false)
     }
 
     fn end(&mut self, reason: FinishReason) -> Option<String> {
         self.finish = Some(reason);
         let rest = self.stream.finish();
         (!rest.is_empty()).then_some(rest)
+    }
+}
+
+impl Drop for Generation<'_> {
+    /// Guesses the model accepted but the generation did not emit (it stopped first) leave the
+    /// cache, so that it holds what plain decoding would have evaluated.
+    fn drop(&mut self) {
+        // Plain decoding evaluates each emitted token before sampling the next, so the last
+        // one is in the cache only when a stop token was sampled after it.
+        let unevaluated = self.finish != Some(FinishReason::StopToken);
+        let keep = self.prompt_len + self.generated.len()
+            - usize::from(unevaluated && !self.generated.is_empty());
+        if self.session.tokens.len() > keep {
+            self.session.tokens.truncate(keep);
+            self.session.has_logits = false;
+        }
     }
 }
 

@@ -81,6 +81,7 @@ fn run(
                     sampler: sampler(&sampling, seed),
                     stop: Vec::new(),
                     cancel: cancel.clone(),
+                    ..Default::default()
                 };
                 seed = seed.wrapping_add(1);
                 let mut g = match session.chat(&messages, opts) {

@@ -268,6 +268,10 @@ fn rows_kernel(
         if let Some(k4) = k4 {
             while t0 + 4 <= n {
                 let v = match k4 {
+                    Dot4::F32(f) => {
+                        let a = |i: usize| &x[(t0 + i) * cols..(t0 + i + 1) * cols];
+                        f(wr, [a(0), a(1), a(2), a(3)])
+                    }
                     Dot4::Q8(f) => {
                         let a = |i: usize| &q8[(t0 + i) * nb..(t0 + i + 1) * nb];
                         f(wr, [a(0), a(1), a(2), a(3)])

@@ -174,6 +174,7 @@ impl Dot16 {
 /// Four-row kernels, by activation format.
 #[derive(Clone, Copy)]
 pub enum Dot4 {
+    F32(fn(&[u8], [&[f32]; 4]) -> [f32; 4]),
     Q8(RowDot4),
     Q8K(fn(&[u8], [&[BlockQ8K]; 4]) -> [f32; 4]),
 }
@@ -279,6 +280,10 @@ impl Isa {
 
     /// A four-row kernel for `ty`, where one exists for this instruction set.
     pub fn row_dot4(&self, ty: GgmlType) -> Option<Dot4> {
+        #[cfg(target_arch = "x86_64")]
+        if let (true, Some(k)) = (self.avx512, x86_512::row_dot4(ty)) {
+            return Some(k);
+        }
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             return x86::row_dot4(ty);

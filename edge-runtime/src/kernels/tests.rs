@@ -180,6 +180,10 @@ fn simd_kernels_equal_scalar_bit_for_bit() {
                 (Some(Dot4::Q8K(four)), RowDot::Q8K(one)) => {
                     check_four(ty, &w, n, seed, QK_K, quantize_q8k, four, one)
                 }
+                (Some(Dot4::F32(four)), RowDot::F32(one)) => {
+                    let copy: fn(&[f32], &mut [f32]) = |x, out| out.copy_from_slice(x);
+                    check_four(ty, &w, n, seed, 1, copy, four, one)
+                }
                 _ => panic!("{ty}: the 4-row kernel's activation format is not the 1-row one's"),
             }
         }

@@ -28,7 +28,7 @@ pub fn row_dot(ty: GgmlType) -> Option<RowDot> {
 
 /// F16 weights against f32 activations, as `ggml_vec_dot_f16` sums (32 FMA lanes, ggml's
 /// reduction, a tail in f64): 8 halves widened with F16C per step.
-fn dot_f16(row: &[u8], a: &[f32]) -> f32 {
+pub(super) fn dot_f16(row: &[u8], a: &[f32]) -> f32 {
     #[target_feature(enable = "avx2,fma,f16c")]
     fn inner(row: &[u8], a: &[f32]) -> f32 {
         let n = a.len().min(row.len() / 2);

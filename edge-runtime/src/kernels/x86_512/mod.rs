@@ -10,8 +10,11 @@
 //! `dot_q6_k`, ...), bit for bit.
 
 mod base;
+mod float;
 mod kquant;
 mod q32;
+
+pub use float::row_dot4;
 
 use base::{store, store_n};
 use kquant::{q4_k_rows, q5_k_rows, q6_k_rows};
