@@ -62,9 +62,11 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 }
 
 /// `make_qkx2_quants`: fit `x ~ scale*L - min` with L in 0..=nmax by weighted least squares
-/// over a small grid of scales. Returns (scale, -min).
+/// over a small grid of scales. Returns (scale, -min). The line-by-line port; quantization
+/// runs [`make_qkx2_quants_x8`], which must equal it bit for bit.
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants(
+pub(crate) fn make_qkx2_quants(
     nmax: i32,
     x: &[f32],
     weights: &[f32],
@@ -148,8 +150,133 @@ fn make_qkx2_quants(
     (scale, -min)
 }
 
+/// Sub-blocks fitted side by side by [`make_qkx2_quants_x8`].
+const LANES: usize = QK_K / 32;
+
+/// [`make_qkx2_quants`] (`use_mad = false`) for the 8 sub-blocks of 32 of a super-block at
+/// once, lane `k` doing exactly sub-block `k`'s operations in the scalar order. The scalar
+/// fit is a chain of dependent additions (each waits for the last), so one sub-block at a
+/// time leaves the core idle; 8 independent chains side by side fill it, and the compiler can
+/// vectorize across lanes. `x[i][k]` and `weights[i][k]` are element `i` of sub-block `k`;
+/// levels go to `l_out[32 * k + i]`. Returns each lane's (scale, -min).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_qkx2_quants_x8(
+    nmax: i32,
+    x: &[[f32; LANES]; 32],
+    weights: &[[f32; LANES]; 32],
+    l_out: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> ([f32; LANES], [f32; LANES]) {
+    let n = 32;
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = weights[0];
+    let mut sum_x = [0f32; LANES];
+    for k in 0..LANES {
+        sum_x[k] = sum_w[k] * x[0][k];
+    }
+    for i in 1..n {
+        for k in 0..LANES {
+            let v = x[i][k];
+            min[k] = if v < min[k] { v } else { min[k] };
+            max[k] = if v > max[k] { v } else { max[k] };
+            let w = weights[i][k];
+            sum_w[k] += w;
+            sum_x[k] += w * v;
+        }
+    }
+    let mut flat = [false; LANES];
+    for k in 0..LANES {
+        if min[k] > 0.0 {
+            min[k] = 0.0;
+        }
+        flat[k] = max[k] == min[k];
+    }
+    let nmax_f = nmax as f32;
+    let mut scale = [0f32; LANES];
+    let mut iscale = [0f32; LANES];
+    for k in 0..LANES {
+        iscale[k] = nmax_f / (max[k] - min[k]);
+        scale[k] = 1.0 / iscale[k];
+    }
+    let mut best = [[0i32; LANES]; 32];
+    let mut best_error = [0f32; LANES];
+    for i in 0..n {
+        for k in 0..LANES {
+            let l = super::nearest_int(iscale[k] * (x[i][k] - min[k])).clamp(0, nmax);
+            best[i][k] = l;
+            let diff = scale[k] * l as f32 + min[k] - x[i][k];
+            best_error[k] += weights[i][k] * (diff * diff);
+        }
+    }
+    if nstep >= 1 {
+        let mut aux = [[0i32; LANES]; 32];
+        for is in 0..=nstep {
+            for k in 0..LANES {
+                iscale[k] = (rmin + rdelta * is as f32 + nmax_f) / (max[k] - min[k]);
+            }
+            let (mut sum_l, mut sum_l2, mut sum_xl) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+            for i in 0..n {
+                for k in 0..LANES {
+                    let l = super::nearest_int(iscale[k] * (x[i][k] - min[k])).clamp(0, nmax);
+                    aux[i][k] = l;
+                    let w = weights[i][k];
+                    let lf = l as f32;
+                    sum_l[k] += w * lf;
+                    sum_l2[k] += w * lf * lf;
+                    sum_xl[k] += w * lf * x[i][k];
+                }
+            }
+            let mut this_scale = [0f32; LANES];
+            let mut this_min = [0f32; LANES];
+            let mut fits = [false; LANES];
+            for k in 0..LANES {
+                let d = sum_w[k] * sum_l2[k] - sum_l[k] * sum_l[k];
+                fits[k] = d > 0.0;
+                this_scale[k] = (sum_w[k] * sum_xl[k] - sum_x[k] * sum_l[k]) / d;
+                this_min[k] = (sum_l2[k] * sum_x[k] - sum_l[k] * sum_xl[k]) / d;
+                if this_min[k] > 0.0 {
+                    this_min[k] = 0.0;
+                    this_scale[k] = sum_xl[k] / sum_l2[k];
+                }
+            }
+            let mut cur_error = [0f32; LANES];
+            for i in 0..n {
+                for k in 0..LANES {
+                    let diff = this_scale[k] * aux[i][k] as f32 + this_min[k] - x[i][k];
+                    cur_error[k] += weights[i][k] * (diff * diff);
+                }
+            }
+            for k in 0..LANES {
+                // Where the scalar code skips (d <= 0) the lane computed values it ignores.
+                if fits[k] && cur_error[k] < best_error[k] {
+                    for i in 0..n {
+                        best[i][k] = aux[i][k];
+                    }
+                    best_error[k] = cur_error[k];
+                    scale[k] = this_scale[k];
+                    min[k] = this_min[k];
+                }
+            }
+        }
+    }
+    for k in 0..LANES {
+        for i in 0..n {
+            l_out[32 * k + i] = if flat[k] { 0 } else { best[i][k] as u8 };
+        }
+        if flat[k] {
+            scale[k] = 0.0;
+        }
+        min[k] = -min[k];
+    }
+    (scale, min)
+}
+
 /// `make_qx_quants` with `qw == NULL`: symmetric fit `x ~ scale*(L - nmax)`, L in 0..2*nmax.
-fn make_qx_quants(nmax: i32, x: &[f32], l_out: &mut [i8], rmse_type: i32) -> f32 {
+#[cfg(test)]
+pub(crate) fn make_qx_quants(nmax: i32, x: &[f32], l_out: &mut [i8], rmse_type: i32) -> f32 {
     let n = x.len();
     let mut max = 0f32;
     let mut amax = 0f32;
@@ -229,6 +356,89 @@ fn make_qx_quants(nmax: i32, x: &[f32], l_out: &mut [i8], rmse_type: i32) -> f32
     scale
 }
 
+/// Sub-blocks fitted side by side by [`make_qx_quants_x16`].
+const LANES16: usize = QK_K / 16;
+
+/// [`make_qx_quants`] with `rmse_type = 1` (what Q6_K uses) for the 16 sub-blocks of 16 of a
+/// super-block at once, lane `k` doing exactly sub-block `k`'s operations in the scalar order
+/// (see [`make_qkx2_quants_x8`] for why). `x[i][k]` is element `i` of sub-block `k`; levels
+/// go to `l_out[16 * k + i]`. Returns each lane's scale.
+pub(crate) fn make_qx_quants_x16(
+    nmax: i32,
+    x: &[[f32; LANES16]; 16],
+    l_out: &mut [i8],
+) -> [f32; LANES16] {
+    let n = 16;
+    let mut max = [0f32; LANES16];
+    let mut amax = [0f32; LANES16];
+    for i in 0..n {
+        for k in 0..LANES16 {
+            let ax = x[i][k].abs();
+            if ax > amax[k] {
+                amax[k] = ax;
+                max[k] = x[i][k];
+            }
+        }
+    }
+    let nmax_f = nmax as f32;
+    // Sums over one sub-block for a given iscale per lane: (sumlx, suml2), weights x^2.
+    let sums = |iscale: &[f32; LANES16]| {
+        let (mut sumlx, mut suml2) = ([0f32; LANES16], [0f32; LANES16]);
+        for i in 0..n {
+            for k in 0..LANES16 {
+                let v = x[i][k];
+                let lf = super::nearest_int(iscale[k] * v).clamp(-nmax, nmax - 1) as f32;
+                let w = v * v;
+                sumlx[k] += w * v * lf;
+                suml2[k] += w * lf * lf;
+            }
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = [0f32; LANES16];
+    for k in 0..LANES16 {
+        iscale[k] = -nmax_f / max[k];
+    }
+    let mut best_iscale = iscale;
+    let (sumlx, suml2) = sums(&iscale);
+    let mut scale = [0f32; LANES16];
+    let mut best = [0f32; LANES16];
+    for k in 0..LANES16 {
+        scale[k] = if suml2[k] != 0.0 {
+            sumlx[k] / suml2[k]
+        } else {
+            0.0
+        };
+        best[k] = scale[k] * sumlx[k];
+    }
+    for is in (-9..=9).filter(|&is| is != 0) {
+        for k in 0..LANES16 {
+            iscale[k] = -(nmax_f + 0.1 * is as f32) / max[k];
+        }
+        let (sumlx, suml2) = sums(&iscale);
+        for k in 0..LANES16 {
+            if suml2[k] > 0.0 && sumlx[k] * sumlx[k] > best[k] * suml2[k] {
+                best_iscale[k] = iscale[k];
+                scale[k] = sumlx[k] / suml2[k];
+                best[k] = scale[k] * sumlx[k];
+            }
+        }
+    }
+    // The levels of each lane's last accepted iscale (the scalar code rewrites them on every
+    // acceptance; the last one stands).
+    for k in 0..LANES16 {
+        let tiny = amax[k] < GROUP_MAX_EPS;
+        for i in 0..n {
+            let l = super::nearest_int(best_iscale[k] * x[i][k]).clamp(-nmax, nmax - 1);
+            l_out[16 * k + i] = if tiny { 0 } else { (nmax + l) as i8 };
+        }
+        if tiny {
+            scale[k] = 0.0;
+        }
+    }
+    scale
+}
+
 /// Unpack the 6-bit scale and min of sub-block `j` from the 12-byte K-quant scale array.
 #[inline]
 pub fn get_scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
@@ -252,40 +462,32 @@ fn quantize_scales_mins(
     l: &mut [u8; QK_K],
     scales_out: &mut [u8],
 ) -> (u16, u16) {
-    let mut mins = [0f32; QK_K / 32];
-    let mut scales = [0f32; QK_K / 32];
-    let mut weights = [0f32; 32];
-    let mut l_aux = [0u8; 32];
+    // Element i of sub-block k at [i][k]: the layout make_qkx2_quants_x8 works in.
+    let mut xs = [[0f32; LANES]; 32];
+    let mut weights = [[0f32; LANES]; 32];
+    let mut sum_x2 = [0f32; LANES];
+    for i in 0..32 {
+        for k in 0..LANES {
+            let v = x[32 * k + i];
+            xs[i][k] = v;
+            sum_x2[k] += v * v;
+        }
+    }
+    for k in 0..LANES {
+        let av_x = (sum_x2[k] / 32.0).sqrt();
+        for i in 0..32 {
+            weights[i][k] = av_x + xs[i][k].abs();
+        }
+    }
+    let (scales, mins) = make_qkx2_quants_x8(nmax, &xs, &weights, &mut l[..], rmin, 0.1, nstep);
     let mut max_scale = 0f32;
     let mut max_min = 0f32;
     for j in 0..QK_K / 32 {
-        let xs = &x[32 * j..32 * j + 32];
-        let mut sum_x2 = 0f32;
-        for &v in xs {
-            sum_x2 += v * v;
+        if scales[j] > max_scale {
+            max_scale = scales[j];
         }
-        let av_x = (sum_x2 / 32.0).sqrt();
-        for (w, &v) in weights.iter_mut().zip(xs) {
-            *w = av_x + v.abs();
-        }
-        let (s, m) = make_qkx2_quants(
-            nmax,
-            xs,
-            &weights,
-            &mut l[32 * j..32 * j + 32],
-            &mut l_aux,
-            rmin,
-            0.1,
-            nstep,
-            false,
-        );
-        scales[j] = s;
-        mins[j] = m;
-        if s > max_scale {
-            max_scale = s;
-        }
-        if m > max_min {
-            max_min = m;
+        if mins[j] > max_min {
+            max_min = mins[j];
         }
     }
     let inv_scale = if max_scale > 0.0 {
@@ -421,13 +623,17 @@ pub fn dequantize_row_q5_k(x: &[u8], y: &mut [f32]) {
 
 pub fn quantize_row_q6_k(x: &[f32], y: &mut [u8]) {
     let mut l = [0i8; QK_K];
-    let mut scales = [0f32; QK_K / 16];
     for (xb, yb) in x.chunks_exact(QK_K).zip(y.chunks_exact_mut(Q6K)) {
         let mut max_scale = 0f32;
         let mut max_abs_scale = 0f32;
-        for ib in 0..QK_K / 16 {
-            let scale = make_qx_quants(32, &xb[16 * ib..16 * ib + 16], &mut l[16 * ib..], 1);
-            scales[ib] = scale;
+        let mut xs = [[0f32; LANES16]; 16];
+        for i in 0..16 {
+            for k in 0..LANES16 {
+                xs[i][k] = xb[16 * k + i];
+            }
+        }
+        let scales = make_qx_quants_x16(32, &xs, &mut l);
+        for &scale in &scales {
             let abs_scale = scale.abs();
             if abs_scale > max_abs_scale {
                 max_abs_scale = abs_scale;

@@ -135,6 +135,67 @@ mod prop {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// The 16-lane Q6_K fit equals 16 scalar fits (`make_qx_quants`, rmse_type 1) bit for
+        /// bit, an all-zero sub-block included.
+        #[test]
+        fn qx_lanes_equal_the_scalar_fit(
+            v in proptest::collection::vec(-3f32..3f32, 256),
+            zero in 0usize..16,
+        ) {
+            let mut v = v;
+            v[16 * zero..16 * zero + 16].fill(0.0);
+            let mut xs = [[0f32; 16]; 16];
+            for k in 0..16 {
+                for i in 0..16 {
+                    xs[i][k] = v[16 * k + i];
+                }
+            }
+            let mut l16 = [0i8; 256];
+            let s16 = kquants::make_qx_quants_x16(32, &xs, &mut l16);
+            for k in 0..16 {
+                let mut l = [0i8; 16];
+                let s = kquants::make_qx_quants(32, &v[16 * k..16 * k + 16], &mut l, 1);
+                prop_assert_eq!(s.to_bits(), s16[k].to_bits(), "lane {}", k);
+                prop_assert_eq!(&l[..], &l16[16 * k..16 * k + 16], "lane {} levels", k);
+            }
+        }
+
+        /// The 8-lane K-quant fit equals 8 scalar fits (the line-by-line port of ggml's
+        /// `make_qkx2_quants`) bit for bit, flat and all-positive sub-blocks included.
+        #[test]
+        fn qkx2_lanes_equal_the_scalar_fit(
+            v in proptest::collection::vec(-3f32..3f32, 256),
+            flat in 0usize..8,
+            positive in 0usize..8,
+            nmax in prop_oneof![Just(15), Just(31)],
+        ) {
+            let mut v = v;
+            v[32 * flat..32 * flat + 32].fill(0.25);
+            for x in &mut v[32 * positive..32 * positive + 32] {
+                *x = x.abs() + 0.5;
+            }
+            let (rmin, nstep) = if nmax == 15 { (-1.0, 20) } else { (-0.5, 15) };
+            let mut xs = [[0f32; 8]; 32];
+            let mut ws = [[0f32; 8]; 32];
+            for k in 0..8 {
+                for i in 0..32 {
+                    xs[i][k] = v[32 * k + i];
+                    ws[i][k] = 0.5 + v[32 * k + i].abs();
+                }
+            }
+            let mut l8 = [0u8; 256];
+            let (s8, m8) = kquants::make_qkx2_quants_x8(nmax, &xs, &ws, &mut l8, rmin, 0.1, nstep);
+            for k in 0..8 {
+                let w: Vec<f32> = (0..32).map(|i| ws[i][k]).collect();
+                let (mut l, mut aux) = ([0u8; 32], [0u8; 32]);
+                let (s, m) = kquants::make_qkx2_quants(
+                    nmax, &v[32 * k..32 * k + 32], &w, &mut l, &mut aux, rmin, 0.1, nstep, false,
+                );
+                prop_assert_eq!((s.to_bits(), m.to_bits()), (s8[k].to_bits(), m8[k].to_bits()), "lane {}", k);
+                prop_assert_eq!(&l[..], &l8[32 * k..32 * k + 32], "lane {} levels", k);
+            }
+        }
+
         /// Any input within F16 range quantizes without panicking and stays within a loose error bound.
         #[test]
         fn any_finite_input(v in proptest::collection::vec(-6e4f32..6e4f32, 256)) {
