@@ -17,6 +17,8 @@ Files are cached under target/bench-models/ (delete it to rebuild them).
     LLAMA_CPP=.../vendor/llama.cpp LLAMA_BIN=.../vendor/llama.cpp/build-native/bin \\
         .venv/bin/python scripts/bench-real-sizes.py [--shapes 1b,3b] [--types q4_0,q4_k_m,...]
         [--threads 1,2] [-p 128] [-n 64] [-r 3] [--rounds 3]
+    # the quantizer instead: time and peak RSS against llama-quantize on the 1B shape
+    ... scripts/bench-real-sizes.py --shapes 1b --quantizer q4_k_m,q6_k [--rounds 3]
 """
 import argparse
 import json
@@ -130,6 +132,42 @@ def theirs(model, threads, p, n, reps, llama_bin):
     return v
 
 
+def measure(cmd):
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    import time
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        sys.exit(f"{cmd[0]} failed: {cmd}")
+    return time.perf_counter() - t, usage.ru_maxrss / 1024
+
+
+def quantizer(shape, types, llama_cpp, llama_bin, rounds):
+    """`quantize requantize` (F16 GGUF -> type) and `quantize convert` (HF directory -> type)
+    against `llama-quantize` (F16 GGUF -> type) on the same machine, alternated, medians."""
+    files(shape, [], llama_cpp, llama_bin)  # makes the F16 file and the HF checkpoint if missing
+    f16 = os.path.join(ROOT, "target", "bench-models", f"llama-{shape}.f16.gguf")
+    hf = os.path.join(ROOT, "target", "bench-models", f"llama-{shape}-hf")
+    exe = os.path.join(ROOT, "target", "release", "quantize")
+    out = os.path.join(ROOT, "target", "bench-models", "quantizer-out.gguf")
+    print(f"\n| {shape} F16 -> | quantize requantize s / MiB | quantize convert (from HF) s / MiB "
+          "| llama-quantize s / MiB | requantize time, RSS vs llama-quantize |")
+    print("| --- | --- | --- | --- | --- |")
+    for ty in types:
+        runs = {"requantize": [], "convert": [], "llama": []}
+        for _ in range(rounds):
+            runs["requantize"].append(measure([exe, "requantize", "--in", f16, "--out", out, "--type", ty, "--quiet"]))
+            runs["convert"].append(measure([exe, "convert", "--in", hf, "--out", out, "--type", ty, "--quiet"]))
+            runs["llama"].append(measure([os.path.join(llama_bin, "llama-quantize"), f16, out, ty.upper()]))
+        med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for k, v in runs.items()}
+        cell = lambda k: f"{med[k][0]:.1f} s / {med[k][1]:.0f} MiB"  # noqa: E731
+        print(f"| {ty} | {cell('requantize')} | {cell('convert')} | {cell('llama')} "
+              f"| {med['requantize'][0] / med['llama'][0]:.2f}x, {med['requantize'][1] / med['llama'][1]:.2f}x |",
+              flush=True)
+    os.remove(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="1b,3b")
@@ -139,10 +177,15 @@ def main():
     ap.add_argument("-n", type=int, default=64)
     ap.add_argument("-r", "--reps", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=1, help="alternations of the two tools (median taken)")
+    ap.add_argument("--quantizer", metavar="TYPES",
+                    help="instead: time and peak RSS of quantize requantize / convert against llama-quantize, "
+                         "on the first shape, for these types (e.g. q4_k_m,q6_k)")
     a = ap.parse_args()
     llama_cpp, llama_bin = os.environ["LLAMA_CPP"], os.environ["LLAMA_BIN"]
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "edge-runtime", "--bin", "edge-run"],
-                   cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "edge-runtime", "--bin", "edge-run",
+                    "-p", "quantize", "--bin", "quantize"], cwd=ROOT, check=True)
+    if a.quantizer:
+        return quantizer(a.shapes.split(",")[0], a.quantizer.split(","), llama_cpp, llama_bin, a.rounds)
     rows = []
     for shape in a.shapes.split(","):
         for ty, path in files(shape, a.types.split(","), llama_cpp, llama_bin).items():

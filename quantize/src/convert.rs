@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::policy::{FileType, Override, Policy};
 use crate::progress::Progress;
-use crate::Error;
+use crate::{stream, Error};
 
 /// `quantize convert` options.
 #[derive(Debug, Clone)]
@@ -34,15 +34,15 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-/// Quantize `values` (whole rows of `ne0`) to `ty` on all cores, rows split into chunks.
-pub fn quantize_rows(ty: GgmlType, values: &[f32], ne0: usize) -> Result<Vec<u8>, Error> {
+/// Quantize `values` (whole rows of `ne0`) to `ty` on all cores, rows split into tasks; the
+/// output in parts, in order.
+pub fn quantize_rows(ty: GgmlType, values: &[f32], ne0: usize) -> Result<Vec<Vec<u8>>, Error> {
     let rows_per_chunk = (65_536 / ne0.max(1)).max(1);
-    let parts: Vec<Vec<u8>> = values
+    values
         .par_chunks(rows_per_chunk * ne0.max(1))
         .map(|chunk| llama_spec::quant::quantize_to_vec(ty, chunk))
         .collect::<Result<_, _>>()
-        .map_err(|e| Error::msg(format!("quantizing to {ty}: {e}")))?;
-    Ok(parts.concat())
+        .map_err(|e| Error::msg(format!("quantizing to {ty}: {e}")))
 }
 
 /// The `general.*`, `llama.*` and `tokenizer.*` metadata for an HF checkpoint directory.
@@ -185,32 +185,68 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<Summary,
             }
         })
         .collect();
-    let mut w = GgufWriter::create(out, &md, &specs)?;
+    let w = GgufWriter::create(out, &md, &specs)?;
     let total: u64 = specs
         .iter()
         .map(|s| s.dims.iter().product::<u64>() * 4)
         .sum();
     let mut bar = Progress::new("convert", total, opts.progress);
     let mut bytes = 0u64;
-    for (t, spec) in names.iter().zip(&specs) {
-        let values = match t {
-            TensorName::RopeFreqs => c.rope_freqs().unwrap_or_default(),
-            _ => {
-                let hf = t.hf().unwrap_or_default();
-                let shape: Vec<usize> = t.hf_shape(c).iter().map(|&d| d as usize).collect();
-                let (v, _) = ckpt.tensor_f32(&hf, &shape)?;
-                match t.rope_permute_heads(c) {
-                    Some(heads) => permute_qk_f32(&v, shape[1], heads as usize, false),
-                    None => v,
+    stream::write_streamed(w, |emit| {
+        for (t, spec) in names.iter().zip(&specs) {
+            let ne0 = spec.dims[0] as usize;
+            let ty = spec.ggml_type;
+            let quantize_err =
+                |e: String| Error::msg(format!("{}: {}: {e}", dir.display(), spec.name));
+            let hf = t.hf().unwrap_or_default();
+            let shape: Vec<usize> = t.hf_shape(c).iter().map(|&d| d as usize).collect();
+            let whole = match t {
+                TensorName::RopeFreqs => Some(c.rope_freqs().unwrap_or_default()),
+                // Q and K rows are permuted within each head: read those (small) tensors whole.
+                _ => match t.rope_permute_heads(c) {
+                    Some(heads) => {
+                        let (v, _) = ckpt.tensor_f32(&hf, &shape)?;
+                        Some(permute_qk_f32(&v, shape[1], heads as usize, false))
+                    }
+                    None => None,
+                },
+            };
+            if let Some(values) = whole {
+                let n = values.len() as u64;
+                for p in quantize_rows(ty, &values, ne0).map_err(|e| quantize_err(e.to_string()))? {
+                    bytes += p.len() as u64;
+                    if !emit(p) {
+                        return Ok(()); // the writer failed; write_streamed returns its error
+                    }
                 }
+                bar.advance(&spec.name, ty, n * 4);
+                continue;
             }
-        };
-        let data = quantize_rows(spec.ggml_type, &values, spec.dims[0] as usize)?;
-        bytes += data.len() as u64;
-        w.write_data(&data)?;
-        bar.advance(&spec.name, spec.ggml_type, values.len() as u64 * 4);
-    }
-    w.finish()?;
+            // Everything else streams from the mapped shard, a step of rows at a time.
+            let (data, dtype) = ckpt.tensor_bytes(&hf, &shape)?;
+            let row_bytes = ne0 * dtype.size();
+            let n_rows = data.len() / row_bytes.max(1);
+            for rows in stream::row_steps(n_rows, ne0) {
+                let range = rows.start * row_bytes..rows.end * row_bytes;
+                let parts = stream::map_rows(&data[range.clone()], row_bytes, ne0, |chunk, _| {
+                    let mut x = Vec::new();
+                    dtype.to_f32(chunk, &mut x);
+                    llama_spec::quant::quantize_to_vec(ty, &x)
+                        .map_err(|e| format!("quantizing to {ty}: {e}"))
+                })
+                .map_err(quantize_err)?;
+                for p in parts {
+                    bytes += p.len() as u64;
+                    if !emit(p) {
+                        return Ok(());
+                    }
+                }
+                ckpt.release_part(&hf, range);
+                bar.advance(&spec.name, ty, (rows.len() * ne0) as u64 * 4);
+            }
+        }
+        Ok(())
+    })?;
     bar.finish();
     Ok(Summary {
         tensors: specs.len(),

@@ -11,6 +11,7 @@ pub mod error;
 pub mod policy;
 pub mod progress;
 pub mod requantize;
+pub mod stream;
 pub mod to_hf;
 
 pub use error::Error;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::atomic::{staging_dir, swap_dir, write_atomic};
 use crate::names::TensorName;
 use crate::LlamaConfig;
-use safetensors::{Dtype, SafetensorsFile};
+use safetensors::{Dtype, SafetensorsFile, TensorEntry};
 
 /// What went wrong with which file.
 #[derive(Debug, thiserror::Error)]
@@ -118,8 +118,11 @@ impl HfCheckpoint {
         self.location.keys().map(String::as_str)
     }
 
-    /// One tensor decoded to f32 (row-major, HF shape), after checking its shape.
-    pub fn tensor_f32(&self, name: &str, expect: &[usize]) -> Result<(Vec<f32>, Dtype), HfError> {
+    fn entry(
+        &self,
+        name: &str,
+        expect: &[usize],
+    ) -> Result<(&SafetensorsFile, &TensorEntry), HfError> {
         let shard = self
             .location
             .get(name)
@@ -135,10 +138,32 @@ impl HfCheckpoint {
                 ),
             ));
         }
+        Ok((shard, entry))
+    }
+
+    /// One tensor decoded to f32 (row-major, HF shape), after checking its shape.
+    pub fn tensor_f32(&self, name: &str, expect: &[usize]) -> Result<(Vec<f32>, Dtype), HfError> {
+        let (shard, entry) = self.entry(name, expect)?;
         let mut out = Vec::new();
         entry.dtype.to_f32(shard.bytes(entry), &mut out);
         shard.release(entry);
         Ok((out, entry.dtype))
+    }
+
+    /// One tensor's stored bytes (row-major, HF shape) and their type, after checking its
+    /// shape: for reading a large tensor a few rows at a time.
+    pub fn tensor_bytes(&self, name: &str, expect: &[usize]) -> Result<(&[u8], Dtype), HfError> {
+        let (shard, entry) = self.entry(name, expect)?;
+        Ok((shard.bytes(entry), entry.dtype))
+    }
+
+    /// Drop the pages of bytes `part` of tensor `name` from this process's memory (rows read
+    /// and done with); later reads fault them back in from the file.
+    pub fn release_part(&self, name: &str, part: std::ops::Range<usize>) {
+        if let Some(&i) = self.location.get(name) {
+            let shard = &self.shards[i];
+            shard.release_part(&shard.tensors[name], part);
+        }
     }
 }
 

@@ -179,11 +179,17 @@ impl SafetensorsFile {
     /// streaming through a checkpoint larger than RAM keeps the resident set at about one
     /// tensor. Later reads fault the pages back in from the file.
     pub fn release(&self, entry: &TensorEntry) {
+        self.release_part(entry, 0..entry.end - entry.start);
+    }
+
+    /// [`release`](Self::release) for the bytes `part` of a tensor only (rows done with,
+    /// while the rest is still read).
+    pub fn release_part(&self, entry: &TensorEntry, part: std::ops::Range<usize>) {
         #[cfg(unix)]
         {
             const PAGE: usize = 4096;
-            let start = (self.data_start + entry.start) / PAGE * PAGE;
-            let end = (self.data_start + entry.end).min(self.map.len());
+            let start = (self.data_start + entry.start + part.start) / PAGE * PAGE;
+            let end = (self.data_start + entry.start + part.end).min(self.map.len());
             if end > start {
                 // SAFETY: the map is a read-only, shared mapping of a file: MADV_DONTNEED only
                 // drops cached pages, and any later access reads the same bytes from the file

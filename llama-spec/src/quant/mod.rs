@@ -85,8 +85,15 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Quant
             }
         }
         GgmlType::F16 => {
-            for (d, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *d = f16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+            // In runs, so that `half` converts with F16C where the CPU has it (exact either way).
+            use half::slice::HalfFloatSliceExt;
+            let mut h = [half::f16::ZERO; 256];
+            for (d, c) in dst.chunks_mut(256).zip(src.chunks(512)) {
+                let h = &mut h[..d.len()];
+                for (h, b) in h.iter_mut().zip(c.chunks_exact(2)) {
+                    *h = half::f16::from_bits(u16::from_le_bytes([b[0], b[1]]));
+                }
+                h.convert_to_f32_slice(d);
             }
         }
         GgmlType::BF16 => {

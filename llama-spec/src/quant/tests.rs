@@ -129,6 +129,39 @@ fn errors_are_typed_not_panics() {
     ));
 }
 
+#[test]
+fn round_half_away_is_roundf() {
+    let mut xs = vec![
+        0.0f32,
+        -0.0,
+        0.5,
+        -0.5,
+        1.5,
+        -1.5,
+        2.5,
+        -2.5,
+        127.5,
+        -127.5,
+        f32::NAN,
+    ];
+    for i in -300..300 {
+        let h = i as f32 + 0.5;
+        xs.extend([
+            h,
+            h.next_up(),
+            h.next_down(),
+            i as f32,
+            (i as f32).next_up(),
+        ]);
+    }
+    // 0.49999997 + 0.5 rounds to 1.0 in f32: the classic wrong `(x + 0.5) as i32`.
+    xs.push(0.5f32.next_down());
+    for x in xs {
+        let want = if x.is_nan() { 0 } else { x.round() as i32 };
+        assert_eq!(legacy::round_half_away(x), want, "{x}");
+    }
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;
