@@ -7,7 +7,7 @@ use llama_spec::gguf::{GgmlType, GgufFile};
 use llama_spec::names::{LayerTensor, TensorName};
 use llama_spec::quant;
 use llama_spec::tokenizer::tokenizers::Tokenizer;
-use llama_spec::tokenizer::{token_type, GgufVocab, SpecialTokens};
+use llama_spec::tokenizer::{GgufVocab, SpecialTokens};
 use llama_spec::LlamaConfig;
 
 use crate::error::{Error, Result};
@@ -185,19 +185,8 @@ impl Model {
         };
 
         let dec = llama_spec::tokenizer::byte_decoder();
-        let token_bytes = vocab
-            .tokens
-            .iter()
-            .zip(&vocab.token_types)
-            .map(|(t, &ty)| {
-                if ty == token_type::CONTROL || ty == token_type::UNUSED {
-                    Vec::new()
-                } else if ty == token_type::USER_DEFINED {
-                    t.as_bytes().to_vec()
-                } else {
-                    llama_spec::tokenizer::byte_level_bytes(t, &dec)
-                }
-            })
+        let token_bytes = (0..vocab.tokens.len() as u32)
+            .map(|id| vocab.token_bytes(id, &dec))
             .collect();
 
         if options.prefault {

@@ -1,6 +1,7 @@
 //! Tokenizers as `tokenizers` 0.23 [`Tokenizer`]s, built from an HF `tokenizer.json` or from
-//! the `tokenizer.ggml.*` metadata of a GGUF file (byte-level BPE, `model = "gpt2"`), and the
-//! reverse conversion used when exporting GGUF.
+//! the `tokenizer.ggml.*` metadata of a GGUF file (byte-level BPE, `model = "gpt2"`, or
+//! SentencePiece, `model = "llama"`: Llama-2, Mistral, TinyLlama), and the reverse conversion
+//! used when exporting GGUF.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,8 @@ pub mod keys {
     pub const TOKENS: &str = "tokenizer.ggml.tokens";
     pub const TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
     pub const MERGES: &str = "tokenizer.ggml.merges";
+    pub const SCORES: &str = "tokenizer.ggml.scores";
+    pub const ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
     pub const BOS_ID: &str = "tokenizer.ggml.bos_token_id";
     pub const EOS_ID: &str = "tokenizer.ggml.eos_token_id";
     pub const EOT_ID: &str = "tokenizer.ggml.eot_token_id";
@@ -206,10 +209,30 @@ pub fn from_tokenizer_json(path: impl AsRef<Path>) -> Result<Tokenizer, Tokenize
     Tokenizer::from_file(path).map_err(|e| invalid(path, e.to_string()))
 }
 
+/// The two tokenizer families of Llama-architecture GGUF files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VocabKind {
+    /// `tokenizer.ggml.model = "gpt2"`: byte-level BPE with merges and a pre-tokenizer
+    /// (Llama-3, SmolLM2).
+    BytePairs,
+    /// `tokenizer.ggml.model = "llama"`: SentencePiece with scores, spaces as `▁`, bytes as
+    /// `<0xXX>` tokens (Llama-2, Mistral, TinyLlama).
+    SentencePiece,
+}
+
+/// SentencePiece's space symbol.
+const SPM_SPACE: char = '\u{2581}';
+
 /// The tokenizer fields of a GGUF file, as read from its metadata.
 #[derive(Debug, Clone)]
 pub struct GgufVocab {
+    pub kind: VocabKind,
+    /// Unused for SentencePiece (which splits nothing before merging).
     pub pre: PreTokenizer,
+    /// SentencePiece: the score of each token (higher merges first).
+    pub scores: Vec<f32>,
+    /// SentencePiece: a space is put before the text and after each special token.
+    pub add_space_prefix: bool,
     pub tokens: Vec<String>,
     pub token_types: Vec<i32>,
     pub merges: Vec<String>,
@@ -223,20 +246,27 @@ impl GgufVocab {
 
     pub fn from_metadata(md: &Metadata, path: &Path) -> Result<Self, TokenizerError> {
         let string = |k: &str| md.get(k).and_then(MetadataValue::as_str);
-        match string(keys::MODEL) {
-            Some("gpt2") => {}
+        let kind = match string(keys::MODEL) {
+            Some("gpt2") => VocabKind::BytePairs,
+            Some("llama") => VocabKind::SentencePiece,
             Some(other) => {
                 return Err(invalid(
                     path,
                     format!(
-                        "{} is {other:?}; only \"gpt2\" (byte-level BPE) is supported",
+                        "{} is {other:?}; supported: \"gpt2\" (byte-level BPE), \"llama\" (SentencePiece)",
                         keys::MODEL
                     ),
                 ))
             }
             None => return Err(invalid(path, format!("missing {}", keys::MODEL))),
-        }
-        let pre_name = string(keys::PRE).unwrap_or("default");
+        };
+        let spm = kind == VocabKind::SentencePiece;
+        // SentencePiece vocabularies have no pre-tokenizer; llama.cpp ignores the key there.
+        let pre_name = if spm {
+            "default"
+        } else {
+            string(keys::PRE).unwrap_or("default")
+        };
         let pre = PreTokenizer::from_gguf_name(pre_name).ok_or_else(|| {
             invalid(
                 path,
@@ -255,7 +285,32 @@ impl GgufVocab {
                 .ok_or_else(|| invalid(path, format!("missing or non-string array {k}")))
         };
         let tokens = strings(keys::TOKENS)?;
-        let merges = strings(keys::MERGES)?;
+        let merges = if spm {
+            Vec::new()
+        } else {
+            strings(keys::MERGES)?
+        };
+        let scores: Vec<f32> = if spm {
+            let s = md
+                .get(keys::SCORES)
+                .and_then(MetadataValue::as_array)
+                .and_then(ArrayValue::to_f64_vec)
+                .ok_or_else(|| {
+                    invalid(
+                        path,
+                        format!("missing or non-numeric array {}", keys::SCORES),
+                    )
+                })?;
+            if s.len() != tokens.len() {
+                return Err(invalid(
+                    path,
+                    format!("{} tokens but {} scores", tokens.len(), s.len()),
+                ));
+            }
+            s.into_iter().map(|x| x as f32).collect()
+        } else {
+            Vec::new()
+        };
         let token_types: Vec<i32> = match md.get(keys::TOKEN_TYPE).and_then(MetadataValue::as_array)
         {
             Some(a) => a
@@ -298,10 +353,12 @@ impl GgufVocab {
                 .into_iter()
                 .find_map(find),
         };
-        let bos = id(keys::BOS_ID)?;
+        // llama.cpp's defaults for SentencePiece vocabularies: <unk> 0, <s> 1, </s> 2.
+        let default_id = |i: u32| (spm && (i as usize) < tokens.len()).then_some(i);
+        let bos = id(keys::BOS_ID)?.or(default_id(1));
         let special = SpecialTokens {
             bos,
-            eos: id(keys::EOS_ID)?,
+            eos: id(keys::EOS_ID)?.or(default_id(2)),
             eot,
             eom: id(keys::EOM_ID)?.or_else(|| find("<|eom_id|>")),
             pad: id(keys::PAD_ID)?,
@@ -310,9 +367,15 @@ impl GgufVocab {
             add_bos: md
                 .get(keys::ADD_BOS)
                 .and_then(MetadataValue::as_bool)
-                .unwrap_or(pre == PreTokenizer::Llama3 && bos.is_some()),
+                .unwrap_or((spm || pre == PreTokenizer::Llama3) && bos.is_some()),
         };
         Ok(Self {
+            kind,
+            scores,
+            add_space_prefix: md
+                .get(keys::ADD_SPACE_PREFIX)
+                .and_then(MetadataValue::as_bool)
+                .unwrap_or(spm),
             pre,
             tokens,
             token_types,
@@ -326,6 +389,9 @@ impl GgufVocab {
     /// special added tokens, USER_DEFINED ones as plain added tokens, and BOS prepended when
     /// `add_bos` is set.
     pub fn build(&self, path: &Path) -> Result<Tokenizer, TokenizerError> {
+        if self.kind == VocabKind::SentencePiece {
+            return self.build_sentencepiece(path);
+        }
         let vocab: tokenizers::models::bpe::Vocab = self
             .tokens
             .iter()
@@ -381,6 +447,129 @@ impl GgufVocab {
             tok.with_post_processor(Some(post));
         }
         Ok(tok)
+    }
+
+    /// SentencePiece as llama.cpp runs it (`llm_tokenizer_spm`), in `tokenizers` terms as
+    /// HF's Llama converter builds it: spaces become `▁` (and one is put before each run of
+    /// text, at the start and after special tokens, where `add_space_prefix`); adjacent pieces
+    /// merge while their concatenation is a token, highest score first, which is BPE with one
+    /// merge per split of each token ranked by that token's score; characters no token covers
+    /// fall back to their UTF-8 bytes as `<0xXX>` tokens.
+    fn build_sentencepiece(&self, path: &Path) -> Result<Tokenizer, TokenizerError> {
+        use std::collections::HashMap;
+        use tokenizers::decoders::{byte_fallback::ByteFallback, fuse::Fuse, strip::Strip};
+        use tokenizers::normalizers::{Prepend, Replace};
+        use tokenizers::{DecoderWrapper, NormalizerWrapper};
+
+        let err = |e: tokenizers::Error| invalid(path, e.to_string());
+        let ids: HashMap<&str, u32> = self
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i as u32))
+            .collect();
+        let mut ranked: Vec<(f32, u32, usize)> = Vec::new();
+        for (i, (t, &ty)) in self.tokens.iter().zip(&self.token_types).enumerate() {
+            if ty != token_type::NORMAL && ty != token_type::USER_DEFINED {
+                continue;
+            }
+            for (at, _) in t.char_indices().skip(1) {
+                if ids.contains_key(&t[..at]) && ids.contains_key(&t[at..]) {
+                    ranked.push((self.scores[i], i as u32, at));
+                }
+            }
+        }
+        // Highest score first; ties by id, then by split, so the order is deterministic.
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let merges: Vec<(String, String)> = ranked
+            .iter()
+            .map(|&(_, i, at)| {
+                let t = &self.tokens[i as usize];
+                (t[..at].to_string(), t[at..].to_string())
+            })
+            .collect();
+        let vocab: tokenizers::models::bpe::Vocab = self
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let unk = self
+            .token_types
+            .iter()
+            .position(|&t| t == token_type::UNKNOWN)
+            .map(|i| self.tokens[i].clone());
+        let mut bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .byte_fallback(true)
+            .fuse_unk(true);
+        if let Some(unk) = unk {
+            bpe = bpe.unk_token(unk);
+        }
+        let bpe = bpe
+            .build()
+            .map_err(|e| invalid(path, format!("building the SentencePiece merges: {e}")))?;
+        let mut tok = Tokenizer::new(bpe);
+        let space = SPM_SPACE.to_string();
+        let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
+        if self.add_space_prefix {
+            normalizers.push(Prepend::new(space.clone()).into());
+        }
+        normalizers.push(Replace::new(" ", space.as_str()).map_err(err)?.into());
+        tok.with_normalizer(Some(tokenizers::normalizers::Sequence::new(normalizers)))
+            .map_err(err)?;
+        let mut decoders: Vec<DecoderWrapper> = vec![
+            Replace::new(space.as_str(), " ").map_err(err)?.into(),
+            ByteFallback::new().into(),
+            Fuse::new().into(),
+        ];
+        if self.add_space_prefix {
+            decoders.push(Strip::new(' ', 1, 0).into());
+        }
+        tok.with_decoder(Some(tokenizers::decoders::sequence::Sequence::new(
+            decoders,
+        )));
+        let mut special = Vec::new();
+        let mut user = Vec::new();
+        for (t, &ty) in self.tokens.iter().zip(&self.token_types) {
+            if ty == token_type::CONTROL || ty == token_type::UNKNOWN {
+                special.push(AddedToken::from(t.clone(), true).normalized(false));
+            } else if ty == token_type::USER_DEFINED {
+                user.push(AddedToken::from(t.clone(), false).normalized(false));
+            }
+        }
+        tok.add_special_tokens(special).map_err(err)?;
+        tok.add_tokens(user).map_err(err)?;
+        Ok(tok)
+    }
+
+    /// The bytes token `id` stands for in generated text, as llama.cpp's `token_to_piece`
+    /// without special tokens: nothing for control, unknown and unused tokens, the text of
+    /// user-defined ones; byte-level BPE text decoded to bytes; SentencePiece `▁` as a space
+    /// and `<0xXX>` as that byte.
+    pub fn token_bytes(
+        &self,
+        id: u32,
+        byte_decoder: &std::collections::HashMap<char, u8>,
+    ) -> Vec<u8> {
+        let (Some(t), Some(&ty)) = (
+            self.tokens.get(id as usize),
+            self.token_types.get(id as usize),
+        ) else {
+            return Vec::new();
+        };
+        match (self.kind, ty) {
+            (_, token_type::CONTROL | token_type::UNUSED) => Vec::new(),
+            (VocabKind::SentencePiece, token_type::UNKNOWN) => Vec::new(),
+            (_, token_type::USER_DEFINED) => t.as_bytes().to_vec(),
+            (VocabKind::SentencePiece, token_type::BYTE) => t
+                .strip_prefix("<0x")
+                .and_then(|h| h.strip_suffix('>'))
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .map_or_else(Vec::new, |b| vec![b]),
+            (VocabKind::SentencePiece, _) => t.replace(SPM_SPACE, " ").into_bytes(),
+            (VocabKind::BytePairs, _) => byte_level_bytes(t, byte_decoder),
+        }
     }
 }
 

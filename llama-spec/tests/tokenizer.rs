@@ -125,11 +125,17 @@ fn bad_metadata_is_a_clear_error() {
         err.contains("llama3-tokenizer.json") && err.contains("qwen2"),
         "{err}"
     );
+    // A SentencePiece vocabulary needs its scores.
     md.set(keys::MODEL, MetadataValue::String("llama".into()));
     let err = GgufVocab::from_metadata(&md, &path)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("gpt2"), "{err}");
+    assert!(err.contains("tokenizer.ggml.scores"), "{err}");
+    md.set(keys::MODEL, MetadataValue::String("bert".into()));
+    let err = GgufVocab::from_metadata(&md, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bert") && err.contains("gpt2") && err.contains("llama"), "{err}");
 }
 
 /// The names llama.cpp gives the Llama-3 split rule tokenize as llama.cpp does on the same

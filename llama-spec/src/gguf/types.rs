@@ -401,6 +401,15 @@ impl ArrayValue {
         })
     }
 
+    /// Numeric elements widened to f64 (token scores are F32 in llama.cpp's files).
+    pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
+        Some(match self {
+            ArrayValue::F32(v) => v.iter().map(|&x| x.into()).collect(),
+            ArrayValue::F64(v) => v.clone(),
+            _ => self.to_i64_vec()?.into_iter().map(|x| x as f64).collect(),
+        })
+    }
+
     pub fn display_short(&self, max_items: usize) -> String {
         fn show<T: fmt::Debug>(v: &[T], max: usize) -> String {
             let shown: Vec<String> = v.iter().take(max).map(|x| format!("{x:?}")).collect();
