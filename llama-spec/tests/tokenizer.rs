@@ -135,7 +135,10 @@ fn bad_metadata_is_a_clear_error() {
     let err = GgufVocab::from_metadata(&md, &path)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("bert") && err.contains("gpt2") && err.contains("llama"), "{err}");
+    assert!(
+        err.contains("bert") && err.contains("gpt2") && err.contains("llama"),
+        "{err}"
+    );
 }
 
 /// The names llama.cpp gives the Llama-3 split rule tokenize as llama.cpp does on the same
