@@ -384,6 +384,15 @@ impl GgufVocab {
         })
     }
 
+    /// Token text -> id, as `tokenizers`' BPE takes the vocabulary.
+    fn bpe_vocab(&self) -> tokenizers::models::bpe::Vocab {
+        self.tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect()
+    }
+
     /// Build the `tokenizers` tokenizer: BPE over the vocabulary and merges, the pre-tokenizer
     /// for `pre`, byte-level decoding, CONTROL tokens (and, for Llama-3, every id >= 128000) as
     /// special added tokens, USER_DEFINED ones as plain added tokens, and BOS prepended when
@@ -392,12 +401,7 @@ impl GgufVocab {
         if self.kind == VocabKind::SentencePiece {
             return self.build_sentencepiece(path);
         }
-        let vocab: tokenizers::models::bpe::Vocab = self
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
+        let vocab = self.bpe_vocab();
         let merges = self
             .merges
             .iter()
@@ -488,12 +492,7 @@ impl GgufVocab {
                 (t[..at].to_string(), t[at..].to_string())
             })
             .collect();
-        let vocab: tokenizers::models::bpe::Vocab = self
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
+        let vocab = self.bpe_vocab();
         let unk = self
             .token_types
             .iter()
