@@ -169,6 +169,28 @@ pub(crate) struct Engine<'a> {
     pub rope: &'a RopeTable,
 }
 
+/// One sequence's share of a batch: its cache, the position of its first row, and how many
+/// consecutive rows (tokens) it has in the batch.
+pub(crate) struct Seq<'k> {
+    pub kv: &'k mut KvCache,
+    pub pos0: usize,
+    pub n: usize,
+}
+
+impl KvCache {
+    /// Copy the first `n` positions of every layer from `src` (same shape): a shared prefix
+    /// computed once.
+    pub fn copy_prefix_from(&mut self, src: &KvCache, n: usize) {
+        let len = n * self.kv_dim;
+        for (d, s) in self.k.iter_mut().zip(&src.k) {
+            d[..len].copy_from_slice(&s[..len]);
+        }
+        for (d, s) in self.v.iter_mut().zip(&src.v) {
+            d[..len].copy_from_slice(&s[..len]);
+        }
+    }
+}
+
 impl Engine<'_> {
     /// Run `tokens` (at most `s.n_batch`) at positions `pos0..`, filling the KV cache and
     /// `s.logits`.
@@ -180,10 +202,26 @@ impl Engine<'_> {
         pos0: usize,
         mode: LogitsMode,
     ) {
+        let n = tokens.len();
+        self.forward_seqs(&mut [Seq { kv, pos0, n }], s, tokens, mode);
+    }
+
+    /// Run several sequences in one pass over the weights: `tokens` holds each sequence's rows
+    /// in turn (`seqs[i].n` of them, at most `s.n_batch` in all). The matrix products see one
+    /// batch; RoPE, the cache writes and attention are per sequence. Logits: with
+    /// `LogitsMode::Last` one row per sequence (its last token), with `All` one per token.
+    pub fn forward_seqs(
+        &self,
+        seqs: &mut [Seq<'_>],
+        s: &mut Scratch,
+        tokens: &[u32],
+        mode: LogitsMode,
+    ) {
         let m = self.model;
         let c = &m.config;
         let n = tokens.len();
-        assert!(n <= s.n_batch && pos0 + n <= kv.n_ctx);
+        assert!(n <= s.n_batch && seqs.iter().map(|q| q.n).sum::<usize>() == n);
+        assert!(seqs.iter().all(|q| q.n > 0 && q.pos0 + q.n <= q.kv.n_ctx));
         let h = c.hidden_size as usize;
         let hd = c.head_dim() as usize;
         let n_head = c.num_attention_heads as usize;
@@ -229,40 +267,45 @@ impl Engine<'_> {
                     },
                 ],
             );
-            for t in 0..n {
-                self.rope.apply(&mut s.q[t * qd..(t + 1) * qd], pos0 + t);
-                self.rope.apply(&mut s.k[t * kvd..(t + 1) * kvd], pos0 + t);
-                let row = (pos0 + t) * kvd;
-                for (d, &v) in kv.k[li][row..row + kvd]
-                    .iter_mut()
-                    .zip(&s.k[t * kvd..(t + 1) * kvd])
-                {
-                    *d = f16::from_f32(v);
+            let mut first = 0;
+            for seq in seqs.iter_mut() {
+                for i in 0..seq.n {
+                    let (t, pos) = (first + i, seq.pos0 + i);
+                    self.rope.apply(&mut s.q[t * qd..(t + 1) * qd], pos);
+                    self.rope.apply(&mut s.k[t * kvd..(t + 1) * kvd], pos);
+                    let row = pos * kvd;
+                    for (d, &v) in seq.kv.k[li][row..row + kvd]
+                        .iter_mut()
+                        .zip(&s.k[t * kvd..(t + 1) * kvd])
+                    {
+                        *d = f16::from_f32(v);
+                    }
+                    for (d, &v) in seq.kv.v[li][row..row + kvd]
+                        .iter_mut()
+                        .zip(&s.v[t * kvd..(t + 1) * kvd])
+                    {
+                        *d = f16::from_f32(v);
+                    }
                 }
-                for (d, &v) in kv.v[li][row..row + kvd]
-                    .iter_mut()
-                    .zip(&s.v[t * kvd..(t + 1) * kvd])
-                {
-                    *d = f16::from_f32(v);
-                }
+                attention(
+                    self.pool,
+                    self.isa,
+                    &Attn {
+                        q: &s.q[first * qd..(first + seq.n) * qd],
+                        k_cache: &seq.kv.k[li],
+                        v_cache: &seq.kv.v[li],
+                        n_tokens: seq.n,
+                        pos0: seq.pos0,
+                        n_head,
+                        n_kv_head: n_kv,
+                        head_dim: hd,
+                        n_ctx: seq.kv.n_ctx,
+                    },
+                    &mut s.scores,
+                    &mut s.att[first * qd..(first + seq.n) * qd],
+                );
+                first += seq.n;
             }
-            attention(
-                self.pool,
-                self.isa,
-                &Attn {
-                    q: &s.q,
-                    k_cache: &kv.k[li],
-                    v_cache: &kv.v[li],
-                    n_tokens: n,
-                    pos0,
-                    n_head: c.num_attention_heads as usize,
-                    n_kv_head: c.n_kv_heads() as usize,
-                    head_dim: hd,
-                    n_ctx: kv.n_ctx,
-                },
-                &mut s.scores,
-                &mut s.att,
-            );
             matmul(
                 pool,
                 isa,
@@ -320,10 +363,28 @@ impl Engine<'_> {
             }
         }
 
-        // 4. Final norm and the LM head, for the last token or for all.
-        let first = if mode == LogitsMode::All { 0 } else { n - 1 };
-        let rows = n - first;
-        norm_rows(&s.x, &m.w.output_norm, eps, h, first..n, &mut s.xb);
+        // 4. Final norm and the LM head, for each sequence's last token or for all.
+        let rows = match mode {
+            LogitsMode::All => {
+                norm_rows(&s.x, &m.w.output_norm, eps, h, 0..n, &mut s.xb);
+                n
+            }
+            LogitsMode::Last => {
+                let mut end = 0;
+                for (r, seq) in seqs.iter().enumerate() {
+                    end += seq.n;
+                    norm_rows(
+                        &s.x,
+                        &m.w.output_norm,
+                        eps,
+                        h,
+                        end - 1..end,
+                        &mut s.xb[r * h..],
+                    );
+                }
+                seqs.len()
+            }
+        };
         let vocab = c.vocab_size as usize;
         if s.logits.len() < rows * vocab {
             s.logits.resize(rows * vocab, 0.0);

@@ -29,6 +29,7 @@
 //! [`Error::ContextFull`]; a generation that fills the cache ends with
 //! [`FinishReason::ContextFull`]. Nothing slides silently: the app decides what to drop.
 
+mod batch;
 mod error;
 pub mod ffi;
 mod forward;
@@ -40,6 +41,7 @@ mod session;
 mod speculative;
 mod text;
 
+pub use batch::{BatchDecoder, BatchEvent, BatchOptions, RequestId};
 pub use error::{Error, Result};
 pub use llama_spec::chat::Message;
 pub use model::{LoadOptions, MatmulBytes, Model};
