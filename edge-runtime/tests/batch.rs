@@ -34,7 +34,7 @@ fn options(i: usize, max_tokens: usize) -> GenerateOptions {
     GenerateOptions {
         max_tokens,
         // Odd requests sample (seeded), even ones are greedy.
-        sampler: if i % 2 == 0 {
+        sampler: if i.is_multiple_of(2) {
             SamplerConfig::greedy()
         } else {
             SamplerConfig {
