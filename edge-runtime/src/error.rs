@@ -19,6 +19,8 @@ pub enum Error {
     ContextFull { needed: usize, n_ctx: usize },
     #[error("token id {0} is outside the vocabulary")]
     BadToken(u32),
+    #[error("{origin}: {message}")]
+    Persona { origin: String, message: String },
     #[error("{0}")]
     Invalid(String),
 }

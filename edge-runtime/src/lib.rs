@@ -36,6 +36,7 @@ mod forward;
 pub mod kernels;
 mod model;
 mod perplexity;
+pub mod persona;
 mod sampler;
 mod session;
 mod speculative;

@@ -6,7 +6,7 @@
 
 pub mod app;
 pub mod editor;
-pub mod persona;
+pub use edge_runtime::persona;
 pub mod store;
 pub mod ui;
 pub mod worker;

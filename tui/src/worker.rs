@@ -21,15 +21,7 @@ pub struct Worker {
 }
 
 pub fn sampler(s: &Sampling, seed: u64) -> SamplerConfig {
-    SamplerConfig {
-        temperature: s.temperature,
-        top_k: s.top_k,
-        top_p: s.top_p,
-        min_p: s.min_p,
-        repeat_penalty: s.repeat_penalty,
-        seed,
-        ..SamplerConfig::default()
-    }
+    s.sampler(seed)
 }
 
 fn reason(f: Option<FinishReason>) -> &'static str {

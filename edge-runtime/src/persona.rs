@@ -1,10 +1,13 @@
 //! Personas: a system prompt and sampling settings, from `configs/personas/*.toml` (the
-//! bundled ones are also built into the binary, so it works from any directory).
+//! bundled ones are also built into the library, so apps work from any directory). edge-chat
+//! and edge-serve both take their personas from here.
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sampler::SamplerConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +59,19 @@ impl Default for Sampling {
 }
 
 impl Sampling {
+    /// The sampler these settings describe, drawing from `seed`.
+    pub fn sampler(&self, seed: u64) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed,
+            ..SamplerConfig::default()
+        }
+    }
+
     /// `/set KEY VALUE`: the names users type.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         let f = || {
@@ -125,7 +141,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
 ];
 
 pub fn parse(text: &str, origin: &str) -> Result<Persona> {
-    toml::from_str(text).with_context(|| format!("{origin}: not a persona"))
+    toml::from_str(text).map_err(|e| Error::Persona {
+        origin: origin.to_string(),
+        message: format!("not a persona: {e}"),
+    })
 }
 
 /// The built-in personas, then those in `dir` (same name: the file wins).
@@ -136,14 +155,19 @@ pub fn load_all(dir: Option<&Path>) -> Result<Vec<Persona>> {
         .collect::<Result<_>>()?;
     if let Some(dir) = dir.filter(|d| d.is_dir()) {
         let mut files: Vec<_> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading {}", dir.display()))?
+            .map_err(|e| Error::Persona {
+                origin: dir.display().to_string(),
+                message: format!("reading the folder: {e}"),
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
             .collect();
         files.sort();
         for f in files {
-            let text =
-                std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+            let text = std::fs::read_to_string(&f).map_err(|e| Error::Persona {
+                origin: f.display().to_string(),
+                message: format!("reading: {e}"),
+            })?;
             let p = parse(&text, &f.display().to_string())?;
             out.retain(|q| q.name != p.name);
             out.push(p);
