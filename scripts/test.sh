@@ -8,7 +8,7 @@
 #                            those marked #[ignore = "full tier: ..."].
 #   scripts/test.sh --full   the same, then the full tier too: the ignored (long) tests (the
 #                            whole pipeline, 4-rank runs, all of HumanEval, the scalar kernels
-#                            over whole generations...) and the NEON kernels under
+#                            over whole generations, the openai client against edge-serve...) and the NEON kernels under
 #                            qemu-aarch64 (scripts/test-aarch64.sh), and `cargo check` of the
 #                            wgpu backend.
 #
@@ -44,6 +44,13 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked --features cloud-train/mpi,cloud-train/nccl -- -D warnings
 if [ "$full" = 1 ]; then
+    # The official openai client, for edge-serve's client test.
+    step "openai Python client"
+    if [ ! -x target/venv-openai/bin/python ]; then
+        python3 -m venv target/venv-openai
+        target/venv-openai/bin/pip install --quiet openai
+    fi
+    export OPENAI_PYTHON="$PWD/target/venv-openai/bin/python"
     step "cargo test (CI tier and full tier)"
     cargo test --workspace --locked --features cloud-train/mpi -- --include-ignored
     step "NEON kernels under qemu-aarch64"

@@ -10,39 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod common;
+
+use common::{alone, alone_with, chat_body, content, model, sse_data, start, PROMPTS};
 use edge_runtime::persona;
-use edge_runtime::{
-    GenerateOptions, LoadOptions, Message, Model, SamplerConfig, Session, SessionOptions,
-};
+use edge_runtime::{GenerateOptions, Message, SamplerConfig, Session, SessionOptions};
 use edge_serve::{Server, ServerConfig};
-
-fn model() -> Arc<Model> {
-    static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| {
-        let p = test_support::repo().join("assets/SmolLM2-135M-Instruct.Q4_1.gguf");
-        assert!(
-            p.exists(),
-            "{} is missing: run scripts/fetch-assets.sh",
-            p.display()
-        );
-        Arc::new(Model::load(p, LoadOptions::default()).expect("load"))
-    })
-    .clone()
-}
-
-fn start(config: ServerConfig) -> Server {
-    Server::start(
-        model(),
-        ServerConfig {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            n_ctx: 1024,
-            n_threads: 2,
-            n_batch: 64,
-            ..config
-        },
-    )
-    .expect("server starts")
-}
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -104,69 +77,6 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
         assert!(t0.elapsed() < Duration::from_secs(30), "timed out: {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-const PROMPTS: &[&str] = &[
-    "I feel lonely today. Can you talk with me?",
-    "我最近压力很大，晚上总是睡不着。",
-    "Write a short poem about the sea.",
-    "Give me three tips to calm down before an exam.",
-];
-
-/// What a fresh `Session` replies to `messages`, greedy.
-fn alone(messages: &[Message], max_tokens: usize, stop: &[&str]) -> String {
-    alone_with(messages, max_tokens, stop, SamplerConfig::greedy())
-}
-
-fn alone_with(
-    messages: &[Message],
-    max_tokens: usize,
-    stop: &[&str],
-    sampler: SamplerConfig,
-) -> String {
-    let mut s = Session::new(
-        model(),
-        SessionOptions {
-            n_ctx: 1024,
-            n_threads: 2,
-            n_batch: 64,
-        },
-    )
-    .expect("session");
-    s.chat(
-        messages,
-        GenerateOptions {
-            max_tokens,
-            sampler,
-            stop: stop.iter().map(|s| s.to_string()).collect(),
-            ..GenerateOptions::default()
-        },
-    )
-    .expect("chat")
-    .text()
-    .expect("text")
-}
-
-fn chat_body(prompt: &str, max_tokens: usize) -> Value {
-    json!({
-        "model": "any",
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-    })
-}
-
-fn content(v: &Value) -> &str {
-    v["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no content in {v}"))
-}
-
-/// The `data:` payloads of a server-sent-events body.
-fn sse_data(body: &str) -> Vec<String> {
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
-        .collect()
 }
 
 #[test]
