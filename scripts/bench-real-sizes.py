@@ -73,6 +73,15 @@ def make_hf(shape, out):
             p + "mlp.down_proj.weight": rnd(h, f),
         })
     save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    write_config(shape, out)
+
+
+def write_config(shape, out):
+    """config.json, the Llama-3 tokenizer from assets/ and tokenizer_config.json of a `shape`
+    checkpoint (Llama-3.2's settings: rope scaling, tied embeddings)."""
+    s = SHAPES[shape]
+    h, nh = s["hidden_size"], s["num_attention_heads"]
+    hd, vocab = h // nh, 128256
     config = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": vocab,
         "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,

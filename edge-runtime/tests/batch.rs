@@ -69,6 +69,19 @@ fn alone(p: &[u32], opts: GenerateOptions) -> (Vec<u32>, String, FinishReason) {
     )
 }
 
+fn decoder(n_slots: usize, n_batch: usize) -> BatchDecoder {
+    BatchDecoder::new(
+        common::smollm2(),
+        BatchOptions {
+            n_slots,
+            n_ctx: 512,
+            n_threads: 2,
+            n_batch,
+        },
+    )
+    .expect("batch")
+}
+
 #[derive(Default, Debug)]
 struct Outcome {
     text: String,
@@ -126,16 +139,7 @@ fn batched_replies_equal_each_request_alone() {
         .collect();
     // Three slots for five requests: two wait, then join mid-run; a small step budget makes
     // prompt chunks share steps with running decodes.
-    let mut b = BatchDecoder::new(
-        common::smollm2(),
-        BatchOptions {
-            n_slots: 3,
-            n_ctx: 512,
-            n_threads: 2,
-            n_batch: 16,
-        },
-    )
-    .expect("batch");
+    let mut b = decoder(3, 16);
     let got = run(&mut b, &requests, &[0, 0, 3, 5, 9]);
     for (i, ((p, o), g)) in requests.iter().zip(&got).enumerate() {
         let (tokens, text, reason) = alone(p, o.clone());
@@ -178,16 +182,7 @@ fn cancel_and_stop_strings_end_one_request_only() {
         .to_string();
     let mut stopped = options(2, 40);
     stopped.stop = vec![format!(" {stop}")];
-    let mut b = BatchDecoder::new(
-        common::smollm2(),
-        BatchOptions {
-            n_slots: 3,
-            n_ctx: 512,
-            n_threads: 2,
-            n_batch: 32,
-        },
-    )
-    .expect("batch");
+    let mut b = decoder(3, 32);
     let ids = [
         b.submit(&p0, long).expect("submit"),
         b.submit(&p1, stopped).expect("submit"),

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use common::{alone, chat_body, sse_data, start, PROMPTS};
+use common::{alone, chat_body, sse_data, start, streamed_content, PROMPTS};
 use edge_runtime::Message;
 use edge_serve::ServerConfig;
 
@@ -54,18 +54,8 @@ fn curl_runs_a_streamed_and_a_whole_chat() {
     let mut body = body;
     body["stream"] = true.into();
     let text = curl(&["-N", &url, "-d", &body.to_string()]);
-    let data = sse_data(&text);
-    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    let streamed: String = data[..data.len() - 1]
-        .iter()
-        .filter_map(|d| {
-            let v: Value = serde_json::from_str(d).expect("chunk");
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    assert_eq!(streamed, reference);
+    assert_eq!(sse_data(&text).last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(streamed_content(&text), reference);
 }
 
 #[test]

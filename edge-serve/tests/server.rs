@@ -11,9 +11,11 @@ use serde_json::{json, Value};
 
 mod common;
 
-use common::{alone, alone_with, chat_body, content, model, sse_data, start, PROMPTS};
+use common::{
+    alone, alone_with, chat_body, content, session, sse_data, start, streamed_content, PROMPTS,
+};
 use edge_runtime::persona;
-use edge_runtime::{GenerateOptions, Message, SamplerConfig, Session, SessionOptions};
+use edge_runtime::{GenerateOptions, Message, SamplerConfig};
 use edge_serve::{Server, ServerConfig};
 
 fn agent() -> ureq::Agent {
@@ -153,16 +155,7 @@ fn replies_whole_streamed_and_concurrent_equal_each_request_alone() {
         &json!({"prompt": "The capital of France is", "max_tokens": 12, "temperature": 0}),
     );
     assert_eq!(status, 200, "{v}");
-    let mut s = Session::new(
-        model(),
-        SessionOptions {
-            n_ctx: 1024,
-            n_threads: 2,
-            n_batch: 64,
-        },
-    )
-    .expect("session");
-    let expected = s
+    let expected = session()
         .complete(
             "The capital of France is",
             GenerateOptions {
@@ -248,17 +241,7 @@ fn stop_strings_and_the_persona_apply_as_in_edge_chat() {
     body["stop"] = json!(stop);
     body["stream"] = json!(true);
     let (_, _, text) = post_raw(&server, "/v1/chat/completions", body.to_string().as_bytes());
-    let data = sse_data(&text);
-    let streamed: String = data[..data.len() - 1]
-        .iter()
-        .filter_map(|d| {
-            let v: Value = serde_json::from_str(d).expect("chunk");
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    assert_eq!(streamed, cut);
+    assert_eq!(streamed_content(&text), cut);
 }
 
 /// Send a request on a raw socket and return the socket (to read from or to drop).

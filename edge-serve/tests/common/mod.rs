@@ -48,6 +48,19 @@ pub const PROMPTS: &[&str] = &[
 ];
 
 /// What a fresh `Session` replies to `messages`, greedy.
+/// A fresh session with the servers' context, threads and batch.
+pub fn session() -> Session {
+    Session::new(
+        model(),
+        SessionOptions {
+            n_ctx: 1024,
+            n_threads: 2,
+            n_batch: 64,
+        },
+    )
+    .expect("session")
+}
+
 pub fn alone(messages: &[Message], max_tokens: usize, stop: &[&str]) -> String {
     alone_with(messages, max_tokens, stop, SamplerConfig::greedy())
 }
@@ -58,27 +71,19 @@ pub fn alone_with(
     stop: &[&str],
     sampler: SamplerConfig,
 ) -> String {
-    let mut s = Session::new(
-        model(),
-        SessionOptions {
-            n_ctx: 1024,
-            n_threads: 2,
-            n_batch: 64,
-        },
-    )
-    .expect("session");
-    s.chat(
-        messages,
-        GenerateOptions {
-            max_tokens,
-            sampler,
-            stop: stop.iter().map(|s| s.to_string()).collect(),
-            ..GenerateOptions::default()
-        },
-    )
-    .expect("chat")
-    .text()
-    .expect("text")
+    session()
+        .chat(
+            messages,
+            GenerateOptions {
+                max_tokens,
+                sampler,
+                stop: stop.iter().map(|s| s.to_string()).collect(),
+                ..GenerateOptions::default()
+            },
+        )
+        .expect("chat")
+        .text()
+        .expect("text")
 }
 
 pub fn chat_body(prompt: &str, max_tokens: usize) -> Value {
@@ -100,5 +105,19 @@ pub fn content(v: &Value) -> &str {
 pub fn sse_data(body: &str) -> Vec<String> {
     body.lines()
         .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
+        .collect()
+}
+
+/// The text of a streamed chat reply: the chunks' `delta.content`, joined.
+pub fn streamed_content(body: &str) -> String {
+    sse_data(body)
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| {
+            let v: Value = serde_json::from_str(d).expect("chunk");
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect()
 }
