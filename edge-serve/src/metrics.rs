@@ -50,56 +50,60 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE edge_serve_{name} {kind}");
             let _ = writeln!(out, "edge_serve_{name} {value}");
         };
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        put(
-            "requests_completed_total",
-            "counter",
-            "Generations that ran to an end.",
-            get(&self.completed),
-        );
-        put(
-            "requests_cancelled_total",
-            "counter",
-            "Generations cancelled because the client disconnected.",
-            get(&self.cancelled),
-        );
-        put(
-            "requests_rejected_total",
-            "counter",
-            "Requests refused with 503 because the queue was full.",
-            get(&self.rejected),
-        );
-        put(
-            "prompt_tokens_total",
-            "counter",
-            "Prompt tokens received.",
-            get(&self.prompt_tokens),
-        );
-        put(
-            "prompt_tokens_cached_total",
-            "counter",
-            "Prompt tokens reused from a slot's KV cache.",
-            get(&self.cached_prompt_tokens),
-        );
-        put(
-            "generated_tokens_total",
-            "counter",
-            "Tokens generated.",
-            get(&self.generated_tokens),
-        );
-        put(
-            "queue_depth",
-            "gauge",
-            "Requests waiting for a slot.",
-            get(&self.queue_depth),
-        );
-        put(
-            "requests_active",
-            "gauge",
-            "Requests decoding or prefilling.",
-            get(&self.active),
-        );
-        put("slots", "gauge", "Decoding slots.", get(&self.slots));
+        let counters: [(&str, &str, &str, &AtomicU64); 9] = [
+            (
+                "requests_completed_total",
+                "counter",
+                "Generations that ran to an end.",
+                &self.completed,
+            ),
+            (
+                "requests_cancelled_total",
+                "counter",
+                "Generations cancelled because the client disconnected.",
+                &self.cancelled,
+            ),
+            (
+                "requests_rejected_total",
+                "counter",
+                "Requests refused with 503 because the queue was full.",
+                &self.rejected,
+            ),
+            (
+                "prompt_tokens_total",
+                "counter",
+                "Prompt tokens received.",
+                &self.prompt_tokens,
+            ),
+            (
+                "prompt_tokens_cached_total",
+                "counter",
+                "Prompt tokens reused from a slot's KV cache.",
+                &self.cached_prompt_tokens,
+            ),
+            (
+                "generated_tokens_total",
+                "counter",
+                "Tokens generated.",
+                &self.generated_tokens,
+            ),
+            (
+                "queue_depth",
+                "gauge",
+                "Requests waiting for a slot.",
+                &self.queue_depth,
+            ),
+            (
+                "requests_active",
+                "gauge",
+                "Requests decoding or prefilling.",
+                &self.active,
+            ),
+            ("slots", "gauge", "Decoding slots.", &self.slots),
+        ];
+        for (name, kind, help, value) in counters {
+            put(name, kind, help, value.load(Ordering::Relaxed).to_string());
+        }
         put(
             "tokens_per_second",
             "gauge",
