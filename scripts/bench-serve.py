@@ -15,10 +15,16 @@ The default model is the Llama-3.2-1B-shaped Q4_0 file of scripts/bench-real-siz
 a random bf16 checkpoint (numpy), converted to F16 by our `quantize convert` (tested bit-exact
 against convert_hf_to_gguf.py) and quantized to Q4_0 by llama.cpp's own `llama-quantize`.
 
-    # llama.cpp tools from the llama-cpp-python sdist (see scripts/bench-real-sizes.py):
-    cmake --build build-native --target llama-server llama-quantize
+    # llama.cpp tools from the llama-cpp-python sdist (see scripts/bench-real-sizes.py). On a CPU
+    # with AMX, llama-server 0.3.36 built with GGML_NATIVE segfaults in ggml_backend_amx_mul_mat
+    # at its first decode; build it without AMX instead (its llama-bench then decodes at the
+    # same speed as its server, and the README says how that compares with the AMX build):
+    cmake -B build-noamx -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON \
+        "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" \
+        "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    cmake --build build-noamx --target llama-server llama-quantize
     cargo build --release -p edge-serve -p quantize
-    LLAMA_BIN=.../vendor/llama.cpp/build-native/bin python3 scripts/bench-serve.py \\
+    LLAMA_BIN=.../vendor/llama.cpp/build-noamx/bin python3 scripts/bench-serve.py \\
         [--model F.gguf] [--streams 1,2,4,8] [-t 2] [-n 64] [--rounds 3]
 """
 import argparse
