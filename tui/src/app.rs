@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use edge_runtime::Message;
+use edge_runtime::{FinishReason, Message};
 
 use crate::editor::Editor;
 use crate::persona::{Persona, Sampling};
@@ -34,7 +34,8 @@ pub enum WorkerEvent {
         tokens: usize,
         tokens_per_s: f64,
         ctx_used: usize,
-        reason: String,
+        /// `None` when the generation ended without saying why (an error path).
+        reason: Option<FinishReason>,
     },
     Error(String),
 }
@@ -202,11 +203,11 @@ impl App {
                 self.state = State::Ready;
                 self.tokens_per_s = Some(tokens_per_s);
                 self.ctx_used = ctx_used;
-                if reason == "cancelled" {
+                if reason == Some(FinishReason::Cancelled) {
                     if let Some(l) = self.lines.last_mut().filter(|l| l.role == Role::Assistant) {
                         l.interrupted = true;
                     }
-                } else if reason == "context full" {
+                } else if reason == Some(FinishReason::ContextFull) {
                     self.info("The context is full: /clear starts a new conversation (or /save it first).");
                 }
             }

@@ -7,9 +7,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use edge_runtime::{
-    CancelToken, FinishReason, GenerateOptions, Model, SamplerConfig, Session, SessionOptions,
-};
+use edge_runtime::{CancelToken, GenerateOptions, Model, SamplerConfig, Session, SessionOptions};
 
 use crate::app::{Command, Event, WorkerEvent};
 use crate::persona::Sampling;
@@ -22,15 +20,6 @@ pub struct Worker {
 
 pub fn sampler(s: &Sampling, seed: u64) -> SamplerConfig {
     s.sampler(seed)
-}
-
-fn reason(f: Option<FinishReason>) -> &'static str {
-    match f {
-        Some(FinishReason::Cancelled) => "cancelled",
-        Some(FinishReason::ContextFull) => "context full",
-        Some(FinishReason::MaxTokens) => "max tokens",
-        Some(FinishReason::StopString) | Some(FinishReason::StopToken) | None => "stop",
-    }
 }
 
 /// Start the thread. `seed`: the sampler's seed for the first reply (then +1 per reply).
@@ -103,7 +92,7 @@ fn run(
                     tokens: g.stats().generated_tokens,
                     tokens_per_s: g.stats().tokens_per_second(),
                     ctx_used: 0,
-                    reason: reason(g.finish_reason()).into(),
+                    reason: g.finish_reason(),
                 };
                 drop(g);
                 let done = match (failed, done) {

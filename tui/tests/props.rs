@@ -6,6 +6,7 @@ use edge_chat::app::{App, Command, Event, WorkerEvent};
 use edge_chat::persona;
 use edge_chat::store::Store;
 use edge_chat::ui;
+use edge_runtime::FinishReason;
 use proptest::prelude::*;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -39,8 +40,8 @@ fn event() -> impl Strategy<Value = Event> {
         1 => "[a-z 你好😀\n\r\t]{0,30}".prop_map(Event::Paste),
         1 => (0u16..130, 0u16..50).prop_map(|(w, h)| Event::Resize(w, h)),
         3 => "[a-z 你好😀\n]{0,8}".prop_map(|s| Event::Worker(WorkerEvent::Piece(s))),
-        1 => Just(Event::Worker(WorkerEvent::Done { tokens: 3, tokens_per_s: 10.0, ctx_used: 50, reason: "cancelled".into() })),
-        1 => Just(Event::Worker(WorkerEvent::Done { tokens: 3, tokens_per_s: 10.0, ctx_used: 50, reason: "stop".into() })),
+        1 => Just(Event::Worker(WorkerEvent::Done { tokens: 3, tokens_per_s: 10.0, ctx_used: 50, reason: Some(FinishReason::Cancelled) })),
+        1 => Just(Event::Worker(WorkerEvent::Done { tokens: 3, tokens_per_s: 10.0, ctx_used: 50, reason: Some(FinishReason::StopToken) })),
         1 => Just(Event::Worker(WorkerEvent::Error("context full".into()))),
         1 => prop::sample::select(vec!["/help", "/clear", "/persona", "/persona xiaonuan", "/set temp 0.3", "/set top_k x", "/sessions", "/save p1", "/load p1", "/load nope", "/system be kind", "/bogus"])
             .prop_map(|s| Event::Paste(s.to_string())),
