@@ -2,6 +2,7 @@
 //! in `src/llama-quant.cpp`) for the Llama architecture, so that a `--type q4_k_m` file has the
 //! same tensor types as llama.cpp's.
 
+use llama_spec::names::{LayerTensor, TensorName};
 use llama_spec::GgmlType;
 
 /// A whole-file type (`general.file_type`, llama.cpp's `llama_ftype`).
@@ -177,37 +178,39 @@ impl Policy {
         if let Some(o) = self.overrides.iter().find(|o| o.matches(name)) {
             ty = o.ty;
         } else {
-            let layer = name
-                .strip_prefix("blk.")
-                .and_then(|r| r.split('.').next())
-                .and_then(|i| i.parse::<i64>().ok());
+            // Tensor roles through the one name map; names outside it keep the default.
             let n = i64::from(self.n_layers);
-            let is_output =
-                name == "output.weight" || (self.tied_embeddings && name == "token_embd.weight");
-            if is_output {
-                if !ne0.is_multiple_of(ty.block_size()) {
-                    ty = GgmlType::Q8_0;
-                } else if ty != GgmlType::Q8_0 {
-                    ty = GgmlType::Q6_K;
+            match TensorName::from_gguf(name) {
+                Some(t @ (TensorName::Output | TensorName::TokenEmbd))
+                    if t == TensorName::Output || self.tied_embeddings =>
+                {
+                    if !ne0.is_multiple_of(ty.block_size()) {
+                        ty = GgmlType::Q8_0;
+                    } else if ty != GgmlType::Q8_0 {
+                        ty = GgmlType::Q6_K;
+                    }
                 }
-            } else if name.contains("attn_v.weight") {
-                let i = layer.unwrap_or(0);
-                if matches!(ftype, FileType::Q4KM | FileType::Q5KM) && use_more_bits(i, n) {
-                    ty = GgmlType::Q6_K;
-                } else if ftype == FileType::Q4KS && i < 4 {
-                    ty = GgmlType::Q5_K;
+                Some(TensorName::Layer(i, LayerTensor::AttnV)) => {
+                    let i = i64::from(i);
+                    if matches!(ftype, FileType::Q4KM | FileType::Q5KM) && use_more_bits(i, n) {
+                        ty = GgmlType::Q6_K;
+                    } else if ftype == FileType::Q4KS && i < 4 {
+                        ty = GgmlType::Q5_K;
+                    }
+                    // llama.cpp's LLM_TYPE_70B (80 layers): attn_v is 8x smaller than attn_q.
+                    if self.n_layers == 80 && matches!(ty, GgmlType::Q3_K | GgmlType::Q4_K) {
+                        ty = GgmlType::Q5_K;
+                    }
                 }
-                // llama.cpp's LLM_TYPE_70B (80 layers): attn_v is 8x smaller than attn_q.
-                if self.n_layers == 80 && matches!(ty, GgmlType::Q3_K | GgmlType::Q4_K) {
-                    ty = GgmlType::Q5_K;
+                Some(TensorName::Layer(i, LayerTensor::FfnDown)) => {
+                    let i = i64::from(i);
+                    if matches!(ftype, FileType::Q4KM | FileType::Q5KM) && use_more_bits(i, n) {
+                        ty = GgmlType::Q6_K;
+                    } else if ftype == FileType::Q4KS && i < n / 8 {
+                        ty = GgmlType::Q5_K;
+                    }
                 }
-            } else if name.contains("ffn_down") {
-                let i = layer.unwrap_or(0);
-                if matches!(ftype, FileType::Q4KM | FileType::Q5KM) && use_more_bits(i, n) {
-                    ty = GgmlType::Q6_K;
-                } else if ftype == FileType::Q4KS && i < n / 8 {
-                    ty = GgmlType::Q5_K;
-                }
+                _ => {}
             }
         }
         fallback(ty, ne0)
