@@ -110,6 +110,8 @@ pub struct BatchDecoder {
     rope: RopeTable,
     /// Per step: (slot, tokens fed); reused.
     plan: Vec<(usize, usize)>,
+    /// Per step: (request id, slot) of the prompts still prefilling, oldest first; reused.
+    prefilling: Vec<(RequestId, usize)>,
     batch_tokens: Vec<u32>,
     next_id: RequestId,
     steps: u64,
@@ -147,6 +149,7 @@ impl BatchDecoder {
             pool: ThreadPool::new(opts.n_threads),
             isa: Isa::detect(),
             plan: Vec::with_capacity(opts.n_slots),
+            prefilling: Vec::with_capacity(opts.n_slots),
             batch_tokens: Vec::with_capacity(opts.n_batch),
             model,
             opts,
@@ -267,8 +270,9 @@ impl BatchDecoder {
 
     /// One pass over the weights: every decoding request advances one token, prompts are
     /// evaluated in chunks with the rest of the step's `n_batch`. Appends what happened to
-    /// `events`. Does nothing when no request is running.
-    pub fn step(&mut self, events: &mut Vec<BatchEvent>) {
+    /// `events`. Returns how many tokens were sampled (one per request that decoded or
+    /// finished its prompt; 0 when no request is running).
+    pub fn step(&mut self, events: &mut Vec<BatchEvent>) -> usize {
         self.steps += 1;
         let n_ctx = self.opts.n_ctx;
         // 1. Requests that end before computing: cancelled, or nowhere to put the next token.
@@ -296,16 +300,16 @@ impl BatchDecoder {
                 budget -= 1;
             }
         }
-        let mut prefilling: Vec<(u64, usize)> = Vec::new();
+        self.prefilling.clear();
         for (i, slot) in self.slots.iter().enumerate() {
             if let Some(j) = &slot.job {
                 if j.next.is_none() && slot.wants() > 0 {
-                    prefilling.push((j.id, i));
+                    self.prefilling.push((j.id, i));
                 }
             }
         }
-        prefilling.sort_unstable();
-        for (_, i) in prefilling {
+        self.prefilling.sort_unstable();
+        for &(_, i) in &self.prefilling {
             if budget == 0 {
                 break;
             }
@@ -314,7 +318,7 @@ impl BatchDecoder {
             budget -= n;
         }
         if self.plan.is_empty() {
-            return;
+            return 0;
         }
         // Rows in slot order, so that each sequence's rows are contiguous.
         self.plan.sort_unstable();
@@ -363,6 +367,7 @@ impl BatchDecoder {
         // 4. Append what was fed; sample where a prompt is complete or a decode ran.
         let vocab = self.model.config.vocab_size as usize;
         let mut fed = 0;
+        let mut sampled = 0;
         for (row, &(i, n)) in self.plan.iter().enumerate() {
             let slot = &mut self.slots[i];
             slot.tokens
@@ -381,6 +386,7 @@ impl BatchDecoder {
             }
             let logits = &self.scratch.logits[row * vocab..(row + 1) * vocab];
             let tok = job.sampler.sample(logits, &slot.tokens);
+            sampled += 1;
             if job.first_token.is_none() {
                 let now = Instant::now();
                 job.first_token = Some(now);
@@ -404,6 +410,7 @@ impl BatchDecoder {
                 job.next = Some(tok);
             }
         }
+        sampled
     }
 }
 

@@ -102,6 +102,7 @@ fn run(
     let mut events = Vec::new();
     let mut next = 0;
     let mut step = 0;
+    let mut sampled = 0;
     while out.iter().any(|o| o.reason.is_none()) {
         while next < requests.len() && submit_at[next] <= step && b.has_free_slot() {
             let (p, o) = &requests[next];
@@ -109,7 +110,7 @@ fn run(
             next += 1;
         }
         events.clear();
-        b.step(&mut events);
+        sampled += b.step(&mut events);
         for e in events.drain(..) {
             match e {
                 BatchEvent::Text { id, text } => out[ids[&id]].text.push_str(&text),
@@ -129,6 +130,15 @@ fn run(
         step += 1;
         assert!(step < 10_000, "the batch never finished");
     }
+    // Every sample is a reply token or the end token that stopped a request.
+    let ends = out
+        .iter()
+        .filter(|o| o.reason == Some(FinishReason::StopToken))
+        .count();
+    assert_eq!(
+        sampled,
+        out.iter().map(|o| o.tokens.len()).sum::<usize>() + ends
+    );
     out
 }
 

@@ -122,7 +122,7 @@ pub fn run(mut decoder: BatchDecoder, jobs: Receiver<Job>, metrics: Arc<Metrics>
         // 3. One step, then route what it produced.
         let t0 = Instant::now();
         events.clear();
-        decoder.step(&mut events);
+        let sampled = decoder.step(&mut events);
         let mut generated = 0u64;
         for e in events.drain(..) {
             match e {
@@ -162,11 +162,10 @@ pub fn run(mut decoder: BatchDecoder, jobs: Receiver<Job>, metrics: Arc<Metrics>
                 }
             }
         }
-        // Tokens per second: each step decodes one token per decoding slot; smoothed.
-        let decoding = running.len() as f64;
+        // Tokens per second over the steps that sampled any, smoothed.
         let dt = t0.elapsed().as_secs_f64();
-        if dt > 0.0 && decoding > 0.0 {
-            rate = 0.8 * rate + 0.2 * (decoding / dt);
+        if dt > 0.0 && sampled > 0 {
+            rate = 0.8 * rate + 0.2 * (sampled as f64 / dt);
             metrics.set_tokens_per_second(rate);
         }
         metrics
