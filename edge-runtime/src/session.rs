@@ -13,7 +13,7 @@ use crate::kernels::pool::ThreadPool;
 use crate::kernels::Isa;
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
-use crate::speculative::{self, Speculation};
+use crate::speculative::{self, top_probability, Speculation};
 use crate::text::TextStream;
 
 /// Options for [`Session::new`].
@@ -314,6 +314,35 @@ impl Session {
         Ok(common)
     }
 
+    /// As a draft model: greedy guesses after `seq` into `out`: up to `max_draft`, stopping where
+    /// its top probability is below `min_p`. This session's cache is brought to `seq` first,
+    /// reusing what it already holds.
+    pub(crate) fn draft_greedy(
+        &mut self,
+        seq: &[u32],
+        max_draft: usize,
+        min_p: f32,
+        out: &mut Vec<u32>,
+    ) -> Result<()> {
+        let room = self.n_ctx().saturating_sub(seq.len());
+        let max_draft = max_draft.min(room + 1);
+        if max_draft == 0 {
+            return Ok(());
+        }
+        self.prefill(seq)?;
+        for i in 0..max_draft {
+            let (tok, p) = top_probability(self.logits());
+            if p < min_p {
+                break;
+            }
+            out.push(tok);
+            if i + 1 < max_draft {
+                self.eval(&[tok])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Logits after the last evaluated token (`vocab_size` values).
     pub fn logits(&self) -> &[f32] {
         &self.scratch.logits[..self.model.config.vocab_size as usize]
@@ -534,8 +563,7 @@ impl Generation<'_> {
                     Ok(())
                 }
                 Speculation::DraftModel { max_draft, min_p } => match s.draft.as_deref_mut() {
-                    Some(d) => speculative::model_draft(
-                        d,
+                    Some(d) => d.draft_greedy(
                         &s.tokens,
                         max_draft.min(room),
                         min_p,

@@ -10,7 +10,6 @@
 
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::session::Session;
 
 /// Where draft tokens come from (see [`GenerateOptions::speculation`](crate::GenerateOptions)).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -26,7 +25,7 @@ pub enum Speculation {
         max_ngram: usize,
         max_draft: usize,
     },
-    /// A smaller model with the same vocabulary ([`Session::attach_draft_model`]) guesses
+    /// A smaller model with the same vocabulary ([`Session::attach_draft_model`](crate::Session::attach_draft_model)) guesses
     /// greedily, up to `max_draft` tokens, stopping where its top probability falls below
     /// `min_p`.
     DraftModel { max_draft: usize, min_p: f32 },
@@ -118,35 +117,6 @@ pub(crate) fn check_vocabularies(target: &Model, draft: &Model) -> Result<()> {
             String::from_utf8_lossy(draft.token_bytes(id)),
             String::from_utf8_lossy(target.token_bytes(id))
         )));
-    }
-    Ok(())
-}
-
-/// Greedy guesses of the draft model after `seq` into `out`: up to `max_draft`, stopping where
-/// its top probability is below `min_p`. The draft session's cache is brought to `seq` first,
-/// reusing what it already holds.
-pub(crate) fn model_draft(
-    draft: &mut Session,
-    seq: &[u32],
-    max_draft: usize,
-    min_p: f32,
-    out: &mut Vec<u32>,
-) -> Result<()> {
-    let room = draft.n_ctx().saturating_sub(seq.len());
-    let max_draft = max_draft.min(room + 1);
-    if max_draft == 0 {
-        return Ok(());
-    }
-    draft.prefill(seq)?;
-    for i in 0..max_draft {
-        let (tok, p) = top_probability(draft.logits());
-        if p < min_p {
-            break;
-        }
-        out.push(tok);
-        if i + 1 < max_draft {
-            draft.eval(&[tok])?;
-        }
     }
     Ok(())
 }

@@ -20,4 +20,5 @@ pub use backend::{GenOutput, GenRequest, LanguageModel, Loglik, LoglikRequest};
 pub use edge::EdgeModel;
 pub use error::{EvalError, Result};
 pub use report::{markdown, Report};
-pub use runner::{evaluate, RunOptions, TaskResult};
+pub use report::TaskResult;
+pub use runner::{evaluate, RunOptions};

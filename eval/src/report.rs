@@ -7,8 +7,21 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
-use crate::runner::TaskResult;
 use crate::tasks::TASKS;
+
+/// One task's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub task: String,
+    pub n: usize,
+    /// Metric name -> value (0-100).
+    pub metrics: BTreeMap<String, f64>,
+    /// The metric that enters the average (absent for measurements such as `zh-fraction`).
+    pub primary: Option<String>,
+    pub seconds: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<serde_json::Value>,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {

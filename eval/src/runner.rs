@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use llama_spec::chat::Message;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::backend::{encode_pair, GenRequest, LanguageModel, LoglikRequest};
 use crate::error::Result;
 use crate::metrics::text::cjk_tokens;
-use crate::report::Report;
+use crate::report::{Report, TaskResult};
 use crate::tasks::{self, generation, humaneval, ChoiceItem, GenItem, Items};
 
 #[derive(Debug, Clone)]
@@ -42,20 +41,6 @@ impl Default for RunOptions {
             log_samples: false,
         }
     }
-}
-
-/// One task's outcome.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskResult {
-    pub task: String,
-    pub n: usize,
-    /// Metric name -> value (0-100).
-    pub metrics: BTreeMap<String, f64>,
-    /// The metric that enters the average (absent for measurements such as `zh-fraction`).
-    pub primary: Option<String>,
-    pub seconds: f64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub samples: Vec<Value>,
 }
 
 fn bar(opts: &RunOptions, task: &str, len: usize) -> ProgressBar {

@@ -6,6 +6,7 @@
 //! Every kernel has a scalar twin in [`scalar`]; SIMD versions are chosen at run time
 //! ([`Isa::detect`]) and tested against the scalar ones.
 
+mod attend;
 pub mod attention;
 pub mod ggml_math;
 pub mod matmul;
@@ -19,6 +20,8 @@ pub mod speed;
 mod x86;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_512;
+#[cfg(target_arch = "x86_64")]
+mod x86_base;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquant;
 

@@ -348,7 +348,7 @@ fn avx512_16_row_kernels_equal_scalar_bit_for_bit() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
-    use super::attention::{attend_scalar, Head, MAX_HEAD_DIM};
+    use super::attend::{attend_scalar, Head, MAX_HEAD_DIM};
     use half::f16;
     if !Isa::detect().avx2 {
         return test_support::skip(

@@ -8,6 +8,8 @@
 
 use std::arch::x86_64::*;
 
+use super::attend::{attend_scalar, Head, MAX_HEAD_DIM};
+use super::x86_base::{f16_at, hsum_float_8};
 use super::{BlockQ8, RowDot};
 use llama_spec::gguf::GgmlType;
 
@@ -60,21 +62,6 @@ pub(super) fn dot_f16(row: &[u8], a: &[f32]) -> f32 {
     }
     // SAFETY: handed out by `row_dot` only after `Isa::detect` confirmed AVX2, FMA and F16C.
     unsafe { inner(row, a) }
-}
-
-#[inline(always)]
-pub(super) fn f16_at(b: &[u8], i: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
-}
-
-/// ggml's `hsum_float_8`.
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(super) fn hsum_float_8(x: __m256) -> f32 {
-    let mut r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    _mm_cvtss_f32(r)
 }
 
 /// 16 bytes of nibbles -> 32 bytes: low nibbles first, then high nibbles (element order).
@@ -508,19 +495,18 @@ fn reduce4(a: [__m256; 4]) -> f32 {
     _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
 }
 
-/// One (token, head) of attention; see `attention::attend_scalar` for the definition.
-pub(crate) fn attend(h: &super::attention::Head, scores: &mut [f32], out: &mut [f32]) {
+/// One (token, head) of attention; see `attend::attend_scalar` for the definition.
+pub(crate) fn attend(h: &Head, scores: &mut [f32], out: &mut [f32]) {
     // SAFETY: only called when `Isa::detect` found AVX2, FMA and F16C.
     unsafe { attend_avx2(h, scores, out) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn attend_avx2(h: &super::attention::Head, scores: &mut [f32], out: &mut [f32]) {
-    use super::attention::MAX_HEAD_DIM;
+fn attend_avx2(h: &Head, scores: &mut [f32], out: &mut [f32]) {
     let hd = h.q.len();
     if !hd.is_multiple_of(32) {
         // The f16 dot's scalar tail (double precision) is rare enough to leave to the reference.
-        return super::attention::attend_scalar(h, scores, out);
+        return attend_scalar(h, scores, out);
     }
     let nv = hd / 8;
     // Q rounded to f16, as 8-lane vectors.
@@ -590,7 +576,7 @@ fn attend_avx2(h: &super::attention::Head, scores: &mut [f32], out: &mut [f32]) 
 /// `NV = hd / 8` accumulators in registers (a constant, so that they can be).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn prob_v<const NV: usize>(h: &super::attention::Head, probs: &[f32], out: &mut [f32]) {
+fn prob_v<const NV: usize>(h: &Head, probs: &[f32], out: &mut [f32]) {
     let hd = h.q.len();
     assert!(hd == 8 * NV && out.len() >= hd && probs.len() >= h.n_kv);
     let mut lanes = [[_mm256_setzero_ps(); NV]; 32];

@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::scalar::{mins_dot, scales_mins};
-use super::x86::{f16_at, hsum_float_8};
+use super::x86_base::{f16_at, hsum_float_8};
 use super::BlockQ8K;
 
 #[inline]

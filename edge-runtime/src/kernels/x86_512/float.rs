@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::super::x86::f16_at;
+use super::super::x86_base::f16_at;
 use super::super::Dot4;
 use llama_spec::gguf::GgmlType;
 
