@@ -15,6 +15,17 @@ pub struct PlotError {
     pub message: String,
 }
 
+/// Why a chart could not be drawn (the caller names the file).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DrawError(pub String);
+
+impl DrawError {
+    pub fn of(e: impl std::fmt::Display) -> Self {
+        DrawError(e.to_string())
+    }
+}
+
 fn err(path: &Path, message: impl Into<String>) -> PlotError {
     PlotError {
         path: path.to_path_buf(),
@@ -121,7 +132,7 @@ pub fn plot(
         .into_owned();
     // The image encoder picks the format by extension: keep `.png` last in the temp name.
     let tmp = dir.join(format!(".{name}.{}.tmp.png", std::process::id()));
-    let drawn = draw(runs, &tmp, x_tokens, key, size).map_err(|e| err(out, e));
+    let drawn = draw(runs, &tmp, x_tokens, key, size).map_err(|e| err(out, e.0));
     let result = drawn.and_then(|()| {
         let f = std::fs::File::open(&tmp).map_err(|e| err(&tmp, e.to_string()))?;
         f.sync_all().map_err(|e| err(&tmp, e.to_string()))?;
@@ -139,7 +150,7 @@ fn draw(
     x_tokens: bool,
     key: &str,
     size: (u32, u32),
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let all = runs.iter().flat_map(|r| {
         r.train
             .iter()
@@ -150,18 +161,18 @@ fn draw(
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
     if x0 > x1 {
-        return Err("nothing to plot".into());
+        return Err(DrawError("nothing to plot".into()));
     }
     let pad = ((y1 - y0) * 0.05).max(1e-3);
     let root = BitMapBackend::new(path, size).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    root.fill(&WHITE).map_err(DrawError::of)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(key, ("sans-serif", 24))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(56)
         .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))
-        .map_err(|e| e.to_string())?;
+        .map_err(DrawError::of)?;
     chart
         .configure_mesh()
         .x_desc(if x_tokens { "tokens" } else { "step" })
@@ -172,7 +183,7 @@ fn draw(
         })
         .label_style(("sans-serif", 14))
         .draw()
-        .map_err(|e| e.to_string())?;
+        .map_err(DrawError::of)?;
     let many = runs.len() > 1;
     let mut color = 0usize;
     for run in runs {
@@ -184,7 +195,7 @@ fn draw(
                 run.train.iter().copied(),
                 faint.stroke_width(1),
             ))
-            .map_err(|e| e.to_string())?;
+            .map_err(DrawError::of)?;
         // TensorBoard's default smoothing; short runs are drawn as they are.
         let weight = if run.train.len() > 20 { 0.6 } else { 0.0 };
         let label = if many {
@@ -197,7 +208,7 @@ fn draw(
                 smooth(&run.train, weight),
                 base.stroke_width(2),
             ))
-            .map_err(|e| e.to_string())?
+            .map_err(DrawError::of)?
             .label(label)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], base.stroke_width(2))
@@ -216,14 +227,14 @@ fn draw(
             };
             chart
                 .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
-                .map_err(|e| e.to_string())?
+                .map_err(DrawError::of)?
                 .label(label)
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                 });
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
-                .map_err(|e| e.to_string())?;
+                .map_err(DrawError::of)?;
         }
     }
     chart
@@ -233,8 +244,8 @@ fn draw(
         .border_style(BLACK.mix(0.4))
         .label_font(("sans-serif", 14))
         .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
+        .map_err(DrawError::of)?;
+    root.present().map_err(DrawError::of)?;
     Ok(())
 }
 

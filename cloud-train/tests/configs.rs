@@ -75,7 +75,7 @@ fn slurm_examples_fit_their_world_size() {
                 .first()
                 .unwrap_or_else(|| panic!("{name}: no --config")),
         );
-        let cfg: CptConfig = cloud_train::cpt::config::load_toml(&config, &arg("--set"))
+        let cfg: CptConfig = cloud_train::train::config::load_toml(&config, &arg("--set"))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         cfg.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
         let (gbs, mbs) = (cfg.train.gbs, cfg.train.mbs);

@@ -563,12 +563,9 @@ impl Generation<'_> {
                     Ok(())
                 }
                 Speculation::DraftModel { max_draft, min_p } => match s.draft.as_deref_mut() {
-                    Some(d) => d.draft_greedy(
-                        &s.tokens,
-                        max_draft.min(room),
-                        min_p,
-                        &mut self.draft,
-                    ),
+                    Some(d) => {
+                        d.draft_greedy(&s.tokens, max_draft.min(room), min_p, &mut self.draft)
+                    }
                     None => Ok(()),
                 },
             };

@@ -19,6 +19,6 @@ pub mod tasks;
 pub use backend::{GenOutput, GenRequest, LanguageModel, Loglik, LoglikRequest};
 pub use edge::EdgeModel;
 pub use error::{EvalError, Result};
-pub use report::{markdown, Report};
 pub use report::TaskResult;
+pub use report::{markdown, Report};
 pub use runner::{evaluate, RunOptions};

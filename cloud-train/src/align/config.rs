@@ -1,9 +1,11 @@
-//! The `sft` / `dpo` TOML config. It shares `[model]`, `[train]` and `[output]` with `cpt`
-//! (see `cpt::config`); `[data]` lists chat JSONL files and `[dpo]` the preference loss.
+//! The `sft` / `dpo` TOML config: the shared `[model]`, `[train]` and `[output]` sections (see
+//! `train::config`); `[data]` lists chat JSONL files and `[dpo]` the preference loss.
 
 use std::path::{Path, PathBuf};
 
-use crate::cpt::config::{read_toml, ConfigError, ModelSection, OutputSection, TrainSection};
+use crate::train::config::{
+    read_toml, ConfigError, Invalid, ModelSection, OutputSection, TrainSection,
+};
 use crate::train::dpo::DpoLoss;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -73,29 +75,33 @@ impl AlignConfig {
         read_toml(path.as_ref(), Self::validate)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         self.model.validate()?;
         self.train.validate()?;
         self.output.validate()?;
         let t = &self.train;
         if t.steps.is_none() == t.epochs.is_none() || t.tokens.is_some() {
-            return Err("[train]: give exactly one of `steps` or `epochs`".into());
+            return Err(Invalid::new(
+                "[train]: give exactly one of `steps` or `epochs`",
+            ));
         }
         if t.epochs.is_some_and(|e| !(e > 0.0 && e.is_finite())) {
-            return Err("[train] epochs must be positive".into());
+            return Err(Invalid::new("[train] epochs must be positive"));
         }
         if self.data.train.is_empty() {
-            return Err("[data] train: no files".into());
+            return Err(Invalid::new("[data] train: no files"));
         }
         if !(0.0..1.0).contains(&self.data.val_fraction) {
-            return Err("[data] val_fraction must be in [0, 1)".into());
+            return Err(Invalid::new("[data] val_fraction must be in [0, 1)"));
         }
         if self.data.max_len < 2 {
-            return Err("[data] max_len must be at least 2".into());
+            return Err(Invalid::new("[data] max_len must be at least 2"));
         }
         let d = &self.dpo;
         if !(d.beta > 0.0 && d.beta.is_finite() && (0.0..0.5).contains(&d.label_smoothing)) {
-            return Err("[dpo] beta must be positive and label_smoothing in [0, 0.5)".into());
+            return Err(Invalid::new(
+                "[dpo] beta must be positive and label_smoothing in [0, 0.5)",
+            ));
         }
         Ok(())
     }

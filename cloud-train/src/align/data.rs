@@ -17,6 +17,23 @@
 use llama_spec::chat::{ChatTemplate, Message};
 use serde_json::Value;
 
+/// Why a record cannot be trained on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RecordError(pub String);
+
+impl From<&str> for RecordError {
+    fn from(s: &str) -> Self {
+        RecordError(s.to_string())
+    }
+}
+
+impl From<String> for RecordError {
+    fn from(s: String) -> Self {
+        RecordError(s)
+    }
+}
+
 /// One tokenized conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
@@ -49,7 +66,7 @@ fn role_of(from: &str) -> Option<&'static str> {
     }
 }
 
-fn messages_of(v: &Value) -> Result<Vec<Message>, String> {
+fn messages_of(v: &Value) -> Result<Vec<Message>, RecordError> {
     let list = v.as_array().ok_or("expected a list of messages")?;
     list.iter()
         .map(|m| {
@@ -60,10 +77,10 @@ fn messages_of(v: &Value) -> Result<Vec<Message>, String> {
             };
             let role = role
                 .and_then(role_of)
-                .ok_or_else(|| format!("message without a known role/from: {m}"))?;
+                .ok_or_else(|| RecordError(format!("message without a known role/from: {m}")))?;
             let content = content
                 .and_then(Value::as_str)
-                .ok_or_else(|| format!("message without string content/value: {m}"))?;
+                .ok_or_else(|| RecordError(format!("message without string content/value: {m}")))?;
             Ok(Message::new(role, content))
         })
         .collect()
@@ -78,7 +95,7 @@ fn with_system(v: &Value, mut msgs: Vec<Message>) -> Vec<Message> {
     msgs
 }
 
-fn check_dialogue(msgs: &[Message]) -> Result<(), String> {
+fn check_dialogue(msgs: &[Message]) -> Result<(), RecordError> {
     if !msgs.iter().any(|m| m.role == "assistant") {
         return Err("no assistant turn to train on".into());
     }
@@ -89,7 +106,7 @@ fn check_dialogue(msgs: &[Message]) -> Result<(), String> {
 }
 
 /// An SFT record.
-pub fn parse_sft(v: &Value) -> Result<Vec<Message>, String> {
+pub fn parse_sft(v: &Value) -> Result<Vec<Message>, RecordError> {
     let msgs = if let Some(m) = v.get("messages") {
         with_system(v, messages_of(m)?)
     } else if let Some(c) = v.get("conversations") {
@@ -116,7 +133,7 @@ pub fn parse_sft(v: &Value) -> Result<Vec<Message>, String> {
 }
 
 /// A preference record: the prompt messages and the chosen and rejected replies.
-pub fn parse_preference(v: &Value) -> Result<(Vec<Message>, String, String), String> {
+pub fn parse_preference(v: &Value) -> Result<(Vec<Message>, String, String), RecordError> {
     let prompt = match (v.get("prompt"), v.get("messages"), v.get("conversations")) {
         (Some(Value::String(s)), _, _) => vec![Message::user(s.as_str())],
         (Some(p), _, _) => messages_of(p)?,
@@ -128,8 +145,10 @@ pub fn parse_preference(v: &Value) -> Result<(Vec<Message>, String, String), Str
     if prompt.last().is_none_or(|m| m.role != "user") {
         return Err("the prompt must end with a user message".into());
     }
-    let reply = |key: &str| -> Result<String, String> {
-        let r = v.get(key).ok_or_else(|| format!("no {key:?}"))?;
+    let reply = |key: &str| -> Result<String, RecordError> {
+        let r = v
+            .get(key)
+            .ok_or_else(|| RecordError(format!("no {key:?}")))?;
         let text = match r {
             Value::String(s) => Some(s.clone()),
             Value::Array(_) => messages_of(r)?
@@ -143,7 +162,7 @@ pub fn parse_preference(v: &Value) -> Result<(Vec<Message>, String, String), Str
             _ => None,
         };
         text.filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| format!("{key:?} is not a non-empty reply"))
+            .ok_or_else(|| RecordError(format!("{key:?} is not a non-empty reply")))
     };
     Ok((prompt, reply("chosen")?, reply("rejected")?))
 }
@@ -155,10 +174,10 @@ pub fn encode(
     template: &ChatTemplate,
     msgs: &[Message],
     turns: Turns,
-) -> Result<Encoded, String> {
+) -> Result<Encoded, RecordError> {
     let full = template
         .render(msgs, false)
-        .map_err(|e| format!("chat template: {e}"))?;
+        .map_err(|e| RecordError(format!("chat template: {e}")))?;
     let assistant: Vec<usize> = msgs
         .iter()
         .enumerate()
@@ -173,10 +192,10 @@ pub fn encode(
     for &i in chosen {
         let before = template
             .render(&msgs[..i], true)
-            .map_err(|e| format!("chat template: {e}"))?;
+            .map_err(|e| RecordError(format!("chat template: {e}")))?;
         let through = template
             .render(&msgs[..=i], false)
-            .map_err(|e| format!("chat template: {e}"))?;
+            .map_err(|e| RecordError(format!("chat template: {e}")))?;
         if !through.starts_with(&before) || !full.starts_with(&through) {
             return Err(
                 "the chat template does not render conversations as prefixes of each other, so assistant turns cannot be located".into(),
@@ -186,7 +205,7 @@ pub fn encode(
     }
     let enc = tokenizer
         .encode(full.as_str(), false)
-        .map_err(|e| format!("tokenizing: {e}"))?;
+        .map_err(|e| RecordError(format!("tokenizing: {e}")))?;
     let ids = enc.get_ids().to_vec();
     let mask = enc
         .get_offsets()
@@ -222,9 +241,10 @@ mod tests {
         let bad = serde_json::json!({"messages": [{"role": "user", "content": "hi"}]});
         assert!(parse_sft(&bad)
             .expect_err("no assistant")
+            .0
             .contains("assistant"));
         let bad = serde_json::json!({"messages": [{"role": "wizard", "content": "hi"}]});
-        assert!(parse_sft(&bad).expect_err("role").contains("role"));
+        assert!(parse_sft(&bad).expect_err("role").0.contains("role"));
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! `cloud-train cpt`: continual pre-training on an ALMR mixture (see `configs/cpt-*.toml`).
+//! `cloud-train cpt`: continual pre-training on an ALMR mixture (see `configs/cpt-*.toml`), as
+//! an objective of the shared run harness (`train::harness`).
 
 pub mod config;
-pub mod run;
-pub mod state;
+pub mod objective;
 
 pub use config::{CptConfig, Role};
-pub use run::{run, Event, Resume, RunSummary, StepMetrics};
+pub use objective::{run, CptObjective, CptSummary};

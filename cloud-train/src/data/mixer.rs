@@ -12,7 +12,7 @@
 //! windows per epoch ([`Permutation`]); the whole state is the per-corpus counts, so a resumed
 //! run continues exactly.
 
-use super::splitmix64;
+use super::{splitmix64, DataError};
 
 /// What to do when a corpus has given all its windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,22 +61,22 @@ pub struct Mixer {
 }
 
 impl Mixer {
-    pub fn new(corpora: Vec<MixerCorpus>, seed: u64) -> Result<Self, String> {
+    pub fn new(corpora: Vec<MixerCorpus>, seed: u64) -> Result<Self, DataError> {
         if corpora.is_empty() {
-            return Err("no corpora to mix".into());
+            return Err(DataError::Mixture("no corpora to mix".into()));
         }
         for c in &corpora {
             if !(c.weight.is_finite() && c.weight > 0.0) {
-                return Err(format!(
+                return Err(DataError::Mixture(format!(
                     "corpus {:?}: weight {} must be positive",
                     c.name, c.weight
-                ));
+                )));
             }
             if c.windows == 0 {
-                return Err(format!(
+                return Err(DataError::Mixture(format!(
                     "corpus {:?} has no full training window: it needs more tokens than seq_len",
                     c.name
-                ));
+                )));
             }
         }
         let total: f64 = corpora.iter().map(|c| c.weight).sum();

@@ -28,6 +28,9 @@ pub enum DataError {
     },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
+    /// Corpora that cannot be mixed as configured.
+    #[error("{0}")]
+    Mixture(String),
 }
 
 impl DataError {

@@ -58,14 +58,19 @@ pub enum TxtSplit {
     File,
 }
 
+/// A `--txt-split` value that is not one of the known rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected paragraph, line or file")]
+pub struct UnknownSplit(pub String);
+
 impl std::str::FromStr for TxtSplit {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownSplit;
+    fn from_str(s: &str) -> Result<Self, UnknownSplit> {
         match s {
             "paragraph" => Ok(TxtSplit::Paragraph),
             "line" => Ok(TxtSplit::Line),
             "file" => Ok(TxtSplit::File),
-            _ => Err(format!("{s:?}: expected paragraph, line or file")),
+            _ => Err(UnknownSplit(s.to_string())),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! (`SLURM_PROCID`, `SLURM_STEP_NUM_TASKS`, `SLURM_LOCALID`, inside a job step only, so that
 //! a plain command in a batch script of 8 tasks is still one process).
 
+use super::DistError;
+
 /// Which launcher's variables were read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LaunchSource {
@@ -42,20 +44,18 @@ pub struct Launch {
 
 impl Launch {
     /// Read the current process's environment.
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, DistError> {
         Self::from_vars(|k| std::env::var(k).ok())
     }
 
     /// Read from `get` (the environment, or a map in tests).
-    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let num = |k: &str| -> Result<Option<usize>, String> {
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, DistError> {
+        let num = |k: &str| -> Result<Option<usize>, DistError> {
             match get(k) {
                 None => Ok(None),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| format!("environment variable {k}={v:?} is not a number")),
+                Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                    DistError::Launch(format!("environment variable {k}={v:?} is not a number"))
+                }),
             }
         };
         let triples: [(LaunchSource, &str, &str, &str); 4] = [
@@ -77,10 +77,11 @@ impl Launch {
         let master_addr = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into());
         let master_port = match get("MASTER_PORT") {
             None => 29500,
-            Some(p) => p
-                .trim()
-                .parse()
-                .map_err(|_| format!("environment variable MASTER_PORT={p:?} is not a port"))?,
+            Some(p) => p.trim().parse().map_err(|_| {
+                DistError::Launch(format!(
+                    "environment variable MASTER_PORT={p:?} is not a port"
+                ))
+            })?,
         };
         for (source, rank_var, world_var, local_var) in triples {
             if source == LaunchSource::Slurm && get("SLURM_STEP_ID").is_none() {
@@ -90,9 +91,9 @@ impl Launch {
                 continue;
             };
             if world == 0 || rank >= world {
-                return Err(format!(
+                return Err(DistError::Launch(format!(
                     "{source}: rank {rank} is not below the world size {world}"
-                ));
+                )));
             }
             let local_rank = num(local_var)?.unwrap_or(0);
             return Ok(Self {
@@ -115,12 +116,12 @@ impl Launch {
     }
 
     /// An engine that knows the rank and size itself (MPI) must agree with the launcher.
-    pub fn check_against(&self, rank: usize, world: usize, engine: &str) -> Result<(), String> {
+    pub fn check_against(&self, rank: usize, world: usize, engine: &str) -> Result<(), DistError> {
         if self.source != LaunchSource::None && (self.rank, self.world) != (rank, world) {
-            return Err(format!(
+            return Err(DistError::Launch(format!(
                 "{engine} says rank {rank} of {world}, the {} say rank {} of {}: launch with one launcher",
                 self.source, self.rank, self.world
-            ));
+            )));
         }
         Ok(())
     }
@@ -131,7 +132,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn launch(vars: &[(&str, &str)]) -> Result<Launch, String> {
+    fn launch(vars: &[(&str, &str)]) -> Result<Launch, DistError> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -190,16 +191,21 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let e = launch(&[("RANK", "x"), ("WORLD_SIZE", "2")]).unwrap_err();
+        let e = launch(&[("RANK", "x"), ("WORLD_SIZE", "2")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("RANK=\"x\""), "{e}");
-        let e = launch(&[("RANK", "2"), ("WORLD_SIZE", "2")]).unwrap_err();
+        let e = launch(&[("RANK", "2"), ("WORLD_SIZE", "2")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("rank 2 is not below the world size 2"), "{e}");
-        let e = launch(&[("MASTER_PORT", "99999")]).unwrap_err();
+        let e = launch(&[("MASTER_PORT", "99999")]).unwrap_err().to_string();
         assert!(e.contains("MASTER_PORT"), "{e}");
         let l = launch(&[("RANK", "1"), ("WORLD_SIZE", "2")]).unwrap();
         assert!(l
             .check_against(0, 2, "MPI")
             .unwrap_err()
+            .to_string()
             .contains("rank 0 of 2"));
     }
 }

@@ -31,6 +31,25 @@ pub use parallel::{DataParallel, DistSettings, Engine, ZeroStage};
 pub use watchdog::{Watchdog, EXIT_CODE};
 pub use zero::{Layout, ShardedAdamW, StepError};
 
+/// Why ranks could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum DistError {
+    /// The launcher's environment is malformed or contradicts itself.
+    #[error("{0}")]
+    Launch(String),
+    /// A collective engine could not start.
+    #[error("{engine}: {message}")]
+    Start {
+        engine: &'static str,
+        message: String,
+    },
+    /// Settings that this build or this world size cannot run.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
+}
+
 /// Why a collective call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CommError {
@@ -185,7 +204,10 @@ pub struct Ranks {
 }
 
 impl Ranks {
-    pub fn start(backend: crate::device::Backend, settings: &DistSettings) -> Result<Self, String> {
+    pub fn start(
+        backend: crate::device::Backend,
+        settings: &DistSettings,
+    ) -> Result<Self, DistError> {
         let launch = Launch::from_env()?;
         let device = backend.device_at(launch.local_rank)?;
         let comm = connect(settings, backend)?;
@@ -223,7 +245,7 @@ pub fn my_slice<T>(all: &[T], rank: usize, world: usize) -> &[T] {
 pub fn connect(
     settings: &DistSettings,
     backend: crate::device::Backend,
-) -> Result<Box<dyn Collective>, String> {
+) -> Result<Box<dyn Collective>, DistError> {
     let launch = Launch::from_env()?;
     let timeout = std::time::Duration::from_secs_f64(settings.collective_timeout_s);
     let engine = match settings.collective {
@@ -235,10 +257,10 @@ pub fn connect(
     match engine {
         Engine::Single => {
             if launch.world > 1 {
-                return Err(format!(
+                return Err(DistError::Unsupported(format!(
                     "collective = \"single\", but the launcher ({}) started {} ranks",
                     launch.source, launch.world
-                ));
+                )));
             }
             Ok(Box::new(Single))
         }
@@ -252,33 +274,33 @@ pub fn connect(
 fn connect_mpi(
     launch: &Launch,
     timeout: std::time::Duration,
-) -> Result<Box<dyn Collective>, String> {
+) -> Result<Box<dyn Collective>, DistError> {
     let comm = mpi::MpiCollective::init()?;
     launch.check_against(comm.rank(), comm.world(), "MPI")?;
     Ok(Box::new(Watched::new(comm, timeout)))
 }
 
 #[cfg(not(feature = "mpi"))]
-fn connect_mpi(launch: &Launch, _: std::time::Duration) -> Result<Box<dyn Collective>, String> {
-    Err(format!(
+fn connect_mpi(launch: &Launch, _: std::time::Duration) -> Result<Box<dyn Collective>, DistError> {
+    Err(DistError::Unsupported(format!(
         "{} ranks ({}) need a collective engine: this build has no MPI; rebuild with `--features mpi` (needs libopenmpi-dev and libclang-dev), or `--features nccl` for GPUs",
         launch.world, launch.source
-    ))
+    )))
 }
 
 #[cfg(feature = "nccl")]
 fn connect_nccl(
     launch: &Launch,
     timeout: std::time::Duration,
-) -> Result<Box<dyn Collective>, String> {
+) -> Result<Box<dyn Collective>, DistError> {
     let comm = nccl::NcclCollective::init(launch, timeout)?;
     Ok(Box::new(Watched::new(comm, timeout)))
 }
 
 #[cfg(not(feature = "nccl"))]
-fn connect_nccl(launch: &Launch, _: std::time::Duration) -> Result<Box<dyn Collective>, String> {
-    Err(format!(
+fn connect_nccl(launch: &Launch, _: std::time::Duration) -> Result<Box<dyn Collective>, DistError> {
+    Err(DistError::Unsupported(format!(
         "{} ranks ({}) on CUDA use NCCL: this build has no NCCL; rebuild with `--features cuda,nccl`, or set [train] collective = \"mpi\"",
         launch.world, launch.source
-    ))
+    )))
 }

@@ -6,7 +6,7 @@ use mpi::environment::Universe;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{CommunicatorCollectives, Root};
 
-use super::{check_scatter, Collective, CommError};
+use super::{check_scatter, Collective, CommError, DistError};
 
 /// Elements per MPI call (well below `i32::MAX`).
 const PIECE: usize = 1 << 28;
@@ -19,9 +19,12 @@ pub struct MpiCollective {
 
 impl MpiCollective {
     /// `MPI_Init_thread` (funneled: only the main thread calls MPI).
-    pub fn init() -> Result<Self, String> {
-        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
-            .ok_or("MPI was initialized already in this process")?;
+    pub fn init() -> Result<Self, DistError> {
+        let (universe, _) =
+            mpi::initialize_with_threading(mpi::Threading::Funneled).ok_or(DistError::Start {
+                engine: "mpi",
+                message: "MPI was initialized already in this process".into(),
+            })?;
         let world = universe.world();
         Ok(Self {
             world,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use cudarc::nccl::{Comm, Id, ReduceOp};
 
-use super::{check_scatter, rendezvous, Collective, CommError, Launch};
+use super::{check_scatter, rendezvous, Collective, CommError, DistError, Launch};
 
 pub struct NcclCollective {
     comm: Comm,
@@ -35,16 +35,24 @@ fn err(e: impl std::fmt::Debug) -> CommError {
 }
 
 impl NcclCollective {
-    pub fn init(launch: &Launch, timeout: Duration) -> Result<Self, String> {
-        let ctx = CudaContext::new(launch.local_rank)
-            .map_err(|e| format!("CUDA device {} (local rank): {e:?}", launch.local_rank))?;
+    pub fn init(launch: &Launch, timeout: Duration) -> Result<Self, DistError> {
+        let start = |message: String| DistError::Start {
+            engine: "nccl",
+            message,
+        };
+        let ctx = CudaContext::new(launch.local_rank).map_err(|e| {
+            start(format!(
+                "CUDA device {} (local rank): {e:?}",
+                launch.local_rank
+            ))
+        })?;
         let stream = ctx.default_stream();
-        let id = exchange_id(launch, timeout)?;
+        let id = exchange_id(launch, timeout).map_err(|e| start(e.to_string()))?;
         let comm = Comm::from_rank(stream.clone(), launch.rank, launch.world, id).map_err(|e| {
-            format!(
+            start(format!(
                 "ncclCommInitRank (rank {} of {}): {e:?}",
                 launch.rank, launch.world
-            )
+            ))
         })?;
         Ok(Self {
             comm,
@@ -121,9 +129,10 @@ impl NcclCollective {
 }
 
 /// The NCCL unique id: rank 0 makes it, [`rendezvous::exchange_id`] hands it out.
-fn exchange_id(launch: &Launch, timeout: Duration) -> Result<Id, String> {
+fn exchange_id(launch: &Launch, timeout: Duration) -> Result<Id, rendezvous::RendezvousError> {
     let bytes = rendezvous::exchange_id(launch, timeout, || {
-        let id = Id::new().map_err(|e| format!("ncclGetUniqueId: {e:?}"))?;
+        let id = Id::new()
+            .map_err(|e| rendezvous::RendezvousError(format!("ncclGetUniqueId: {e:?}")))?;
         Ok(std::array::from_fn(|i| id.internal()[i] as u8))
     })?;
     Ok(Id::uninit(bytes.map(|b| b as std::ffi::c_char)))

@@ -6,7 +6,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 use super::zero::{Layout, ShardedAdamW, StepError};
-use super::{Collective, CommError, Single};
+use super::{Collective, CommError, DistError, Single};
 use crate::error::CheckpointError;
 use crate::model::Llama;
 use crate::train::{AdamW, AdamWSettings};
@@ -34,13 +34,13 @@ pub enum ZeroStage {
 }
 
 impl ZeroStage {
-    pub fn from_stage(stage: u8) -> Result<Self, String> {
+    pub fn from_stage(stage: u8) -> Result<Self, DistError> {
         match stage {
             0 => Ok(ZeroStage::Replicated),
             1 => Ok(ZeroStage::Sharded),
-            s => Err(format!(
+            s => Err(DistError::Unsupported(format!(
                 "zero_stage = {s}: stages 0 (replicated AdamW) and 1 (sharded AdamW state) are implemented; 2 and 3 are not (see docs/distributed.md)"
-            )),
+            ))),
         }
     }
 }
@@ -132,13 +132,13 @@ impl DataParallel {
     }
 
     /// Micro-batches per rank and step: `gbs = mbs x accumulation x world`, checked.
-    pub fn accumulation(&self, gbs: usize, mbs: usize) -> Result<usize, String> {
+    pub fn accumulation(&self, gbs: usize, mbs: usize) -> Result<usize, DistError> {
         let world = self.world();
         if mbs == 0 || !gbs.is_multiple_of(mbs * world) {
-            return Err(format!(
+            return Err(DistError::Unsupported(format!(
                 "[train] gbs {gbs} must be mbs {mbs} x gradient accumulation x world size {world}: {gbs} is not a multiple of {}",
                 mbs * world
-            ));
+            )));
         }
         Ok(gbs / (mbs * world))
     }

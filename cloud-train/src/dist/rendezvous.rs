@@ -8,6 +8,17 @@ use std::time::{Duration, Instant};
 
 use super::Launch;
 
+/// Why the id could not be handed out (names the rank, the address and the cause).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RendezvousError(pub String);
+
+impl RendezvousError {
+    pub fn contains(&self, s: &str) -> bool {
+        self.0.contains(s)
+    }
+}
+
 /// The size of NCCL's `ncclUniqueId`.
 pub const ID_BYTES: usize = 128;
 
@@ -18,21 +29,21 @@ pub const ID_BYTES: usize = 128;
 pub fn exchange_id(
     launch: &Launch,
     timeout: Duration,
-    make_id: impl FnOnce() -> Result<[u8; ID_BYTES], String>,
-) -> Result<[u8; ID_BYTES], String> {
+    make_id: impl FnOnce() -> Result<[u8; ID_BYTES], RendezvousError>,
+) -> Result<[u8; ID_BYTES], RendezvousError> {
     let addr = format!("{}:{}", launch.master_addr, launch.master_port);
     if launch.rank == 0 {
         let bytes = make_id()?;
         let listener = TcpListener::bind(("0.0.0.0", launch.master_port)).map_err(|e| {
-            format!(
+            RendezvousError(format!(
                 "rank 0: listening on port {} (MASTER_PORT): {e}",
                 launch.master_port
-            )
+            ))
         })?;
         // Polled, so that a rank that never starts ends the job after `timeout`.
         listener
             .set_nonblocking(true)
-            .map_err(|e| format!("rank 0: {addr}: {e}"))?;
+            .map_err(|e| RendezvousError(format!("rank 0: {addr}: {e}")))?;
         let start = Instant::now();
         let mut served = 1;
         while served < launch.world {
@@ -40,20 +51,22 @@ pub fn exchange_id(
                 Ok((mut s, _)) => {
                     s.set_nonblocking(false)
                         .and_then(|()| s.write_all(&bytes))
-                        .map_err(|e| format!("rank 0: sending the unique id: {e}"))?;
+                        .map_err(|e| {
+                            RendezvousError(format!("rank 0: sending the unique id: {e}"))
+                        })?;
                     served += 1;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if start.elapsed() > timeout {
-                        return Err(format!(
+                        return Err(RendezvousError(format!(
                             "rank 0: only {served} of {} ranks came for the unique id at {addr} within {:.0} s",
                             launch.world,
                             timeout.as_secs_f64()
-                        ));
+                        )));
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => return Err(format!("rank 0: accepting on {addr}: {e}")),
+                Err(e) => return Err(RendezvousError(format!("rank 0: accepting on {addr}: {e}"))),
             }
         }
         return Ok(bytes);
@@ -65,16 +78,16 @@ pub fn exchange_id(
                 let mut buf = [0u8; ID_BYTES];
                 s.set_read_timeout(Some(timeout)).ok();
                 s.read_exact(&mut buf).map_err(|e| {
-                    format!("rank {}: reading the unique id from {addr}: {e}", launch.rank)
+                    RendezvousError(format!("rank {}: reading the unique id from {addr}: {e}", launch.rank))
                 })?;
                 return Ok(buf);
             }
             Err(e) if start.elapsed() > timeout => {
-                return Err(format!(
+                return Err(RendezvousError(format!(
                     "rank {}: rank 0 did not answer at {addr} (MASTER_ADDR:MASTER_PORT) within {:.0} s: {e}",
                     launch.rank,
                     timeout.as_secs_f64()
-                ))
+                )))
             }
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
@@ -118,7 +131,7 @@ mod tests {
             .map(|r| {
                 std::thread::spawn(move || {
                     exchange_id(&launch(r, world, port), Duration::from_secs(10), || {
-                        Err("only rank 0 makes the id".into())
+                        Err(RendezvousError("only rank 0 makes the id".into()))
                     })
                 })
             })
@@ -143,7 +156,7 @@ mod tests {
             })
         });
         let other = exchange_id(&launch(1, 2, wrong), Duration::from_millis(600), || {
-            Err("unused".into())
+            Err(RendezvousError("unused".into()))
         });
         let e = other.expect_err("nobody listens at the wrong port");
         assert!(

@@ -9,6 +9,11 @@ use llama_spec::names::{LayerTensor, TensorName};
 
 use super::{Block, Llama};
 
+/// Tensor values that cannot be read as f32.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("tensor data: {0}")]
+pub struct TensorDataError(pub String);
+
 /// A parameter's current value, 1-D (norms) or 2-D (matrices).
 #[derive(Debug, Clone)]
 pub enum ParamValue {
@@ -25,14 +30,14 @@ impl ParamValue {
     }
 
     /// Row-major f32 values.
-    pub fn to_f32(&self) -> Result<Vec<f32>, String> {
+    pub fn to_f32(&self) -> Result<Vec<f32>, TensorDataError> {
         let data = match self {
             ParamValue::D1(t) => t.to_data(),
             ParamValue::D2(t) => t.to_data(),
         };
         data.convert::<f32>()
             .try_into_vec::<f32>()
-            .map_err(|e| format!("{e:?}"))
+            .map_err(|e| TensorDataError(format!("{e:?}")))
     }
 
     /// This parameter's gradient after a backward pass, as row-major f32 values.

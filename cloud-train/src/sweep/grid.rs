@@ -7,10 +7,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
-use crate::cpt::config::{load_toml, CptConfig};
-use crate::cpt::state;
+use super::SweepError;
+use crate::cpt::config::CptConfig;
+use crate::train::config::{load_checked, ConfigError};
+use crate::train::state;
 
 /// The sweep's index of its runs.
 pub const SWEEP: &str = "sweep.json";
@@ -36,14 +36,18 @@ pub fn plan(
     almrs_pct: &[f64],
     lrs: &[f64],
     out: &Path,
-) -> anyhow::Result<Vec<(GridRun, CptConfig)>> {
+) -> Result<Vec<(GridRun, CptConfig)>, SweepError> {
     if almrs_pct.is_empty() || lrs.is_empty() {
-        anyhow::bail!("an empty grid: give --almr and --lr values");
+        return Err(SweepError::Grid(
+            "an empty grid: give --almr and --lr values".into(),
+        ));
     }
     let mut runs = Vec::new();
     for &a in almrs_pct {
         if !(0.0..=100.0).contains(&a) {
-            anyhow::bail!("ALMR {a}: give percentages in [0, 100]");
+            return Err(SweepError::Grid(format!(
+                "ALMR {a}: give percentages in [0, 100]"
+            )));
         }
         for &lr in lrs {
             let name = format!("almr{a}_lr{lr:e}").replace('+', "");
@@ -52,9 +56,16 @@ pub fn plan(
             o.push(format!("data.almr={}", a / 100.0));
             o.push(format!("train.lr={lr:e}"));
             o.push(format!("output.dir={:?}", dir.display().to_string()));
-            let cfg: CptConfig = load_toml(base, &o)?;
-            cfg.validate()
-                .map_err(|e| anyhow::anyhow!("{} at ALMR {a} %, LR {lr:e}: {e}", base.display()))?;
+            let cfg: CptConfig =
+                load_checked(base, &o, CptConfig::validate).map_err(|e| match e {
+                    ConfigError::Invalid { path, invalid } => ConfigError::invalid(
+                        &path,
+                        crate::train::config::Invalid(format!(
+                            "at ALMR {a} %, LR {lr:e}: {invalid}"
+                        )),
+                    ),
+                    e => e,
+                })?;
             runs.push((
                 GridRun {
                     name,
@@ -70,12 +81,12 @@ pub fn plan(
 }
 
 /// Write `out/sweep.json`.
-pub fn write_index(out: &Path, runs: &[(GridRun, CptConfig)]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+pub fn write_index(out: &Path, runs: &[(GridRun, CptConfig)]) -> Result<(), SweepError> {
+    std::fs::create_dir_all(out).map_err(SweepError::io(out))?;
     let list: Vec<&GridRun> = runs.iter().map(|(r, _)| r).collect();
     let p = out.join(SWEEP);
-    llama_spec::atomic::write_atomic(&p, serde_json::to_string_pretty(&list)?.as_bytes())
-        .with_context(|| format!("writing {}", p.display()))
+    let json = serde_json::to_string_pretty(&list).unwrap_or_default();
+    llama_spec::atomic::write_atomic(&p, json.as_bytes()).map_err(SweepError::io(&p))
 }
 
 /// The run has a checkpoint at its last step.
@@ -114,9 +125,12 @@ pub fn evaluate_run(
     cfg: &CptConfig,
     plan: &EvalPlan,
     progress: bool,
-) -> anyhow::Result<Option<llm_eval::Report>> {
+) -> Result<Option<llm_eval::Report>, SweepError> {
     let Some((_, ckpt)) = state::checkpoints(&cfg.output.dir).last().cloned() else {
-        anyhow::bail!("{}: no checkpoint to evaluate", cfg.output.dir.display());
+        return Err(SweepError::Run {
+            path: cfg.output.dir.clone(),
+            message: "no checkpoint to evaluate".into(),
+        });
     };
     let out = cfg.output.dir.join(EVAL);
     let name = ckpt
@@ -129,9 +143,8 @@ pub fn evaluate_run(
             return Ok(None);
         }
     }
-    let device = cfg.train.backend.device().map_err(anyhow::Error::msg)?;
-    let mut model = crate::eval::BurnModel::load(&ckpt, &device)
-        .with_context(|| format!("loading {}", ckpt.display()))?;
+    let device = cfg.train.backend.device()?;
+    let mut model = crate::eval::BurnModel::load(&ckpt, &device)?;
     let opts = llm_eval::RunOptions {
         limit: plan.limit,
         progress,
@@ -149,16 +162,18 @@ pub fn emit_slurm(
     out: &Path,
     runs: &[(GridRun, CptConfig)],
     eval: Option<&EvalPlan>,
-) -> anyhow::Result<PathBuf> {
+) -> Result<PathBuf, SweepError> {
     let dir = out.join("configs");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(SweepError::io(&dir))?;
     let mut list = String::new();
     let mut dirs = String::new();
     for (r, cfg) in runs {
         let p = dir.join(format!("{}.toml", r.name));
-        let text = toml::to_string(cfg).with_context(|| format!("serializing {}", r.name))?;
-        llama_spec::atomic::write_atomic(&p, text.as_bytes())
-            .with_context(|| format!("writing {}", p.display()))?;
+        let text = toml::to_string(cfg).map_err(|e| SweepError::Run {
+            path: p.clone(),
+            message: format!("serializing: {e}"),
+        })?;
+        llama_spec::atomic::write_atomic(&p, text.as_bytes()).map_err(SweepError::io(&p))?;
         let _ = writeln!(list, "  {:?}", p.display().to_string());
         let _ = writeln!(dirs, "  {:?}", cfg.output.dir.display().to_string());
     }
@@ -193,8 +208,7 @@ cloud-train cpt --config "${{CONFIGS[$SLURM_ARRAY_TASK_ID]}}"
         last = runs.len().saturating_sub(1),
     );
     let p = out.join("sweep.sbatch");
-    llama_spec::atomic::write_atomic(&p, script.as_bytes())
-        .with_context(|| format!("writing {}", p.display()))?;
+    llama_spec::atomic::write_atomic(&p, script.as_bytes()).map_err(SweepError::io(&p))?;
     Ok(p)
 }
 
@@ -221,12 +235,16 @@ pub struct ResultRow {
 
 /// Every run of the sweep in `dir` with a final validation loss (runs without one are listed
 /// in the second value, so the user sees what is missing).
-pub fn collect(dir: &Path) -> anyhow::Result<(Vec<ResultRow>, Vec<String>)> {
+pub fn collect(dir: &Path) -> Result<(Vec<ResultRow>, Vec<String>), SweepError> {
     let idx = dir.join(SWEEP);
-    let text = std::fs::read_to_string(&idx)
-        .with_context(|| format!("reading {} (run `cloud-train sweep` first)", idx.display()))?;
-    let runs: Vec<GridRun> = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a sweep index", idx.display()))?;
+    let text = std::fs::read_to_string(&idx).map_err(|e| SweepError::Run {
+        path: idx.clone(),
+        message: format!("{e} (run `cloud-train sweep` first)"),
+    })?;
+    let runs: Vec<GridRun> = serde_json::from_str(&text).map_err(|e| SweepError::Run {
+        path: idx.clone(),
+        message: format!("not a sweep index: {e}"),
+    })?;
     let (mut rows, mut missing) = (Vec::new(), Vec::new());
     for r in runs {
         let metrics = std::fs::read_to_string(r.dir.join(state::METRICS)).unwrap_or_default();
@@ -348,20 +366,23 @@ pub struct GridResult {
 }
 
 /// Every row of a `results.csv`.
-pub fn read_csv(path: &Path) -> anyhow::Result<Vec<GridResult>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+pub fn read_csv(path: &Path) -> Result<Vec<GridResult>, SweepError> {
+    let text = std::fs::read_to_string(path).map_err(SweepError::io(path))?;
+    let bad = |message: String| SweepError::Run {
+        path: path.to_path_buf(),
+        message,
+    };
     let mut lines = text.lines();
     let header: Vec<&str> = lines
         .next()
-        .with_context(|| format!("{}: empty", path.display()))?
+        .ok_or_else(|| bad("empty".into()))?
         .split(',')
         .collect();
     let col = |name: &str| {
         header
             .iter()
             .position(|h| *h == name)
-            .with_context(|| format!("{}: no column {name:?}", path.display()))
+            .ok_or_else(|| bad(format!("no column {name:?}")))
     };
     let (ca, cx, cl, cm) = (
         col("almr_pct")?,
@@ -372,17 +393,14 @@ pub fn read_csv(path: &Path) -> anyhow::Result<Vec<GridResult>> {
     let mut rows = Vec::new();
     for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split(',').collect();
-        let num = |c: usize| -> anyhow::Result<f64> {
-            f.get(c)
-                .and_then(|v| v.trim().parse().ok())
-                .with_context(|| {
-                    format!(
-                        "{}: line {}: column {} is not a number",
-                        path.display(),
-                        i + 2,
-                        header[c]
-                    )
-                })
+        let num = |c: usize| -> Result<f64, SweepError> {
+            f.get(c).and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
+                bad(format!(
+                    "line {}: column {} is not a number",
+                    i + 2,
+                    header[c]
+                ))
+            })
         };
         let metric = f.get(cm).and_then(|v| v.trim().parse().ok());
         rows.push(GridResult {

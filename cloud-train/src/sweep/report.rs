@@ -7,6 +7,8 @@ use plotters::prelude::*;
 
 use super::frontier::{fit_surface, frontier, intersect, Frontier, Line, Point, Surface};
 use super::grid::GridResult;
+use super::SweepError;
+use crate::plot::DrawError;
 
 /// One fitted panel.
 pub struct Panel {
@@ -26,12 +28,12 @@ pub struct Analysis {
     pub outside_grid: bool,
 }
 
-fn panel(title: &'static str, points: Vec<Point>, sign: f64) -> anyhow::Result<Panel> {
+fn panel(title: &'static str, points: Vec<Point>, sign: f64) -> Result<Panel, SweepError> {
     let (surface, loo_rmse) = fit_surface(&points).ok_or_else(|| {
-        anyhow::anyhow!(
+        SweepError::Grid(format!(
             "{title}: cannot fit a surface to {} grid points (need at least 6 distinct)",
             points.len()
-        )
+        ))
     })?;
     let mut lrs: Vec<f64> = points.iter().map(|p| p.log_lr).collect();
     lrs.sort_by(f64::total_cmp);
@@ -47,7 +49,7 @@ fn panel(title: &'static str, points: Vec<Point>, sign: f64) -> anyhow::Result<P
 }
 
 /// Fit both surfaces (the metric one when scores exist), the frontiers and their intersection.
-pub fn analyze(rows: &[GridResult]) -> anyhow::Result<Analysis> {
+pub fn analyze(rows: &[GridResult]) -> Result<Analysis, SweepError> {
     let loss_points: Vec<Point> = rows
         .iter()
         .filter(|r| r.val_loss.is_finite())
@@ -148,9 +150,13 @@ fn iso_segments(xs: &[f64], ys: &[f64], grid: &[f64], level: f64) -> Vec<[(f64, 
 }
 
 /// `contours.png` (or .svg, by extension): one panel per fitted surface.
-pub fn draw(analysis: &Analysis, out: &Path) -> anyhow::Result<()> {
+pub fn draw(analysis: &Analysis, out: &Path) -> Result<(), SweepError> {
+    let failed = |e: DrawError| SweepError::Run {
+        path: out.to_path_buf(),
+        message: e.0,
+    };
     plotters::style::register_font("sans-serif", FontStyle::Normal, crate::plot::FONT)
-        .map_err(|_| anyhow::anyhow!("the embedded font does not load"))?;
+        .map_err(|_| failed(DrawError("the embedded font does not load".into())))?;
     let panels: Vec<&Panel> = std::iter::once(&analysis.loss)
         .chain(analysis.metric.as_ref())
         .collect();
@@ -158,14 +164,12 @@ pub fn draw(analysis: &Analysis, out: &Path) -> anyhow::Result<()> {
     let is_svg = out.extension().is_some_and(|e| e == "svg");
     if is_svg {
         let root = SVGBackend::new(out, size).into_drawing_area();
-        draw_on(&root, &panels, analysis)?;
-        root.present()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+        draw_on(&root, &panels, analysis).map_err(failed)?;
+        root.present().map_err(|e| failed(DrawError::of(e)))?;
     } else {
         let root = BitMapBackend::new(out, size).into_drawing_area();
-        draw_on(&root, &panels, analysis)?;
-        root.present()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+        draw_on(&root, &panels, analysis).map_err(failed)?;
+        root.present().map_err(|e| failed(DrawError::of(e)))?;
     }
     Ok(())
 }
@@ -174,11 +178,11 @@ fn draw_on<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     panels: &[&Panel],
     analysis: &Analysis,
-) -> anyhow::Result<()>
+) -> Result<(), DrawError>
 where
     DB::ErrorType: 'static,
 {
-    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing: {e:?}");
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| DrawError(format!("drawing: {e:?}"));
     root.fill(&WHITE).map_err(e)?;
     let areas = root.split_evenly((1, panels.len()));
     // Axes: the grid's ranges, widened to show the recommendation.
@@ -264,7 +268,7 @@ where
                     .map(|p| Cross::new((p.log_lr, p.almr), 5, BLACK.stroke_width(2))),
             )
             .map_err(e)?;
-        let mut line = |l: Line, c: RGBColor, label: String| -> anyhow::Result<()> {
+        let mut line = |l: Line, c: RGBColor, label: String| -> Result<(), DrawError> {
             let pts: Vec<(f64, f64)> = (0..=40)
                 .map(|i| {
                     let x = x0 + (x1 - x0) * f64::from(i) / 40.0;

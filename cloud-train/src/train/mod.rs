@@ -1,10 +1,20 @@
-//! Training: one step's loss and gradients (with the memory savers), optimizers and loops.
+//! Training: the run harness every objective plugs into (config sections, trainer state and
+//! checkpoints, the step loop), one batch's loss and gradients with the memory savers, the
+//! optimizer, the schedule and the DPO loss.
 
+pub mod config;
 pub mod cross_entropy;
 pub mod dpo;
+pub mod error;
+pub mod harness;
 pub mod optim;
 pub mod schedule;
+pub mod state;
 pub mod step;
+
+pub use error::TrainError;
+pub use harness::{Event, Metrics, Objective, RunSections, RunSummary, StepContext, StepOutcome};
+pub use state::Resume;
 
 pub use optim::{AdamW, AdamWSettings};
 pub use schedule::{Decay, Schedule};

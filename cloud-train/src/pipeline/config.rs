@@ -1,10 +1,12 @@
-//! The end-to-end pipeline's config (`cloud-train pipeline`, configs/pipeline-demo.toml): the
-//! run directory, the starting GGUF, the corpora, and the CPT / SFT / DPO stage configs with
-//! their overrides. The command itself is in the binary (`pipeline_cmd.rs`).
+//! The pipeline's config (configs/pipeline-demo.toml): the run directory, the starting GGUF,
+//! the corpora, and the CPT / SFT / DPO stage configs with their overrides.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use super::PipelineError;
+use crate::train::config::load_toml;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,47 +60,33 @@ fn val_fraction() -> f64 {
     0.25
 }
 
-pub const STAGES: [&str; 9] = [
-    "base",
-    "data",
-    "eval-before",
-    "cpt",
-    "sft",
-    "dpo",
-    "export",
-    "quantize",
-    "eval-after",
-];
-
 impl PipelineConfig {
     /// Read and check a pipeline config: the stage configs exist, the corpora have roles the
     /// CPT mixer knows, and the quantization type is a GGUF file type name.
-    pub fn from_file(path: &std::path::Path, overrides: &[String]) -> anyhow::Result<Self> {
-        let cfg: Self = crate::cpt::config::load_toml(path, overrides)?;
+    pub fn from_file(path: &Path, overrides: &[String]) -> Result<Self, PipelineError> {
+        let cfg: Self = load_toml(path, overrides)?;
+        let bad = |message: String| PipelineError::File {
+            path: path.to_path_buf(),
+            message,
+        };
         for (name, st) in [("cpt", &cfg.cpt), ("sft", &cfg.sft), ("dpo", &cfg.dpo)] {
             if !st.config.is_file() {
-                anyhow::bail!(
-                    "{}: [{name}] config {} not found",
-                    path.display(),
+                return Err(bad(format!(
+                    "[{name}] config {} not found",
                     st.config.display()
-                );
+                )));
             }
         }
         for c in &cfg.corpus {
             if !["base", "additional", "domain"].contains(&c.role.as_str()) {
-                anyhow::bail!(
-                    "{}: corpus {:?}: role {:?} (base, additional, domain)",
-                    path.display(),
-                    c.name,
-                    c.role
-                );
+                return Err(bad(format!(
+                    "corpus {:?}: role {:?} (base, additional, domain)",
+                    c.name, c.role
+                )));
             }
         }
         if cfg.corpus.is_empty() || cfg.eval_tasks.is_empty() {
-            anyhow::bail!(
-                "{}: give at least one [[corpus]] and one eval task",
-                path.display()
-            );
+            return Err(bad("give at least one [[corpus]] and one eval task".into()));
         }
         Ok(cfg)
     }

@@ -1,4 +1,4 @@
-//! `cloud-train eval` and `cloud-train eval-table`.
+//! `cloud-train eval`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cloud_train::device::Backend;
-use llm_eval::{EdgeModel, LanguageModel, Report, RunOptions};
+use llm_eval::{EdgeModel, LanguageModel, RunOptions};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -58,7 +58,7 @@ pub struct EvalArgs {
 pub fn run(a: EvalArgs) -> Result<()> {
     let tasks = llm_eval::tasks::resolve(&a.tasks)?;
     let mut model: Box<dyn LanguageModel> = if a.model.is_dir() {
-        let device = a.backend.device().map_err(anyhow::Error::msg)?;
+        let device = a.backend.device()?;
         Box::new(
             cloud_train::eval::BurnModel::load(&a.model, &device)
                 .with_context(|| format!("loading {}", a.model.display()))?,
@@ -109,30 +109,5 @@ pub fn run(a: EvalArgs) -> Result<()> {
         cloud_train::eval::summary(&report),
         a.out.display()
     );
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-pub struct TableArgs {
-    /// Results JSON files written by `eval` (one row each, in this order).
-    #[arg(required = true)]
-    results: Vec<PathBuf>,
-    /// Also write the table to this markdown file.
-    #[arg(long)]
-    out: Option<PathBuf>,
-}
-
-pub fn table(a: TableArgs) -> Result<()> {
-    let reports: Vec<Report> = a
-        .results
-        .iter()
-        .map(|p| Report::read(p))
-        .collect::<Result<_, _>>()?;
-    let md = llm_eval::markdown(&reports);
-    print!("{md}");
-    if let Some(out) = a.out {
-        llama_spec::atomic::write_atomic(&out, md.as_bytes())
-            .with_context(|| format!("writing {}", out.display()))?;
-    }
     Ok(())
 }

@@ -8,10 +8,21 @@ use std::path::{Path, PathBuf};
 use llama_spec::LlamaConfig;
 
 use super::config::{ModelSection, OutputSection};
-use super::run::Resume;
+use super::error::TrainError;
 use crate::checkpoint::{self, safetensors::Dtype, SaveOptions};
 use crate::dist::DataParallel;
 use crate::model::Llama;
+
+/// How to treat an output directory that already holds checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// Continue from the newest checkpoint there, if any.
+    Auto,
+    /// Continue from this checkpoint directory.
+    From(PathBuf),
+    /// Start over; refused if the output directory has checkpoints.
+    Never,
+}
 
 pub const TRAINER_STATE: &str = "trainer_state.json";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
@@ -32,7 +43,7 @@ pub struct TrainerState {
     pub adam_step: u64,
     /// Wall time of the run so far (all its pieces).
     pub elapsed_s: f64,
-    /// `CptConfig::resume_key` of the run: a resumed run must match it.
+    /// The objective's `resume_key`: a resumed run must match it.
     pub resume_key: serde_json::Value,
     /// The save dtype of the weights (a BF16 save does not resume bit-exactly).
     pub weights_dtype: String,
@@ -63,16 +74,20 @@ impl TrainerState {
 
 /// The checkpoint a run continues from, if any: the newest in `out` (`Auto`), the one given,
 /// or none (`Never`, refused when `out` has checkpoints, so that no run is silently mixed).
-pub fn resume_from(out: &Path, resume: Resume) -> anyhow::Result<Option<PathBuf>> {
+pub fn resume_from(out: &Path, resume: Resume) -> Result<Option<PathBuf>, TrainError> {
     let existing = checkpoints(out);
     Ok(match resume {
         Resume::Auto => existing.last().map(|(_, p)| p.clone()),
         Resume::From(p) => Some(p),
-        Resume::Never if !existing.is_empty() => anyhow::bail!(
-            "{} already has checkpoints (newest {}): resume (the default) or choose another output dir",
-            out.display(),
-            existing.last().map(|(_, p)| p.display().to_string()).unwrap_or_default()
-        ),
+        Resume::Never if !existing.is_empty() => {
+            return Err(TrainError::resume(
+                out,
+                format!(
+                    "already has checkpoints (newest {}): resume (the default) or choose another output dir",
+                    existing.last().map(|(_, p)| p.display().to_string()).unwrap_or_default()
+                ),
+            ))
+        }
         Resume::Never => None,
     })
 }
@@ -82,17 +97,16 @@ pub fn resume_from(out: &Path, resume: Resume) -> anyhow::Result<Option<PathBuf>
 pub fn starting_model(
     model: &ModelSection,
     device: &burn::prelude::Device,
-) -> anyhow::Result<(Llama, LlamaConfig)> {
-    use anyhow::Context;
+) -> Result<(Llama, LlamaConfig), TrainError> {
     match (&model.path, &model.config) {
-        (Some(p), _) => {
-            checkpoint::load(p, device).with_context(|| format!("loading {}", p.display()))
-        }
+        (Some(p), _) => Ok(checkpoint::load(p, device)?),
         (None, Some(c)) => {
             let config = LlamaConfig::from_file(c)?;
             Ok((Llama::init(&config, model.init_seed, device), config))
         }
-        (None, None) => anyhow::bail!("[model]: no path or config"),
+        (None, None) => {
+            Err(crate::train::config::Invalid::new("[model]: no path or config").into())
+        }
     }
 }
 
@@ -117,16 +131,15 @@ pub fn checkpoints(out: &Path) -> Vec<(u64, PathBuf)> {
     found
 }
 
-pub fn read_state(dir: &Path) -> Result<TrainerState, String> {
+pub fn read_state(dir: &Path) -> Result<TrainerState, TrainError> {
     let p = dir.join(TRAINER_STATE);
-    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let text = std::fs::read_to_string(&p).map_err(TrainError::io(&p))?;
     let s: TrainerState =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| TrainError::resume(&p, e.to_string()))?;
     if s.format != STATE_FORMAT {
-        return Err(format!(
-            "{}: format {:?}, this build reads {STATE_FORMAT:?}",
-            p.display(),
-            s.format
+        return Err(TrainError::resume(
+            &p,
+            format!("format {:?}, this build reads {STATE_FORMAT:?}", s.format),
         ));
     }
     Ok(s)
@@ -167,19 +180,20 @@ pub struct MetricsWriter {
 }
 
 impl MetricsWriter {
-    pub fn open(path: &Path) -> std::io::Result<Self> {
+    pub fn open(path: &Path) -> Result<Self, TrainError> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(path)?;
+            .open(path)
+            .map_err(TrainError::io(path))?;
         Ok(Self {
             file,
             path: path.to_path_buf(),
         })
     }
 
-    pub fn write(&mut self, line: &serde_json::Value) -> Result<(), String> {
-        writeln!(self.file, "{line}").map_err(|e| format!("{}: {e}", self.path.display()))
+    pub fn write(&mut self, line: &serde_json::Value) -> Result<(), TrainError> {
+        writeln!(self.file, "{line}").map_err(TrainError::io(&self.path))
     }
 }
 
@@ -189,9 +203,10 @@ pub fn save_options(
     model: &ModelSection,
     output: &OutputSection,
     extra: Vec<(String, Vec<u8>)>,
-) -> anyhow::Result<SaveOptions> {
-    let dtype = Dtype::parse(&output.save_dtype)
-        .ok_or_else(|| anyhow::anyhow!("save_dtype {:?}", output.save_dtype))?;
+) -> Result<SaveOptions, TrainError> {
+    let dtype = Dtype::parse(&output.save_dtype).ok_or_else(|| {
+        crate::train::config::Invalid(format!("[output] save_dtype {:?}", output.save_dtype))
+    })?;
     let mut opts = SaveOptions {
         dtype,
         tokenizer_from: model.path.clone(),
@@ -199,7 +214,7 @@ pub fn save_options(
         ..SaveOptions::default()
     };
     if let Some(t) = &model.tokenizer {
-        let bytes = std::fs::read(t).map_err(|e| anyhow::anyhow!("{}: {e}", t.display()))?;
+        let bytes = std::fs::read(t).map_err(TrainError::io(t))?;
         opts.extra_files.push(("tokenizer.json".into(), bytes));
     }
     Ok(opts)
@@ -214,9 +229,9 @@ pub fn save(
     trainer: &TrainerState,
     out: &Path,
     opts: &SaveOptions,
-) -> anyhow::Result<PathBuf> {
+) -> Result<PathBuf, TrainError> {
     let dir = checkpoint_dir(out, trainer.step);
-    let json = serde_json::to_string_pretty(trainer)?;
+    let json = serde_json::to_string_pretty(trainer).unwrap_or_default();
     checkpoint::save_with(model, config, &dir, opts, |staging| {
         save_optimizer(&staging.join(OPTIMIZER))?;
         let p = staging.join(TRAINER_STATE);
@@ -240,8 +255,7 @@ pub fn save_ranked(
     out: &Path,
     opts: &SaveOptions,
     keep_last: usize,
-) -> anyhow::Result<PathBuf> {
-    use anyhow::Context;
+) -> Result<PathBuf, TrainError> {
     // The other ranks wait while rank 0 writes the weights (minutes for 8B): not a hang.
     dp.comm().set_patience(SAVE_PATIENCE);
     let result = if dp.is_main() {
@@ -254,14 +268,13 @@ pub fn save_ranked(
             opts,
         )
         .and_then(|dir| {
-            prune(out, keep_last)
-                .with_context(|| format!("pruning checkpoints in {}", out.display()))?;
+            prune(out, keep_last).map_err(TrainError::io(out))?;
             Ok(dir)
         })
     } else {
         dp.save_optimizer(model, None)
             .map(|()| checkpoint_dir(out, trainer.step))
-            .map_err(anyhow::Error::from)
+            .map_err(TrainError::from)
     };
     // Every rank leaves the save together, so the wait for rank 0 is covered here too.
     let synced = dp.comm().barrier();
@@ -273,7 +286,7 @@ pub fn save_ranked(
 
 /// Point `out/latest` at the newest checkpoint (a relative symlink, replaced atomically), so
 /// that the next stage's config can name `runs/<stage>/latest`.
-fn link_latest(out: &Path, dir: &Path) -> anyhow::Result<()> {
+fn link_latest(out: &Path, dir: &Path) -> Result<(), TrainError> {
     #[cfg(unix)]
     {
         let name = dir.file_name().unwrap_or_default();
@@ -281,7 +294,7 @@ fn link_latest(out: &Path, dir: &Path) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(name, &tmp)
             .and_then(|()| std::fs::rename(&tmp, out.join("latest")))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", out.join("latest").display()))?;
+            .map_err(TrainError::io(out.join("latest")))?;
     }
     #[cfg(not(unix))]
     let _ = (out, dir);

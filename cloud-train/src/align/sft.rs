@@ -1,0 +1,77 @@
+//! Supervised fine-tuning: cross-entropy on the assistant tokens, the mean over the trained
+//! tokens of the whole global batch whichever rank computes a part.
+
+use burn::optim::GradientsParams;
+
+use super::data::Encoded;
+use super::examples::{batch_of, counts, rows_of, tokens};
+use super::objective::ChatLoss;
+use crate::dist::my_slice;
+use crate::model::Llama;
+use crate::train::harness::{Metrics, StepContext, StepOutcome};
+use crate::train::optim::accumulate;
+use crate::train::{loss_and_grads, position_nll, TrainError};
+
+/// The SFT loss.
+pub struct Sft;
+
+impl ChatLoss for Sft {
+    type Example = Encoded;
+    const NAME: &'static str = "sft";
+
+    fn step(
+        &mut self,
+        ctx: &StepContext,
+        model: &Llama,
+        batch: &[&Encoded],
+        grads: &mut GradientsParams,
+    ) -> Result<StepOutcome, TrainError> {
+        // Token-weighted over the whole global batch, whichever rank computes a part.
+        let total_trained: usize = counts(&rows_of(batch)).iter().sum();
+        let (mut loss, mut read) = (0.0, 0);
+        for group in my_slice(batch, ctx.rank(), ctx.world()).chunks(ctx.train.mbs) {
+            let rows = rows_of(group);
+            let n: usize = counts(&rows).iter().sum();
+            read += tokens(&rows);
+            let out = loss_and_grads(model, &batch_of(&rows, ctx.device), ctx.plan);
+            let w = n as f64 / total_trained.max(1) as f64;
+            loss += out.loss * w;
+            accumulate(model, grads, out.grads, w);
+        }
+        Ok(StepOutcome::Share {
+            loss,
+            tokens: read,
+            sums: Vec::new(),
+        })
+    }
+
+    /// The mean loss per trained token over the validation examples.
+    fn validate(
+        &mut self,
+        ctx: &StepContext,
+        model: &Llama,
+        val: &[Encoded],
+        metrics: &mut Metrics,
+    ) -> Result<(), TrainError> {
+        let chunk = ctx.plan.ce_chunk.unwrap_or(4096);
+        let (mut sum, mut n) = (0.0, 0usize);
+        for group in val
+            .chunks(ctx.train.mbs)
+            .skip(ctx.rank())
+            .step_by(ctx.world())
+        {
+            let refs: Vec<&Encoded> = group.iter().collect();
+            let rows = rows_of(&refs);
+            let b = batch_of(&rows, ctx.device);
+            sum += position_nll(model, &b, chunk)
+                .iter()
+                .map(|&v| f64::from(v))
+                .sum::<f64>();
+            n += counts(&rows).iter().sum::<usize>();
+        }
+        let mut t = [sum, n as f64];
+        ctx.dp.sum_f64(&mut t)?;
+        metrics.insert("val_loss".into(), (t[0] / t[1].max(1.0)).into());
+        Ok(())
+    }
+}
