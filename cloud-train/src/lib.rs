@@ -1,10 +1,16 @@
-//! cloud-train: the burn-based continual pre-training, SFT and DPO trainer.
+//! cloud-train: continual pre-training, SFT and DPO of Llama-3 models on burn, from one
+//! GPU laptop to a cluster.
 //!
-//! The model core: [`model::Llama`] (Llama-3 in burn, matching HF transformers),
-//! [`checkpoint`] (HF checkpoints in and out), [`train::loss_and_grads`] (one batch's loss and
-//! gradients with the memory savers burn lacks) and [`score`]. `cpt` (issue 6), `sft`/`dpo` (issue 7), the
-//! sweep and frontier (issue 8), the evaluation harness (issue 9) and multi-node training
-//! (issue 11) build on it.
+//! - [`model`]: Llama-3 in burn, matching HF transformers; [`checkpoint`]: HF checkpoints in
+//!   and out.
+//! - [`train`]: the run harness every objective plugs into (config sections, trainer state,
+//!   the step loop), one batch's loss and gradients with the memory savers, AdamW, the
+//!   schedule.
+//! - [`cpt`], [`align`]: the objectives (CPT on an ALMR mixture; SFT and DPO on chat data).
+//! - [`data`]: corpora to token shards, and the mixer; [`dist`]: ranks, collectives, ZeRO.
+//! - [`sweep`]: the (ALMR, LR) grid and the paper's frontiers; [`eval`]: checkpoints scored by
+//!   `llm-eval`; [`pipeline`]: GGUF to trained, quantized chatbot in one run; [`plot`],
+//!   [`score`].
 
 pub mod align;
 pub mod alloc;

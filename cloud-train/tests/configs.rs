@@ -1,5 +1,6 @@
 //! Every committed config parses and passes validation (so that none rots when a key changes).
 
+use cloud_train::train::RunConfig;
 use std::path::PathBuf;
 
 use cloud_train::align::AlignConfig;

@@ -13,10 +13,14 @@ mod common;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use cloud_train::dist::{DataParallel, Single, ZeroStage};
+use cloud_train::dist::{DataParallel, Single, Update, ZeroStage};
 use cloud_train::model::params::{named_params, ParamValue};
 use cloud_train::train::{AdamW, AdamWSettings};
 use cloud_train::Llama;
+
+fn update(lr: f64, max_norm: Option<f64>) -> Update {
+    Update { lr, max_norm }
+}
 
 /// Deterministic pseudo-random gradients for every parameter of `model`.
 fn fake_grads(model: &Llama, seed: u64, device: &Device) -> GradientsParams {
@@ -71,7 +75,7 @@ fn sharded_adamw_on_one_rank_is_adamw() {
             .step(a, fake_grads(&start, step, &device), lr, Some(0.5))
             .expect("finite");
         (b, nb) = sharded
-            .step(b, fake_grads(&start, step, &device), lr, Some(0.5))
+            .step(b, fake_grads(&start, step, &device), update(lr, Some(0.5)))
             .expect("finite");
         assert!((na - nb).abs() <= 1e-6 * na, "norm {na} vs {nb}");
     }
@@ -114,7 +118,7 @@ fn sharded_adamw_on_one_rank_is_adamw() {
         .expect("load into sharded");
     assert_eq!(resumed.adam_step(), 3);
     let (c, _) = resumed
-        .step(a.clone(), fake_grads(&a, 9, &device), 1e-3, None)
+        .step(a.clone(), fake_grads(&a, 9, &device), update(1e-3, None))
         .expect("finite");
     let (d, _) = plain
         .step(a, fake_grads(&start, 9, &device), 1e-3, None)

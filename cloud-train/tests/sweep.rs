@@ -5,6 +5,7 @@
 
 mod common;
 
+use cloud_train::train::RunConfig;
 use std::path::{Path, PathBuf};
 
 use common::{cloud_train, run_ok};

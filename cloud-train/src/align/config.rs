@@ -1,10 +1,10 @@
 //! The `sft` / `dpo` TOML config: the shared `[model]`, `[train]` and `[output]` sections (see
 //! `train::config`); `[data]` lists chat JSONL files and `[dpo]` the preference loss.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::train::config::{
-    read_toml, ConfigError, Invalid, ModelSection, OutputSection, TrainSection,
+    Invalid, ModelSection, OutputSection, RunConfig, RunSections, TrainSection,
 };
 use crate::train::dpo::DpoLoss;
 
@@ -70,15 +70,12 @@ impl Default for DpoSection {
     }
 }
 
-impl AlignConfig {
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        read_toml(path.as_ref(), Self::validate)
+impl RunConfig for AlignConfig {
+    fn sections(&self) -> RunSections<'_> {
+        RunSections::new(&self.model, &self.train, &self.output)
     }
 
-    pub fn validate(&self) -> Result<(), Invalid> {
-        self.model.validate()?;
-        self.train.validate()?;
-        self.output.validate()?;
+    fn validate_own(&self) -> Result<(), Invalid> {
         let t = &self.train;
         if t.steps.is_none() == t.epochs.is_none() || t.tokens.is_some() {
             return Err(Invalid::new(
@@ -105,7 +102,9 @@ impl AlignConfig {
         }
         Ok(())
     }
+}
 
+impl AlignConfig {
     /// Optimizer steps for `examples` training examples (pairs for DPO).
     pub fn total_steps(&self, examples: usize) -> u64 {
         match (self.train.steps, self.train.epochs) {

@@ -14,7 +14,7 @@ use super::objective::ChatLoss;
 use crate::dist::{my_slice, Collective};
 use crate::model::Llama;
 use crate::train::dpo::{self, DpoMetrics, PairLogps};
-use crate::train::harness::{Metrics, StepContext, StepOutcome};
+use crate::train::harness::{Metrics, StepContext, StepOutcome, TrainResult};
 use crate::train::optim::accumulate;
 use crate::train::{loss_and_grads_weighted, position_nll, TrainError};
 
@@ -176,11 +176,10 @@ impl ChatLoss for Dpo {
     fn prepare(
         &mut self,
         ctx: &StepContext,
-        model: &Llama,
         sets: [&mut Vec<Pair>; 2],
         fingerprint: &str,
         resumed: bool,
-    ) -> Result<(), TrainError> {
+    ) -> TrainResult {
         if resumed && !ctx.out.join(REFERENCE_LOGPS).exists() {
             return Err(TrainError::resume(
                 ctx.out,
@@ -191,7 +190,7 @@ impl ChatLoss for Dpo {
         let geometry = (ctx.train.mbs, chunk);
         let comm = ctx.dp.comm();
         reference_logps(
-            model,
+            ctx.model,
             sets,
             ctx.out,
             fingerprint,
@@ -201,14 +200,9 @@ impl ChatLoss for Dpo {
         )
     }
 
-    fn step(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        batch: &[&Pair],
-        grads: &mut GradientsParams,
-    ) -> Result<StepOutcome, TrainError> {
-        let d = &self.settings;
+    fn step(&mut self, ctx: &StepContext, batch: &[&Pair]) -> TrainResult<StepOutcome> {
+        let (d, model) = (&self.settings, ctx.model);
+        let mut grads = GradientsParams::new();
         let mean = d.loss.length_normalized();
         let (mut loss, mut read, mut sums) = (0.0, 0, [0.0; 4]);
         for group in my_slice(batch, ctx.rank(), ctx.world()).chunks(ctx.train.mbs) {
@@ -237,27 +231,24 @@ impl ChatLoss for Dpo {
                     *s += v;
                 }
             }
-            accumulate(model, grads, out.grads, 1.0);
+            accumulate(model, &mut grads, out.grads, 1.0);
         }
         Ok(StepOutcome::Share {
             loss,
+            grads,
             tokens: read,
             sums: sums.to_vec(),
         })
     }
 
-    fn step_metrics(&mut self, sums: &[f64], metrics: &mut Metrics) {
-        insert(metrics, means(sums, self.gbs as f64), "");
+    fn step_metrics(&mut self, sums: &[f64]) -> Metrics {
+        let mut metrics = Metrics::new();
+        insert(&mut metrics, means(sums, self.gbs as f64), "");
+        metrics
     }
 
     /// The DPO loss and metrics over the validation pairs.
-    fn validate(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        val: &[Pair],
-        metrics: &mut Metrics,
-    ) -> Result<(), TrainError> {
+    fn validate(&mut self, ctx: &StepContext, val: &[Pair]) -> TrainResult<Metrics> {
         let d = &self.settings;
         let mean = d.loss.length_normalized();
         let chunk = ctx.plan.ce_chunk.unwrap_or(4096);
@@ -269,7 +260,7 @@ impl ChatLoss for Dpo {
             .step_by(ctx.world())
         {
             let refs: Vec<&Pair> = group.iter().collect();
-            let policy = logps(model, &refs, ctx.device, chunk);
+            let policy = logps(ctx.model, &refs, ctx.device, chunk);
             let pairs = pair_logps(&refs, &policy, &pair_rows(&refs), mean);
             let o = dpo::dpo(&pairs, d.beta, d.loss, d.label_smoothing, val.len() as f64);
             t[0] += o.loss;
@@ -278,8 +269,9 @@ impl ChatLoss for Dpo {
             }
         }
         ctx.dp.sum_f64(&mut t)?;
+        let mut metrics = Metrics::new();
         metrics.insert("val_loss".into(), t[0].into());
-        insert(metrics, means(&t[1..], val.len() as f64), "val_");
-        Ok(())
+        insert(&mut metrics, means(&t[1..], val.len() as f64), "val_");
+        Ok(metrics)
     }
 }

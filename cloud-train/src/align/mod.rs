@@ -15,7 +15,8 @@ pub use dpo::{Dpo, Pair};
 pub use objective::{ChatLoss, ChatObjective};
 pub use sft::Sft;
 
-use crate::train::harness::{self, Event, RunSections, RunSummary};
+use crate::train::config::RunConfig;
+use crate::train::harness::{self, Event, RunSummary};
 use crate::train::state::Resume;
 use crate::train::TrainError;
 use data::{encode, parse_preference, parse_sft, Encoded, Turns};
@@ -57,11 +58,7 @@ pub fn run(
     let tok = llama_spec::tokenizer::from_tokenizer_json(tokenizer_path(&cfg.model)?)?;
     let (tmpl, tokenizer_config) = chat_template(&cfg.model)?;
     let fits = |e: &Encoded| e.ids.len() <= cfg.data.max_len && e.trained() > 0;
-    let sections = RunSections {
-        model: &cfg.model,
-        train: &cfg.train,
-        output: &cfg.output,
-    };
+    let sections = cfg.sections();
     fn finish<L: ChatLoss>(o: &ChatObjective<L>, run: RunSummary) -> AlignSummary {
         let s = o.split();
         AlignSummary {

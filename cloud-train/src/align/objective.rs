@@ -3,13 +3,11 @@
 
 use std::path::Path;
 
-use burn::optim::GradientsParams;
 use serde_json::Value;
 
 use super::config::AlignConfig;
 use super::examples::{shuffled, Split};
-use crate::model::Llama;
-use crate::train::harness::{Metrics, Objective, StepContext, StepOutcome};
+use crate::train::harness::{Metrics, Objective, StepContext, StepOutcome, TrainResult};
 use crate::train::state::TrainerState;
 use crate::train::TrainError;
 
@@ -23,31 +21,20 @@ pub trait ChatLoss {
     fn prepare(
         &mut self,
         _ctx: &StepContext,
-        _model: &Llama,
         _sets: [&mut Vec<Self::Example>; 2],
         _fingerprint: &str,
         _resumed: bool,
-    ) -> Result<(), TrainError> {
+    ) -> TrainResult {
         Ok(())
     }
     /// This rank's share of the global batch `batch` (every rank sees the whole batch).
-    fn step(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        batch: &[&Self::Example],
-        grads: &mut GradientsParams,
-    ) -> Result<StepOutcome, TrainError>;
+    fn step(&mut self, ctx: &StepContext, batch: &[&Self::Example]) -> TrainResult<StepOutcome>;
     /// The loss's own fields of a step's metrics line, from its sums over ranks.
-    fn step_metrics(&mut self, _sums: &[f64], _metrics: &mut Metrics) {}
+    fn step_metrics(&mut self, _sums: &[f64]) -> Metrics {
+        Metrics::new()
+    }
     /// Validation over `val` (dealt out to the ranks).
-    fn validate(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        val: &[Self::Example],
-        metrics: &mut Metrics,
-    ) -> Result<(), TrainError>;
+    fn validate(&mut self, ctx: &StepContext, val: &[Self::Example]) -> TrainResult<Metrics>;
 }
 
 /// SFT or DPO on chat data: examples, their order, and the loss `L`.
@@ -113,48 +100,34 @@ impl<L: ChatLoss> Objective for ChatObjective<'_, L> {
         state.sequences = self.next;
     }
 
-    fn prepare(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        resumed: bool,
-    ) -> Result<(), TrainError> {
+    fn prepare(&mut self, ctx: &StepContext, resumed: bool) -> TrainResult {
         let fingerprint = self.resume_key().to_string();
         let sets = [&mut self.data.train, &mut self.data.val];
-        self.loss.prepare(ctx, model, sets, &fingerprint, resumed)
+        self.loss.prepare(ctx, sets, &fingerprint, resumed)
     }
 
-    fn step(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        grads: &mut GradientsParams,
-    ) -> Result<StepOutcome, TrainError> {
+    fn step(&mut self, ctx: &StepContext) -> TrainResult<StepOutcome> {
         let (n, seed) = (self.data.train.len(), self.cfg.data.seed);
         let batch: Vec<&L::Example> = (self.next..self.next + ctx.train.gbs as u64)
             .map(|i| &self.data.train[shuffled(i, n, seed)])
             .collect();
-        let outcome = self.loss.step(ctx, model, &batch, grads)?;
+        let outcome = self.loss.step(ctx, &batch)?;
         self.next += ctx.train.gbs as u64;
         Ok(outcome)
     }
 
-    fn step_metrics(&mut self, sums: &[f64], metrics: &mut Metrics) {
+    fn step_metrics(&mut self, sums: &[f64]) -> Metrics {
+        let mut metrics = self.loss.step_metrics(sums);
         let epoch = self.next as f64 / self.data.train.len() as f64;
         metrics.insert("epoch".into(), epoch.into());
-        self.loss.step_metrics(sums, metrics);
+        metrics
     }
 
-    fn validate(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        metrics: &mut Metrics,
-    ) -> Result<(), TrainError> {
+    fn validate(&mut self, ctx: &StepContext) -> TrainResult<Metrics> {
         if self.data.val.is_empty() {
-            return Ok(());
+            return Ok(Metrics::new());
         }
-        self.loss.validate(ctx, model, &self.data.val, metrics)
+        self.loss.validate(ctx, &self.data.val)
     }
 
     fn checkpoint_files(&self) -> Vec<(String, Vec<u8>)> {

@@ -7,10 +7,9 @@ use super::data::Encoded;
 use super::examples::{batch_of, counts, rows_of, tokens};
 use super::objective::ChatLoss;
 use crate::dist::my_slice;
-use crate::model::Llama;
-use crate::train::harness::{Metrics, StepContext, StepOutcome};
+use crate::train::harness::{Metrics, StepContext, StepOutcome, TrainResult};
 use crate::train::optim::accumulate;
-use crate::train::{loss_and_grads, position_nll, TrainError};
+use crate::train::{loss_and_grads, position_nll};
 
 /// The SFT loss.
 pub struct Sft;
@@ -19,13 +18,9 @@ impl ChatLoss for Sft {
     type Example = Encoded;
     const NAME: &'static str = "sft";
 
-    fn step(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        batch: &[&Encoded],
-        grads: &mut GradientsParams,
-    ) -> Result<StepOutcome, TrainError> {
+    fn step(&mut self, ctx: &StepContext, batch: &[&Encoded]) -> TrainResult<StepOutcome> {
+        let model = ctx.model;
+        let mut grads = GradientsParams::new();
         // Token-weighted over the whole global batch, whichever rank computes a part.
         let total_trained: usize = counts(&rows_of(batch)).iter().sum();
         let (mut loss, mut read) = (0.0, 0);
@@ -36,23 +31,18 @@ impl ChatLoss for Sft {
             let out = loss_and_grads(model, &batch_of(&rows, ctx.device), ctx.plan);
             let w = n as f64 / total_trained.max(1) as f64;
             loss += out.loss * w;
-            accumulate(model, grads, out.grads, w);
+            accumulate(model, &mut grads, out.grads, w);
         }
         Ok(StepOutcome::Share {
             loss,
+            grads,
             tokens: read,
             sums: Vec::new(),
         })
     }
 
     /// The mean loss per trained token over the validation examples.
-    fn validate(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        val: &[Encoded],
-        metrics: &mut Metrics,
-    ) -> Result<(), TrainError> {
+    fn validate(&mut self, ctx: &StepContext, val: &[Encoded]) -> TrainResult<Metrics> {
         let chunk = ctx.plan.ce_chunk.unwrap_or(4096);
         let (mut sum, mut n) = (0.0, 0usize);
         for group in val
@@ -63,7 +53,7 @@ impl ChatLoss for Sft {
             let refs: Vec<&Encoded> = group.iter().collect();
             let rows = rows_of(&refs);
             let b = batch_of(&rows, ctx.device);
-            sum += position_nll(model, &b, chunk)
+            sum += position_nll(ctx.model, &b, chunk)
                 .iter()
                 .map(|&v| f64::from(v))
                 .sum::<f64>();
@@ -71,7 +61,8 @@ impl ChatLoss for Sft {
         }
         let mut t = [sum, n as f64];
         ctx.dp.sum_f64(&mut t)?;
+        let mut metrics = Metrics::new();
         metrics.insert("val_loss".into(), (t[0] / t[1].max(1.0)).into());
-        Ok(())
+        Ok(metrics)
     }
 }

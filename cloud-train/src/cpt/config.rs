@@ -1,11 +1,11 @@
 //! The `cpt` TOML config: the shared `[model]`, `[train]` and `[output]` sections (see
 //! `train::config`) and the `[data]` mixture: corpora by role and the ALMR.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::data::OnExhausted;
 use crate::train::config::{
-    read_toml, ConfigError, Invalid, ModelSection, OutputSection, TrainSection,
+    Invalid, ModelSection, OutputSection, RunConfig, RunSections, TrainSection,
 };
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -68,15 +68,12 @@ fn default_val_sequences() -> usize {
     16
 }
 
-impl CptConfig {
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        read_toml(path.as_ref(), Self::validate)
+impl RunConfig for CptConfig {
+    fn sections(&self) -> RunSections<'_> {
+        RunSections::new(&self.model, &self.train, &self.output)
     }
 
-    pub fn validate(&self) -> Result<(), Invalid> {
-        self.model.validate()?;
-        self.train.validate()?;
-        self.output.validate()?;
+    fn validate_own(&self) -> Result<(), Invalid> {
         if self.data.seq_len < 2 {
             return Err(Invalid::new("[data] seq_len must be at least 2"));
         }
@@ -88,7 +85,9 @@ impl CptConfig {
         }
         self.weights().map(|_| ())
     }
+}
 
+impl CptConfig {
     /// Each corpus's target fraction of training sequences (= of tokens).
     pub fn weights(&self) -> Result<Vec<f64>, Invalid> {
         let d = &self.data;
@@ -228,44 +227,25 @@ save_every = 2
         Ok(c)
     }
 
+    /// A `[[data.corpus]]` table.
+    fn corpus(name: &str, role: &str, extra: &str) -> String {
+        format!("[[data.corpus]]\nname = {name:?}\npath = \"d/{name}\"\nrole = {role:?}\n{extra}\n")
+    }
+
     #[test]
     fn mixture_fractions_by_role() {
-        let c = config(
-            r#"
-[[data.corpus]]
-name = "en"
-path = "d/en"
-role = "base"
-[[data.corpus]]
-name = "zh"
-path = "d/zh"
-role = "additional"
-"#,
-        )
-        .expect("valid");
+        let c =
+            config(&(corpus("en", "base", "") + &corpus("zh", "additional", ""))).expect("valid");
         let w = c.weights().expect("weights");
         assert!((w[0] - 0.67).abs() < 1e-12 && (w[1] - 0.33).abs() < 1e-12);
         let c = config(
-            r#"
-[[data.corpus]]
-name = "en"
-path = "d/en"
-role = "base"
-[[data.corpus]]
-name = "code"
-path = "d/code"
-role = "domain"
-fraction = 0.1
-[[data.corpus]]
-name = "zh-web"
-path = "d/zh1"
-role = "additional"
-weight = 3
-[[data.corpus]]
-name = "zh-books"
-path = "d/zh2"
-role = "additional"
-"#,
+            &[
+                corpus("en", "base", ""),
+                corpus("code", "domain", "fraction = 0.1"),
+                corpus("zh-web", "additional", "weight = 3"),
+                corpus("zh-books", "additional", ""),
+            ]
+            .concat(),
         )
         .expect("valid");
         let w = c.weights().expect("weights");
@@ -277,27 +257,10 @@ role = "additional"
 
     #[test]
     fn bad_mixtures_are_explained() {
-        let only_base = r#"
-[[data.corpus]]
-name = "en"
-path = "d/en"
-role = "base"
-"#;
-        assert!(config(only_base)
-            .expect_err("no additional")
-            .0
-            .contains("additional"));
-        let e = config(
-            r#"
-[[data.corpus]]
-name = "zh"
-path = "d/zh"
-role = "additional"
-"#,
-        )
-        .expect_err("no base")
-        .0;
-        assert!(e.contains("base"), "{e}");
+        let e = config(&corpus("en", "base", "")).expect_err("no additional");
+        assert!(e.0.contains("additional"), "{e}");
+        let e = config(&corpus("zh", "additional", "")).expect_err("no base");
+        assert!(e.0.contains("base"), "{e}");
         let e = config("[[data.corpus]]\nname = \"x\"\npath = \"p\"\nrole = \"domain\"\n")
             .expect_err("domain without fraction")
             .0;

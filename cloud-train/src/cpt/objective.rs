@@ -13,9 +13,10 @@ use serde_json::Value;
 use super::config::{CptConfig, Role};
 use crate::data::{Mixer, MixerCorpus, TokenStore, TokenStream};
 use crate::dist::my_slice;
-use crate::model::{scalar, Llama};
+use crate::model::scalar;
+use crate::train::config::RunConfig;
 use crate::train::harness::{
-    self, Event, Metrics, Objective, RunSections, RunSummary, StepContext, StepOutcome,
+    self, Event, Metrics, Objective, RunSummary, StepContext, StepOutcome, TrainResult,
 };
 use crate::train::optim::accumulate;
 use crate::train::state::{Resume, TrainerState};
@@ -146,17 +147,13 @@ impl Objective for CptObjective<'_> {
         state.mixer_counts = self.mixer.counts().to_vec();
     }
 
-    fn prepare(&mut self, _: &StepContext, model: &Llama, _: bool) -> Result<(), TrainError> {
-        self.vocab = model.embed_tokens.val().dims()[0] as u32;
+    fn prepare(&mut self, ctx: &StepContext, _: bool) -> TrainResult {
+        self.vocab = ctx.model.embed_tokens.val().dims()[0] as u32;
         Ok(())
     }
 
-    fn step(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        grads: &mut GradientsParams,
-    ) -> Result<StepOutcome, TrainError> {
+    fn step(&mut self, ctx: &StepContext) -> TrainResult<StepOutcome> {
+        let model = ctx.model;
         let (seq, mbs, gbs) = (self.cfg.data.seq_len, ctx.train.mbs, ctx.train.gbs);
         // The global batch is the same stream of draws at any world size; this rank computes
         // its contiguous slice of `accumulation` micro-batches.
@@ -173,6 +170,7 @@ impl Objective for CptObjective<'_> {
             }
         }
         let micro_global = gbs / mbs;
+        let mut grads = GradientsParams::new();
         let mut loss = 0.0;
         let mut tokens = 0u64;
         for group in my_slice(&draws, ctx.rank(), ctx.world()).chunks(mbs) {
@@ -196,30 +194,28 @@ impl Objective for CptObjective<'_> {
             tokens += (rows.len() * seq) as u64;
             let out = loss_and_grads(model, &Batch::from_windows(&rows, ctx.device), ctx.plan);
             loss += out.loss / micro_global as f64;
-            accumulate(model, grads, out.grads, 1.0 / micro_global as f64);
+            accumulate(model, &mut grads, out.grads, 1.0 / micro_global as f64);
         }
         Ok(StepOutcome::Share {
             loss,
+            grads,
             tokens,
             sums: Vec::new(),
         })
     }
 
-    fn step_metrics(&mut self, _: &[f64], metrics: &mut Metrics) {
-        metrics.insert("almr".into(), self.realized_almr().into());
+    fn step_metrics(&mut self, _: &[f64]) -> Metrics {
+        let mut m = Metrics::new();
+        m.insert("almr".into(), self.realized_almr().into());
+        m
     }
 
     /// Mean validation loss per corpus over its first `val_sequences` windows, and their
     /// mixture-weighted combination. The windows are dealt out to the ranks and the sums
     /// all-reduced.
-    fn validate(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        metrics: &mut Metrics,
-    ) -> Result<(), TrainError> {
+    fn validate(&mut self, ctx: &StepContext) -> TrainResult<Metrics> {
         let seq = self.cfg.data.seq_len;
-        let frozen = model.valid();
+        let frozen = ctx.model.valid();
         let (rank, world) = (ctx.rank(), ctx.world());
         let counts: Vec<u64> = self
             .corpora
@@ -260,11 +256,12 @@ impl Objective for CptObjective<'_> {
             num += w * mean;
             den += w;
         }
+        let mut metrics = Metrics::new();
         metrics.insert("val_loss".into(), serde_json::json!(per));
         if den > 0.0 {
             metrics.insert("val_loss_combined".into(), (num / den).into());
         }
-        Ok(())
+        Ok(metrics)
     }
 }
 
@@ -283,12 +280,7 @@ pub fn run(
     event: impl FnMut(Event),
 ) -> Result<CptSummary, TrainError> {
     let mut objective = CptObjective::new(cfg)?;
-    let sections = RunSections {
-        model: &cfg.model,
-        train: &cfg.train,
-        output: &cfg.output,
-    };
-    let run = harness::run(sections, &mut objective, resume, event)?;
+    let run = harness::run(cfg.sections(), &mut objective, resume, event)?;
     Ok(CptSummary {
         run,
         almr: objective.realized_almr(),

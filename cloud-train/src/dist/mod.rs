@@ -31,6 +31,19 @@ pub use parallel::{DataParallel, DistSettings, Engine, ZeroStage};
 pub use watchdog::{Watchdog, EXIT_CODE};
 pub use zero::{Layout, ShardedAdamW, StepError};
 
+use crate::model::Llama;
+
+/// One optimizer update's settings: the learning rate and the global-norm clip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Update {
+    pub lr: f64,
+    /// Clip the global gradient norm to this (`None`: no clipping).
+    pub max_norm: Option<f64>,
+}
+
+/// An optimizer step's result: the updated model and the gradient norm before clipping.
+pub type Stepped = Result<(Llama, f64), StepError>;
+
 /// Why ranks could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum DistError {

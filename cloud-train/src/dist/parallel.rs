@@ -6,7 +6,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 use super::zero::{Layout, ShardedAdamW, StepError};
-use super::{Collective, CommError, DistError, Single};
+use super::{Collective, CommError, DistError, Single, Stepped, Update};
 use crate::error::CheckpointError;
 use crate::model::Llama;
 use crate::train::{AdamW, AdamWSettings};
@@ -188,15 +188,9 @@ impl DataParallel {
         Ok(())
     }
 
-    /// One optimizer step: gradients summed over ranks, the global norm, clipping to
-    /// `max_norm`, AdamW. Returns the model and the norm before clipping.
-    pub fn step(
-        &mut self,
-        model: Llama,
-        grads: GradientsParams,
-        lr: f64,
-        max_norm: Option<f64>,
-    ) -> Result<(Llama, f64), StepError> {
+    /// One optimizer step: gradients summed over ranks, the global norm, clipping, AdamW.
+    pub fn step(&mut self, model: Llama, grads: GradientsParams, update: Update) -> Stepped {
+        let Update { lr, max_norm } = update;
         match &mut self.opt {
             Optimizer::Replicated { adamw, layout } => {
                 let grads = if self.comm.world() == 1 {
@@ -216,7 +210,7 @@ impl DataParallel {
                     .step(model, grads, lr, max_norm)
                     .map_err(StepError::Diverged)
             }
-            Optimizer::Sharded(s) => s.step(self.comm.as_ref(), model, grads, lr, max_norm),
+            Optimizer::Sharded(s) => s.step(self.comm.as_ref(), model, grads, update),
         }
     }
 

@@ -16,12 +16,12 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use super::{Collective, CommError};
+use super::{Collective, CommError, Stepped, Update};
 use crate::checkpoint::safetensors::{self, Dtype, SafetensorsFile};
 use crate::error::CheckpointError;
 use crate::model::params::{named_id_params, ParamValue};
 use crate::model::Llama;
-use crate::train::optim::{adamw_update, AdamWSettings, Moments};
+use crate::train::optim::{adamw_update, both_moments, AdamWSettings, Moments};
 
 /// One parameter, and this layout's cut of it.
 #[derive(Debug, Clone)]
@@ -225,9 +225,9 @@ impl ShardedAdamW {
         comm: &dyn Collective,
         model: Llama,
         grads: GradientsParams,
-        lr: f64,
-        max_norm: Option<f64>,
-    ) -> Result<(Llama, f64), StepError> {
+        update: Update,
+    ) -> Stepped {
+        let Update { lr, max_norm } = update;
         let world = self.layout.world;
         let n = self.layout.slots.len();
         // 1. This rank's part of every summed gradient.
@@ -407,26 +407,18 @@ impl ShardedAdamW {
             };
             let tensor =
                 |part: Vec<f32>| Tensor::from_data(TensorData::new(part, [1, range.len()]), device);
-            match (read("exp_avg")?, read("exp_avg_sq")?) {
-                (Some(exp_avg), Some(exp_avg_sq)) => {
-                    self.stepped.insert(i);
-                    if !range.is_empty() {
-                        let (exp_avg, exp_avg_sq) = (tensor(exp_avg), tensor(exp_avg_sq));
-                        self.state.insert(
-                            i,
-                            Moments {
-                                exp_avg,
-                                exp_avg_sq,
-                            },
-                        );
-                    }
-                }
-                (None, None) => {}
-                _ => {
-                    return Err(CheckpointError::format(
-                        path,
-                        format!("{}: one of exp_avg / exp_avg_sq is missing", slot.name),
-                    ))
+            let pair = both_moments(read("exp_avg")?, read("exp_avg_sq")?, path, &slot.name)?;
+            if let Some((exp_avg, exp_avg_sq)) = pair {
+                self.stepped.insert(i);
+                if !range.is_empty() {
+                    let (exp_avg, exp_avg_sq) = (tensor(exp_avg), tensor(exp_avg_sq));
+                    self.state.insert(
+                        i,
+                        Moments {
+                            exp_avg,
+                            exp_avg_sq,
+                        },
+                    );
                 }
             }
         }

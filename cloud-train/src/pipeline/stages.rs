@@ -13,7 +13,7 @@ use crate::checkpoint::{self, SaveOptions};
 use crate::cpt::{self, CptConfig};
 use crate::data::prepare::{prepare, PrepareOptions};
 use crate::device::Backend;
-use crate::train::config::{load_checked, Invalid};
+use crate::train::config::RunConfig;
 use crate::train::{Event, Resume};
 
 /// What a stage does: from the pipeline's config to the values it reports; training stages
@@ -118,14 +118,10 @@ fn eval_before(cfg: &PipelineConfig, _: &mut dyn FnMut(Event)) -> Result<Value, 
 }
 
 /// A stage's config with its overrides and the pipeline's own (`extra`) applied, checked.
-fn stage_config<T: serde::de::DeserializeOwned>(
-    st: &StageConfig,
-    extra: Vec<String>,
-    validate: impl FnOnce(&T) -> Result<(), Invalid>,
-) -> Result<T, PipelineError> {
+fn stage_config<T: RunConfig>(st: &StageConfig, extra: Vec<String>) -> Result<T, PipelineError> {
     let mut overrides = st.set.clone();
     overrides.extend(extra);
-    Ok(load_checked(&st.config, &overrides, validate)?)
+    Ok(T::load(&st.config, &overrides)?)
 }
 
 fn quoted(p: &Path) -> String {
@@ -171,7 +167,7 @@ fn cpt_stage(cfg: &PipelineConfig, event: &mut dyn FnMut(Event)) -> Result<Value
         format!("data.corpus=[{}]", corpora.join(", ")),
         format!("output.dir={}", quoted(&d.join("cpt"))),
     ];
-    let c: CptConfig = stage_config(&cfg.cpt, extra, CptConfig::validate)?;
+    let c: CptConfig = stage_config(&cfg.cpt, extra)?;
     cpt::run(&c, Resume::Auto, event)?;
     Ok(losses(&d.join("cpt")))
 }
@@ -190,7 +186,7 @@ fn align_stage(
         format!("model.path={}", quoted(&d.join(from).join("latest"))),
         format!("output.dir={}", quoted(&out)),
     ];
-    let c: AlignConfig = stage_config(st, extra, AlignConfig::validate)?;
+    let c: AlignConfig = stage_config(st, extra)?;
     align::run(&c, stage, Resume::Auto, event)?;
     Ok(losses(&out))
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::SweepError;
 use crate::cpt::config::CptConfig;
-use crate::train::config::{load_checked, ConfigError};
+use crate::train::config::{ConfigError, RunConfig};
 use crate::train::state;
 
 /// The sweep's index of its runs.
@@ -56,16 +56,13 @@ pub fn plan(
             o.push(format!("data.almr={}", a / 100.0));
             o.push(format!("train.lr={lr:e}"));
             o.push(format!("output.dir={:?}", dir.display().to_string()));
-            let cfg: CptConfig =
-                load_checked(base, &o, CptConfig::validate).map_err(|e| match e {
-                    ConfigError::Invalid { path, invalid } => ConfigError::invalid(
-                        &path,
-                        crate::train::config::Invalid(format!(
-                            "at ALMR {a} %, LR {lr:e}: {invalid}"
-                        )),
-                    ),
-                    e => e,
-                })?;
+            let cfg: CptConfig = CptConfig::load(base, &o).map_err(|e| match e {
+                ConfigError::Invalid { path, invalid } => ConfigError::invalid(
+                    &path,
+                    crate::train::config::Invalid(format!("at ALMR {a} %, LR {lr:e}: {invalid}")),
+                ),
+                e => e,
+            })?;
             runs.push((
                 GridRun {
                     name,

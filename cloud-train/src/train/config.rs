@@ -148,7 +148,6 @@ impl ModelSection {
 }
 
 impl TrainSection {
-    /// The checks every training command shares.
     pub fn validate(&self) -> Result<(), Invalid> {
         if self.mbs == 0 || self.gbs == 0 || !self.gbs.is_multiple_of(self.mbs) {
             return Err(Invalid(format!(
@@ -225,6 +224,57 @@ impl OutputSection {
             return Err(Invalid::new("[output] save_every must be at least 1"));
         }
         Ok(())
+    }
+}
+
+/// The sections every training config has (what the run harness reads).
+#[derive(Clone, Copy)]
+pub struct RunSections<'a> {
+    pub model: &'a ModelSection,
+    pub train: &'a TrainSection,
+    pub output: &'a OutputSection,
+}
+
+impl<'a> RunSections<'a> {
+    pub fn new(
+        model: &'a ModelSection,
+        train: &'a TrainSection,
+        output: &'a OutputSection,
+    ) -> Self {
+        Self {
+            model,
+            train,
+            output,
+        }
+    }
+
+    /// The checks every training command shares.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.model.validate()?;
+        self.train.validate()?;
+        self.output.validate()
+    }
+}
+
+/// A training command's config: the shared sections and its own.
+pub trait RunConfig: serde::de::DeserializeOwned {
+    fn sections(&self) -> RunSections<'_>;
+    /// The checks of the command's own sections.
+    fn validate_own(&self) -> Result<(), Invalid>;
+
+    fn validate(&self) -> Result<(), Invalid> {
+        self.sections().validate()?;
+        self.validate_own()
+    }
+
+    /// Read and check a config file.
+    fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        read_toml(path.as_ref(), Self::validate)
+    }
+
+    /// Read a config file with `--set` overrides applied, and check it.
+    fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        load_checked(path, overrides, Self::validate)
     }
 }
 

@@ -14,12 +14,12 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde_json::Value;
 
-use super::config::{ModelSection, OutputSection, TrainSection};
+use super::config::{OutputSection, RunSections, TrainSection};
 use super::error::TrainError;
 use super::state::{self, MetricsWriter, Resume, TrainerState, METRICS, OPTIMIZER};
 use super::{MemoryPlan, Schedule};
 use crate::checkpoint;
-use crate::dist::{DataParallel, Ranks, StepError};
+use crate::dist::{DataParallel, Ranks, StepError, Update};
 use crate::model::Llama;
 
 /// One metrics line (`metrics.jsonl`): field name -> value.
@@ -47,11 +47,13 @@ pub enum Event {
 
 /// What an objective's [`Objective::step`] hands back.
 pub enum StepOutcome {
-    /// This rank's share of the step: its part of the loss (the parts sum to the step's loss),
-    /// the tokens it read, and objective-specific sums (summed over ranks together with the
-    /// loss and given back to [`Objective::step_metrics`]).
+    /// This rank's share of the step: its part of the loss (the parts sum to the step's loss)
+    /// and of the gradients (weighted so that the sum over ranks is the batch's gradient), the
+    /// tokens it read, and objective-specific sums (summed over ranks together with the loss
+    /// and given back to [`Objective::step_metrics`]).
     Share {
         loss: f64,
+        grads: GradientsParams,
         tokens: u64,
         sums: Vec<f64>,
     },
@@ -59,8 +61,9 @@ pub enum StepOutcome {
     Exhausted(String),
 }
 
-/// What a step needs besides the model: the device, the ranks and the run's settings.
+/// What a step works with: the model, the device, the ranks and the run's settings.
 pub struct StepContext<'a> {
+    pub model: &'a Llama,
     pub device: &'a Device,
     pub dp: &'a DataParallel,
     pub train: &'a TrainSection,
@@ -68,6 +71,9 @@ pub struct StepContext<'a> {
     /// The run directory (for files an objective keeps there).
     pub out: &'a Path,
 }
+
+/// A result of a training step or run.
+pub type TrainResult<T = ()> = Result<T, TrainError>;
 
 impl StepContext<'_> {
     pub fn rank(&self) -> usize {
@@ -93,43 +99,19 @@ pub trait Objective {
     /// Write the data cursor into the trainer state (after the start and each step).
     fn record(&self, state: &mut TrainerState);
     /// Once before the first step, with the model the run starts from.
-    fn prepare(
-        &mut self,
-        _ctx: &StepContext,
-        _model: &Llama,
-        _resumed: bool,
-    ) -> Result<(), TrainError> {
+    fn prepare(&mut self, _ctx: &StepContext, _resumed: bool) -> TrainResult {
         Ok(())
     }
-    /// This rank's share of the next global batch: loss, and gradients accumulated into
-    /// `grads` (weighted so that the sum over ranks is the batch's gradient).
-    fn step(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        grads: &mut GradientsParams,
-    ) -> Result<StepOutcome, TrainError>;
+    /// This rank's share of the next global batch.
+    fn step(&mut self, ctx: &StepContext) -> TrainResult<StepOutcome>;
     /// The objective's fields of a step's metrics line, from its sums over ranks.
-    fn step_metrics(&mut self, sums: &[f64], metrics: &mut Metrics);
-    /// Validation fields (`val_loss`, ...) added to the metrics line of an evaluation step.
-    fn validate(
-        &mut self,
-        ctx: &StepContext,
-        model: &Llama,
-        metrics: &mut Metrics,
-    ) -> Result<(), TrainError>;
+    fn step_metrics(&mut self, sums: &[f64]) -> Metrics;
+    /// Validation fields (`val_loss`, ...) for the metrics line of an evaluation step.
+    fn validate(&mut self, ctx: &StepContext) -> TrainResult<Metrics>;
     /// Files written into every checkpoint besides weights and state (a chat template).
     fn checkpoint_files(&self) -> Vec<(String, Vec<u8>)> {
         Vec::new()
     }
-}
-
-/// The config sections the harness reads.
-#[derive(Clone, Copy)]
-pub struct RunSections<'a> {
-    pub model: &'a ModelSection,
-    pub train: &'a TrainSection,
-    pub output: &'a OutputSection,
 }
 
 /// What a run ended with.
@@ -258,12 +240,13 @@ pub fn run(
             mbs as f64,
         ],
     )?;
-    let plan = s.train.memory_plan();
-    objective.prepare(
-        &context(&device, &dp, s.train, &plan, out),
-        &model,
-        from.is_some(),
-    )?;
+    let fixed = Fixed {
+        device: &device,
+        train: s.train,
+        plan: s.train.memory_plan(),
+        out,
+    };
+    objective.prepare(&fixed.with(&model, &dp), from.is_some())?;
     let total = objective.total_steps();
     let schedule = Schedule {
         peak: s.train.lr,
@@ -303,13 +286,13 @@ pub fn run(
     while trainer.step < total {
         let t0 = Instant::now();
         let lr = schedule.lr(trainer.step);
-        let mut grads = GradientsParams::new();
-        let (loss, tokens, sums) = match objective.step(
-            &context(&device, &dp, s.train, &plan, out),
-            &model,
-            &mut grads,
-        )? {
-            StepOutcome::Share { loss, tokens, sums } => (loss, tokens, sums),
+        let (loss, grads, tokens, sums) = match objective.step(&fixed.with(&model, &dp))? {
+            StepOutcome::Share {
+                loss,
+                grads,
+                tokens,
+                sums,
+            } => (loss, grads, tokens, sums),
             StepOutcome::Exhausted(why) => {
                 summary.stopped = Some(why);
                 break;
@@ -327,7 +310,14 @@ pub fn run(
         };
         let norm;
         (model, norm) = dp
-            .step(model, grads, lr, s.train.max_grad_norm)
+            .step(
+                model,
+                grads,
+                Update {
+                    lr,
+                    max_norm: s.train.max_grad_norm,
+                },
+            )
             .map_err(|e| match e {
                 StepError::Diverged(n) => diverged(format!("gradient norm {n}")),
                 StepError::Comm(e) => TrainError::Comm(e),
@@ -354,16 +344,11 @@ pub fn run(
             let mfu = 6.0 * params as f64 * tokens_per_s / (p * 1e12);
             line.insert("mfu".into(), mfu.into());
         }
-        objective.step_metrics(&totals[2..], &mut line);
+        line.extend(objective.step_metrics(&totals[2..]));
         let last = trainer.step == total;
         let eval_due = last || (s.output.eval_every > 0 && trainer.step % s.output.eval_every == 0);
         if eval_due {
-            let mut val = Metrics::new();
-            objective.validate(
-                &context(&device, &dp, s.train, &plan, out),
-                &model,
-                &mut val,
-            )?;
+            let val = objective.validate(&fixed.with(&model, &dp))?;
             line.extend(val.clone());
             summary.last_validation = val;
         }
@@ -397,19 +382,24 @@ pub fn run(
     Ok(summary)
 }
 
-fn context<'a>(
+/// What stays the same through a run, for each call's [`StepContext`].
+struct Fixed<'a> {
     device: &'a Device,
-    dp: &'a DataParallel,
     train: &'a TrainSection,
-    plan: &'a MemoryPlan,
+    plan: MemoryPlan,
     out: &'a Path,
-) -> StepContext<'a> {
-    StepContext {
-        device,
-        dp,
-        train,
-        plan,
-        out,
+}
+
+impl Fixed<'_> {
+    fn with<'b>(&'b self, model: &'b Llama, dp: &'b DataParallel) -> StepContext<'b> {
+        StepContext {
+            model,
+            device: self.device,
+            dp,
+            train: self.train,
+            plan: &self.plan,
+            out: self.out,
+        }
     }
 }
 

@@ -12,8 +12,9 @@ pub mod schedule;
 pub mod state;
 pub mod step;
 
+pub use config::{RunConfig, RunSections};
 pub use error::TrainError;
-pub use harness::{Event, Metrics, Objective, RunSections, RunSummary, StepContext, StepOutcome};
+pub use harness::{Event, Metrics, Objective, RunSummary, StepContext, StepOutcome, TrainResult};
 pub use state::Resume;
 
 pub use optim::{AdamW, AdamWSettings};

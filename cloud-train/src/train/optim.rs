@@ -260,23 +260,13 @@ impl AdamW {
                     &device,
                 )))
             };
-            match (read("exp_avg")?, read("exp_avg_sq")?) {
-                (Some(exp_avg), Some(exp_avg_sq)) => {
-                    self.state.insert(
-                        p.id,
-                        Moments {
-                            exp_avg,
-                            exp_avg_sq,
-                        },
-                    );
-                }
-                (None, None) => {}
-                _ => {
-                    return Err(CheckpointError::format(
-                        path,
-                        format!("{name}: one of exp_avg / exp_avg_sq is missing"),
-                    ))
-                }
+            let pair = both_moments(read("exp_avg")?, read("exp_avg_sq")?, path, &name)?;
+            if let Some((exp_avg, exp_avg_sq)) = pair {
+                let moments = Moments {
+                    exp_avg,
+                    exp_avg_sq,
+                };
+                self.state.insert(p.id, moments);
             }
         }
         self.step = step;
@@ -387,5 +377,23 @@ pub fn accumulate(
             ParamValue::D1(_) => add::<1>(into, &mut from, &p, weight),
             ParamValue::D2(_) => add::<2>(into, &mut from, &p, weight),
         }
+    }
+}
+
+/// A parameter's two moments as read from an optimizer file: both, or neither (a parameter
+/// never updated); one alone is a damaged file.
+pub(crate) fn both_moments<T>(
+    exp_avg: Option<T>,
+    exp_avg_sq: Option<T>,
+    path: &Path,
+    name: &str,
+) -> Result<Option<(T, T)>, CheckpointError> {
+    match (exp_avg, exp_avg_sq) {
+        (Some(a), Some(b)) => Ok(Some((a, b))),
+        (None, None) => Ok(None),
+        _ => Err(CheckpointError::format(
+            path,
+            format!("{name}: one of exp_avg / exp_avg_sq is missing"),
+        )),
     }
 }

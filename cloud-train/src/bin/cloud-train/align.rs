@@ -2,12 +2,12 @@
 
 use anyhow::Result;
 use cloud_train::align::{self, AlignConfig, Stage};
-use cloud_train::train::config::load_checked;
+use cloud_train::train::RunConfig;
 
 use crate::common::{opt4, show, step_bar, RunArgs};
 
 pub fn run(a: RunArgs, stage: Stage) -> Result<()> {
-    let cfg: AlignConfig = load_checked(&a.config, &a.overrides, AlignConfig::validate)?;
+    let cfg: AlignConfig = AlignConfig::load(&a.config, &a.overrides)?;
     let name = stage.name();
     let bar = step_bar(name);
     let s = align::run(&cfg, stage, a.resume(), |e| show(&bar, name, "", e))?;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 use cloud_train::device::Backend;
+use cloud_train::dist::{DataParallel, Update};
 use cloud_train::model::Llama;
 use cloud_train::train::{loss_and_grads, Batch, MemoryPlan};
 use llama_spec::LlamaConfig;
@@ -91,11 +92,8 @@ fn bench_step(
     let mut model = Llama::init(c, 0, device).train();
     let params = model.num_params();
     // The optimizer `cpt` runs (torch's AdamW, global-norm clipping), on one rank.
-    let mut optim = cloud_train::dist::DataParallel::single(
-        cloud_train::train::AdamWSettings::default(),
-        &model,
-        device,
-    );
+    let mut optim =
+        DataParallel::single(cloud_train::train::AdamWSettings::default(), &model, device);
     // Random token ids, fixed seed: the same data for every plan.
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut next = || {
@@ -120,7 +118,14 @@ fn bench_step(
         let out = loss_and_grads(&model, &data, plan);
         let t = Instant::now();
         model = optim
-            .step(model, out.grads, 1e-3, Some(1.0))
+            .step(
+                model,
+                out.grads,
+                Update {
+                    lr: 1e-3,
+                    max_norm: Some(1.0),
+                },
+            )
             .map_err(|e| anyhow::anyhow!("bench-step: step {i}: {e}"))?
             .0;
         optim_s += t.elapsed().as_secs_f64();

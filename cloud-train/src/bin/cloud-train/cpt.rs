@@ -2,12 +2,12 @@
 
 use anyhow::Result;
 use cloud_train::cpt::{self, CptConfig};
-use cloud_train::train::config::load_checked;
+use cloud_train::train::RunConfig;
 
 use crate::common::{opt4, show, step_bar, RunArgs};
 
 pub fn run(a: RunArgs) -> Result<()> {
-    let cfg: CptConfig = load_checked(&a.config, &a.overrides, CptConfig::validate)?;
+    let cfg: CptConfig = CptConfig::load(&a.config, &a.overrides)?;
     let bar = step_bar("cpt");
     let note = format!(", ALMR {}", cfg.data.almr);
     let s = cpt::run(&cfg, a.resume(), |e| show(&bar, "cpt", &note, e))?;
