@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Capture a bilingual edge-chat exchange as text (the tmux pane), for the README:
 #   scripts/edge-chat-demo.sh [MODEL.gguf] > docs/edge-chat-demo.txt
-# Needs tmux and a release build (cargo build --release -p tui).
+# Needs tmux and a release build (cargo build --release -p edge-chat).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=${1:-$root/assets/SmolLM2-135M-Instruct.Q4_1.gguf}

@@ -57,7 +57,7 @@ pub fn run(a: PipelineArgs) -> Result<()> {
     })?;
     println!("\n{}", summary.markdown);
     println!(
-        "chat with it:\n  cargo run --release -p tui --bin edge-chat -- --model {} --persona xiaonuan",
+        "chat with it:\n  cargo run --release -p edge-chat -- --model {} --persona xiaonuan",
         summary.gguf.display()
     );
     Ok(())
