@@ -61,7 +61,7 @@ fn status(s: &str) -> &str {
 fn chat_interrupt_save_load_quit() {
     if !test_support::have_tool("tmux") {
         return test_support::skip(
-            "tui::chat_interrupt_save_load_quit",
+            "edge-chat::chat_interrupt_save_load_quit",
             "tmux is not installed",
         );
     }

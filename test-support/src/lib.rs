@@ -177,10 +177,10 @@ mod tests {
 
     #[test]
     fn allowed_skips_parses_names_and_comments() {
-        let list = "# header\nedge-runtime::c_abi   # macOS\n\n  tui::tmux_chat\n";
+        let list = "# header\nedge-runtime::c_abi   # macOS\n\n  edge-chat::tmux_chat\n";
         assert_eq!(
             allowed_skips(list),
-            ["edge-runtime::c_abi", "tui::tmux_chat"]
+            ["edge-runtime::c_abi", "edge-chat::tmux_chat"]
         );
     }
 
