@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::persona::Sampling;
@@ -28,6 +27,38 @@ pub struct SavedSession {
     pub model: String,
 }
 
+/// Why a session could not be saved or loaded (names the session or the file).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session name {0:?}: use letters, digits, - _ . (no spaces or slashes)")]
+    BadName(String),
+    #[error("no saved session {name:?} ({}): {source}", path.display())]
+    Missing {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a saved session: {source}", path.display())]
+    Format {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
@@ -42,7 +73,7 @@ fn check_name(name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
-        bail!("session name {name:?}: use letters, digits, - _ . (no spaces or slashes)");
+        return Err(StoreError::BadName(name.to_string()));
     }
     Ok(())
 }
@@ -75,20 +106,24 @@ impl Store {
     pub fn save(&self, name: &str, s: &SavedSession) -> Result<PathBuf> {
         let p = self.path(name)?;
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        let json = serde_json::to_string_pretty(s)?;
-        llama_spec::atomic::write_atomic(&p, json.as_bytes())
-            .with_context(|| format!("writing {}", p.display()))?;
+        let json = serde_json::to_string_pretty(s).map_err(|source| StoreError::Format {
+            path: p.clone(),
+            source,
+        })?;
+        llama_spec::atomic::write_atomic(&p, json.as_bytes()).map_err(io(&p))?;
         Ok(p)
     }
 
     pub fn load(&self, name: &str) -> Result<SavedSession> {
         let p = self.path(name)?;
-        let text = std::fs::read_to_string(&p)
-            .with_context(|| format!("no saved session {name:?} ({})", p.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{}: not a saved session", p.display()))
+        let text = std::fs::read_to_string(&p).map_err(|source| StoreError::Missing {
+            name: name.to_string(),
+            path: p.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| StoreError::Format { path: p, source })
     }
 
     pub fn list(&self) -> Vec<String> {

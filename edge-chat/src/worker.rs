@@ -22,20 +22,30 @@ pub fn sampler(s: &Sampling, seed: u64) -> SamplerConfig {
     s.sampler(seed)
 }
 
+/// Why the inference thread could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Session(#[from] edge_runtime::Error),
+    #[error("starting the inference thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// Start the thread. `seed`: the sampler's seed for the first reply (then +1 per reply).
 pub fn spawn(
     model: Arc<Model>,
     opts: SessionOptions,
     seed: u64,
     events: Sender<Event>,
-) -> anyhow::Result<Worker> {
+) -> Result<Worker, WorkerError> {
     let mut session = Session::new(model, opts)?;
     let (tx, rx) = std::sync::mpsc::channel::<Command>();
     let cancel = CancelToken::new();
     let token = cancel.clone();
     let handle = std::thread::Builder::new()
         .name("edge-chat-inference".into())
-        .spawn(move || run(&mut session, rx, token, seed, events))?;
+        .spawn(move || run(&mut session, rx, token, seed, events))
+        .map_err(WorkerError::Thread)?;
     Ok(Worker {
         commands: tx,
         cancel,
