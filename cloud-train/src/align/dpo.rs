@@ -53,13 +53,13 @@ fn pair_rows(pairs: &[&Pair]) -> Vec<(Vec<u32>, Vec<bool>)> {
     rows_of(&es)
 }
 
-/// Response-token log-probability sums of each row (chosen rows, then rejected rows).
-fn logps(model: &Llama, pairs: &[&Pair], device: &Device, chunk: usize) -> Vec<f64> {
-    let rows = pair_rows(pairs);
-    let b = batch_of(&rows, device);
+/// Response-token log-probability sums of each row of `rows` (`pair_rows`: chosen rows,
+/// then rejected rows).
+fn logps(model: &Llama, rows: &[(Vec<u32>, Vec<bool>)], device: &Device, chunk: usize) -> Vec<f64> {
+    let b = batch_of(rows, device);
     let seq = b.ids.dims()[1];
     let nll = position_nll(model, &b, chunk);
-    dpo::sequence_logps(&nll, seq, &counts(&rows), false)
+    dpo::sequence_logps(&nll, seq, &counts(rows), false)
 }
 
 fn pair_logps(
@@ -139,7 +139,7 @@ fn reference_logps(
                         continue;
                     }
                     let refs: Vec<&Pair> = group.iter().collect();
-                    let l = logps(model, &refs, device, chunk);
+                    let l = logps(model, &pair_rows(&refs), device, chunk);
                     let k = group.len();
                     for i in 0..k {
                         flat[2 * (g * mbs + i)] = l[i];
@@ -260,8 +260,9 @@ impl ChatLoss for Dpo {
             .step_by(ctx.world())
         {
             let refs: Vec<&Pair> = group.iter().collect();
-            let policy = logps(ctx.model, &refs, ctx.device, chunk);
-            let pairs = pair_logps(&refs, &policy, &pair_rows(&refs), mean);
+            let rows = pair_rows(&refs);
+            let policy = logps(ctx.model, &rows, ctx.device, chunk);
+            let pairs = pair_logps(&refs, &policy, &rows, mean);
             let o = dpo::dpo(&pairs, d.beta, d.loss, d.label_smoothing, val.len() as f64);
             t[0] += o.loss;
             for (s, v) in t[1..].iter_mut().zip(to_vec(o.sums)) {

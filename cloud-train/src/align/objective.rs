@@ -70,10 +70,6 @@ impl<'a, L: ChatLoss> ChatObjective<'a, L> {
 }
 
 impl<L: ChatLoss> Objective for ChatObjective<'_, L> {
-    fn name(&self) -> &'static str {
-        L::NAME
-    }
-
     fn resume_key(&self) -> Value {
         let (c, t) = (&self.cfg.data, &self.cfg.train);
         serde_json::json!({

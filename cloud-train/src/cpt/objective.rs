@@ -106,10 +106,6 @@ impl<'a> CptObjective<'a> {
 }
 
 impl Objective for CptObjective<'_> {
-    fn name(&self) -> &'static str {
-        "cpt"
-    }
-
     fn resume_key(&self) -> Value {
         self.cfg.resume_key()
     }

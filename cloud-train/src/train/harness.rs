@@ -86,8 +86,6 @@ impl StepContext<'_> {
 
 /// A training objective: its data, its loss, its metrics.
 pub trait Objective {
-    /// `cpt`, `sft`, `dpo`.
-    fn name(&self) -> &'static str;
     /// What a resumed run must share with the run it continues (data, batch geometry).
     fn resume_key(&self) -> Value;
     /// Optimizer steps of the whole run.
