@@ -140,12 +140,7 @@ impl BatchDecoder {
             .logits
             .resize(opts.n_slots * c.vocab_size as usize, 0.0);
         Ok(Self {
-            rope: RopeTable::new(
-                opts.n_ctx,
-                c.head_dim() as usize,
-                c.rope_theta,
-                model.w.rope_freqs.as_deref(),
-            ),
+            rope: RopeTable::for_model(&model, opts.n_ctx),
             pool: ThreadPool::new(opts.n_threads),
             isa: Isa::detect(),
             plan: Vec::with_capacity(opts.n_slots),

@@ -4,6 +4,7 @@
 //! probabilities rounded to f16 against the f16 KV cache.
 
 use half::f16;
+use llama_spec::config::RopeStyle;
 
 use crate::kernels::attention::{attention, Attn};
 use crate::kernels::matmul::{matmul, ActBuf, MatOut};
@@ -14,13 +15,20 @@ use crate::model::Model;
 /// Cos/sin of every (position, pair) up to the context size, computed as ggml does
 /// (`theta *= theta_scale` per pair, divided by the Llama-3 frequency factors).
 pub(crate) struct RopeTable {
+    style: RopeStyle,
     half: usize,
     cos: Vec<f32>,
     sin: Vec<f32>,
 }
 
 impl RopeTable {
-    pub fn new(n_ctx: usize, head_dim: usize, base: f32, freq_factors: Option<&[f32]>) -> Self {
+    pub fn new(
+        n_ctx: usize,
+        head_dim: usize,
+        base: f32,
+        freq_factors: Option<&[f32]>,
+        style: RopeStyle,
+    ) -> Self {
         let half = head_dim / 2;
         let theta_scale = base.powf(-2.0 / head_dim as f32);
         let mut cos = vec![0f32; n_ctx * half];
@@ -35,22 +43,46 @@ impl RopeTable {
                 theta *= theta_scale;
             }
         }
-        Self { half, cos, sin }
+        Self {
+            style,
+            half,
+            cos,
+            sin,
+        }
     }
 
-    /// Rotate adjacent pairs of every head in `v` (llama.cpp's "normal" RoPE on the permuted
-    /// Q/K layout of GGUF files).
+    /// The table for `model`'s head size, base, frequency factors and RoPE style.
+    pub fn for_model(model: &Model, n_ctx: usize) -> Self {
+        let c = &model.config;
+        Self::new(
+            n_ctx,
+            c.head_dim() as usize,
+            c.rope_theta,
+            model.w.rope_freqs.as_deref(),
+            c.architecture.rope_style(),
+        )
+    }
+
+    /// Rotate the pairs of every head in `v`: adjacent dimensions (llama.cpp's "normal" RoPE
+    /// on the permuted Q/K layout of Llama files) or dimension `i` with `i + head_dim/2`
+    /// (its NEOX RoPE, Qwen2).
     fn apply(&self, v: &mut [f32], pos: usize) {
         let (c, s) = (
             &self.cos[pos * self.half..(pos + 1) * self.half],
             &self.sin[pos * self.half..(pos + 1) * self.half],
         );
-        for head in v.chunks_exact_mut(2 * self.half) {
-            for i in 0..self.half {
-                let (x0, x1) = (head[2 * i], head[2 * i + 1]);
+        let half = self.half;
+        let (first, second) = match self.style {
+            RopeStyle::AdjacentPairs => (2, 1),
+            RopeStyle::Halves => (1, half),
+        };
+        for head in v.chunks_exact_mut(2 * half) {
+            for i in 0..half {
+                let (a, b) = (first * i, first * i + second);
+                let (x0, x1) = (head[a], head[b]);
                 // GCC contracts ggml's `x0*cos - x1*sin` into one FMA (the first product).
-                head[2 * i] = x0.mul_add(c[i], -(x1 * s[i]));
-                head[2 * i + 1] = x0.mul_add(s[i], x1 * c[i]);
+                head[a] = x0.mul_add(c[i], -(x1 * s[i]));
+                head[b] = x0.mul_add(s[i], x1 * c[i]);
             }
         }
     }
@@ -267,6 +299,19 @@ impl Engine<'_> {
                     },
                 ],
             );
+            for (out, bias, d) in [
+                (&mut s.q, &layer.bq, qd),
+                (&mut s.k, &layer.bk, kvd),
+                (&mut s.v, &layer.bv, kvd),
+            ] {
+                if let Some(b) = bias {
+                    for row in out[..n * d].chunks_exact_mut(d) {
+                        for (x, &bi) in row.iter_mut().zip(b) {
+                            *x += bi;
+                        }
+                    }
+                }
+            }
             let mut first = 0;
             for seq in seqs.iter_mut() {
                 for i in 0..seq.n {

@@ -1,4 +1,5 @@
-//! [`Model`]: a memory-mapped GGUF Llama model with its tokenizer and chat template.
+//! [`Model`]: a memory-mapped GGUF Llama-family model (Llama, Qwen2) with its tokenizer and
+//! chat template.
 
 use std::path::Path;
 
@@ -49,6 +50,10 @@ pub(crate) struct Layer {
     pub wq: MatRef,          // [n_head * head_dim, hidden]
     pub wk: MatRef,          // [n_kv_head * head_dim, hidden]
     pub wv: MatRef,          // [n_kv_head * head_dim, hidden]
+    /// Q/K/V biases (Qwen2; optional in any file, as in llama.cpp).
+    pub bq: Option<Vec<f32>>, // [n_head * head_dim]
+    pub bk: Option<Vec<f32>>, // [n_kv_head * head_dim]
+    pub bv: Option<Vec<f32>>, // [n_kv_head * head_dim]
     pub wo: MatRef,          // [hidden, n_head * head_dim]
     pub ffn_norm: Vec<f32>,  // [hidden]
     pub w_gate: MatRef,      // [ffn, hidden]
@@ -103,8 +108,11 @@ impl Model {
         }
         if vocab.tokens.len() != config.vocab_size as usize {
             return Err(err(format!(
-                "{} tokens in the vocabulary, llama.vocab_size is {}",
+                "{} tokens in the vocabulary, {} is {}",
                 vocab.tokens.len(),
+                config
+                    .architecture
+                    .key(llama_spec::config::keys::VOCAB_SIZE),
                 config.vocab_size
             )));
         }
@@ -144,6 +152,14 @@ impl Model {
             quant::dequantize_to_vec(m.ty, bytes, m.rows * m.cols)
                 .map_err(|e| err(format!("tensor {}: {e}", name.gguf())))
         };
+        // Biases are required where the architecture has them, used wherever a file has them.
+        let bias = |name: TensorName| -> Result<Option<Vec<f32>>> {
+            if config.architecture.qkv_bias() || file.tensor(&name.gguf()).is_some() {
+                vector(name).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
                 let l = |t| TensorName::Layer(i, t);
@@ -152,6 +168,9 @@ impl Model {
                     wq: mat(l(LayerTensor::AttnQ))?,
                     wk: mat(l(LayerTensor::AttnK))?,
                     wv: mat(l(LayerTensor::AttnV))?,
+                    bq: bias(l(LayerTensor::AttnQBias))?,
+                    bk: bias(l(LayerTensor::AttnKBias))?,
+                    bv: bias(l(LayerTensor::AttnVBias))?,
                     wo: mat(l(LayerTensor::AttnOutput))?,
                     ffn_norm: vector(l(LayerTensor::FfnNorm))?,
                     w_gate: mat(l(LayerTensor::FfnGate))?,

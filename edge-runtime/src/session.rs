@@ -162,12 +162,7 @@ impl Session {
             (c.n_kv_heads() * c.head_dim()) as usize,
         );
         let scratch = Scratch::new(&model, opts.n_batch, opts.n_ctx, opts.n_threads);
-        let rope = RopeTable::new(
-            opts.n_ctx,
-            c.head_dim() as usize,
-            c.rope_theta,
-            model.w.rope_freqs.as_deref(),
-        );
+        let rope = RopeTable::for_model(&model, opts.n_ctx);
         Ok(Self {
             // Reserved up front: the token list never reallocates during generation.
             tokens: Vec::with_capacity(opts.n_ctx),

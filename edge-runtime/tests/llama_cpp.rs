@@ -283,3 +283,61 @@ fn scalar_kernels_match_llama_cpp_over_whole_generations() {
     check_q4_0(Kernels::Scalar, ALL);
     check_q8_0(Kernels::Scalar, ALL);
 }
+
+/// A random Qwen2-shaped model (Q/K/V biases, half-split RoPE, the Qwen2 tokenizer), as
+/// llama.cpp's converter made it (tests/fixtures/make_qwen2_fixture.py): our copy of the file
+/// holds the converter's bytes in every tensor and its architecture keys, and generation on it
+/// (prompt tokens, greedy tokens, top-5 logits) equals llama.cpp's.
+fn check_qwen2(kernels: Kernels) {
+    use sha2::{Digest, Sha256};
+    let path = common::qwen2_tiny();
+    let file = llama_spec::GgufFile::open(&path).expect("open");
+    let f = common::fixture("runtime/qwen2_tiny.json");
+    let tensors = f["tensors"].as_object().expect("tensors");
+    assert_eq!(tensors.len(), file.tensors().len());
+    for t in file.tensors() {
+        let e = &tensors[&t.name];
+        assert_eq!(e["type"].as_str(), Some(t.ggml_type.name()), "{}", t.name);
+        let sha = format!("{:x}", Sha256::digest(file.tensor_data(t)));
+        assert_eq!(
+            Some(sha.as_str()),
+            e["sha256"].as_str(),
+            "{}: bytes differ from convert_hf_to_gguf.py's",
+            t.name
+        );
+    }
+    for (k, want) in f["keys"].as_object().expect("keys") {
+        let got = file.get(k).unwrap_or_else(|| panic!("{k} missing"));
+        let same = match want {
+            serde_json::Value::String(s) => got.as_str() == Some(s.as_str()),
+            // The converter's f32 values, printed as f64 by gguf-py.
+            serde_json::Value::Number(n) => {
+                got.as_u64()
+                    .map(|v| v as f64)
+                    .or(got.as_f32().map(f64::from))
+                    == n.as_f64()
+            }
+            _ => false,
+        };
+        assert!(same, "{k}: ours {got:?}, the converter's {want}");
+    }
+    let model = std::sync::Arc::new(
+        edge_runtime::Model::load(&path, edge_runtime::LoadOptions::default()).expect("load"),
+    );
+    assert_eq!(
+        model.config.architecture,
+        llama_spec::config::Architecture::Qwen2
+    );
+    check_model(model, "runtime/qwen2_tiny.json", kernels, ALL.0, ALL.1);
+}
+
+#[test]
+fn qwen2_matches_llama_cpps_converter_and_llama_cpp() {
+    check_qwen2(Kernels::Detected);
+}
+
+#[test]
+fn qwen2_avx2_and_scalar_kernels_match_llama_cpp() {
+    check_qwen2(Kernels::Avx2);
+    check_qwen2(Kernels::Scalar);
+}

@@ -1,5 +1,7 @@
 //! [`LlamaConfig`]: the model hyper-parameters, read from HF `config.json`, validated, and
-//! converted to and from GGUF `llama.*` metadata exactly as llama.cpp reads them.
+//! converted to and from GGUF `llama.*` metadata exactly as llama.cpp reads them. GGUF files of
+//! the Qwen2 [`Architecture`] (a Llama with Q/K/V biases and half-split RoPE, keys `qwen2.*`)
+//! read into the same config.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +33,71 @@ pub mod keys {
     pub const LLAMA3_ROPE_HIGH: &str = "llama_spec.rope_scaling.high_freq_factor";
     pub const LLAMA3_ROPE_ORIG_CTX: &str =
         "llama_spec.rope_scaling.original_max_position_embeddings";
+}
+
+/// The Llama-family architectures (`general.architecture`) a config can describe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Architecture {
+    /// Llama 1-3, SmolLM2, Mistral-7B-style files: Q/K rows permuted for pair-wise RoPE.
+    #[default]
+    Llama,
+    /// Qwen2 / Qwen2.5: Q/K/V projections with biases, RoPE over the two halves of each head
+    /// (llama.cpp's NEOX type), Q/K rows as in HF.
+    Qwen2,
+}
+
+/// How RoPE pairs the dimensions of a head (llama.cpp's `LLAMA_ROPE_TYPE_NORM` / `_NEOX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Dimensions `2i` and `2i + 1` rotate together (GGUF Llama files, after the converter's
+    /// Q/K permutation).
+    AdjacentPairs,
+    /// Dimensions `i` and `i + head_dim/2` rotate together (HF's rotate-half).
+    Halves,
+}
+
+impl Architecture {
+    pub const ALL: [Architecture; 2] = [Architecture::Llama, Architecture::Qwen2];
+
+    /// The `general.architecture` value, also the prefix of its hyper-parameter keys.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Qwen2 => "qwen2",
+        }
+    }
+
+    pub fn from_gguf_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.gguf_name() == name)
+    }
+
+    /// The class HF `config.json` names in `architectures`.
+    fn hf_architectures(self) -> &'static str {
+        match self {
+            Architecture::Llama => "LlamaForCausalLM",
+            Architecture::Qwen2 => "Qwen2ForCausalLM",
+        }
+    }
+
+    pub fn rope_style(self) -> RopeStyle {
+        match self {
+            Architecture::Llama => RopeStyle::AdjacentPairs,
+            Architecture::Qwen2 => RopeStyle::Halves,
+        }
+    }
+
+    /// Whether the Q/K/V projections carry bias vectors.
+    pub fn qkv_bias(self) -> bool {
+        self == Architecture::Qwen2
+    }
+
+    /// A [`keys`] constant (written for `llama.`) under this architecture's prefix.
+    pub fn key(self, llama_key: &str) -> String {
+        match llama_key.strip_prefix("llama.") {
+            Some(rest) => format!("{}.{rest}", self.gguf_name()),
+            None => llama_key.to_string(),
+        }
+    }
 }
 
 /// What is wrong with a config.
@@ -137,6 +204,9 @@ pub struct LlamaConfig {
     pub attention_bias: bool,
     #[serde(default)]
     pub mlp_bias: bool,
+    /// From `model_type` in `config.json`, `general.architecture` in GGUF.
+    #[serde(skip)]
+    pub architecture: Architecture,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -157,6 +227,18 @@ impl LlamaConfig {
             path: path.to_path_buf(),
             message,
         })?;
+        if cfg.architecture != Architecture::Llama {
+            // Training and conversion build Llama layers only; a Qwen2 checkpoint would lose its
+            // biases and RoPE layout silently.
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "model_type {:?} is not supported for HF checkpoints (only \"llama\"); \
+                     edge-runtime runs {0:?} GGUF files",
+                    cfg.architecture.gguf_name()
+                ),
+            });
+        }
         Ok(cfg)
     }
 
@@ -165,6 +247,9 @@ impl LlamaConfig {
     /// and is kept (in `extra`) so that the config is written back as it came.
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
         let mut cfg: Self = serde_json::from_str(text)?;
+        if cfg.extra.get("model_type").and_then(|t| t.as_str()) == Some("qwen2") {
+            cfg.architecture = Architecture::Qwen2;
+        }
         if let Some(params) = cfg.extra.get("rope_parameters").cloned() {
             if let Some(theta) = params.get("rope_theta").and_then(|t| t.as_f64()) {
                 cfg.rope_theta = theta as f32;
@@ -182,9 +267,10 @@ impl LlamaConfig {
     pub fn to_json(&self) -> String {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {
-            m.entry("model_type").or_insert("llama".into());
+            let arch = self.architecture;
+            m.entry("model_type").or_insert(arch.gguf_name().into());
             m.entry("architectures")
-                .or_insert(serde_json::json!(["LlamaForCausalLM"]));
+                .or_insert(serde_json::json!([arch.hf_architectures()]));
         }
         serde_json::to_string_pretty(&v).unwrap_or_default()
     }
@@ -336,23 +422,30 @@ impl LlamaConfig {
     pub fn to_gguf_metadata(&self) -> Metadata {
         use MetadataValue::{String as S, F32, U32};
         let mut m = Metadata::new();
-        m.set(keys::ARCHITECTURE, S("llama".into()));
-        m.set(keys::VOCAB_SIZE, U32(self.vocab_size));
-        m.set(keys::CONTEXT_LENGTH, U32(self.max_position_embeddings));
-        m.set(keys::EMBEDDING_LENGTH, U32(self.hidden_size));
-        m.set(keys::BLOCK_COUNT, U32(self.num_hidden_layers));
-        m.set(keys::FEED_FORWARD_LENGTH, U32(self.intermediate_size));
-        m.set(keys::HEAD_COUNT, U32(self.num_attention_heads));
-        m.set(keys::HEAD_COUNT_KV, U32(self.n_kv_heads()));
-        m.set(keys::ROPE_FREQ_BASE, F32(self.rope_theta));
-        m.set(keys::RMS_EPS, F32(self.rms_norm_eps));
-        m.set(keys::ROPE_DIMENSION_COUNT, U32(self.head_dim()));
+        let a = self.architecture;
+        m.set(keys::ARCHITECTURE, S(a.gguf_name().into()));
+        m.set(a.key(keys::VOCAB_SIZE), U32(self.vocab_size));
+        m.set(
+            a.key(keys::CONTEXT_LENGTH),
+            U32(self.max_position_embeddings),
+        );
+        m.set(a.key(keys::EMBEDDING_LENGTH), U32(self.hidden_size));
+        m.set(a.key(keys::BLOCK_COUNT), U32(self.num_hidden_layers));
+        m.set(
+            a.key(keys::FEED_FORWARD_LENGTH),
+            U32(self.intermediate_size),
+        );
+        m.set(a.key(keys::HEAD_COUNT), U32(self.num_attention_heads));
+        m.set(a.key(keys::HEAD_COUNT_KV), U32(self.n_kv_heads()));
+        m.set(a.key(keys::ROPE_FREQ_BASE), F32(self.rope_theta));
+        m.set(a.key(keys::RMS_EPS), F32(self.rms_norm_eps));
+        m.set(a.key(keys::ROPE_DIMENSION_COUNT), U32(self.head_dim()));
         if self
             .head_dim
             .is_some_and(|d| d != self.hidden_size / self.num_attention_heads)
         {
-            m.set(keys::KEY_LENGTH, U32(self.head_dim()));
-            m.set(keys::VALUE_LENGTH, U32(self.head_dim()));
+            m.set(a.key(keys::KEY_LENGTH), U32(self.head_dim()));
+            m.set(a.key(keys::VALUE_LENGTH), U32(self.head_dim()));
         }
         if let Some(rs) = &self.rope_scaling {
             m.set(keys::LLAMA3_ROPE_FACTOR, F32(rs.factor));
@@ -381,18 +474,21 @@ impl LlamaConfig {
             message,
         };
         let md = file.metadata();
-        let arch = md.get(keys::ARCHITECTURE).and_then(MetadataValue::as_str);
-        if arch != Some("llama") {
-            return Err(invalid(format!(
-                "general.architecture is {arch:?}, expected \"llama\""
-            )));
-        }
-        let cfg = Self::from_gguf_metadata(md, file.tensor("output.weight").is_none(), || {
-            file.get("tokenizer.ggml.tokens")
-                .and_then(MetadataValue::as_array)
-                .map(|a| a.len() as u32)
-        })
-        .map_err(invalid)?;
+        let name = md.get(keys::ARCHITECTURE).and_then(MetadataValue::as_str);
+        let arch = name.and_then(Architecture::from_gguf_name).ok_or_else(|| {
+            let known: Vec<_> = Architecture::ALL.iter().map(|a| a.gguf_name()).collect();
+            invalid(format!(
+                "general.architecture is {name:?}; supported: {}",
+                known.join(", ")
+            ))
+        })?;
+        let cfg =
+            Self::from_gguf_metadata(md, arch, file.tensor("output.weight").is_none(), || {
+                file.get("tokenizer.ggml.tokens")
+                    .and_then(MetadataValue::as_array)
+                    .map(|a| a.len() as u32)
+            })
+            .map_err(invalid)?;
         cfg.validate().map_err(invalid)?;
         if let (Some(expected), Some(t)) = (cfg.rope_freqs(), file.tensor("rope_freqs.weight")) {
             if t.dims != [expected.len() as u64] {
@@ -408,10 +504,12 @@ impl LlamaConfig {
 
     fn from_gguf_metadata(
         md: &Metadata,
+        arch: Architecture,
         tied: bool,
         vocab_from_tokens: impl Fn() -> Option<u32>,
     ) -> Result<Self, String> {
         let u32_key = |k: &str| -> Result<Option<u32>, String> {
+            let k = &arch.key(k);
             match md.get(k) {
                 None => Ok(None),
                 Some(MetadataValue::U32(v)) => Ok(Some(*v)),
@@ -424,6 +522,7 @@ impl LlamaConfig {
             }
         };
         let f32_key = |k: &str| -> Result<Option<f32>, String> {
+            let k = &arch.key(k);
             match md.get(k) {
                 None => Ok(None),
                 Some(MetadataValue::F32(v)) => Ok(Some(*v)),
@@ -431,7 +530,7 @@ impl LlamaConfig {
             }
         };
         let req = |k: &str| -> Result<u32, String> {
-            u32_key(k)?.ok_or_else(|| format!("missing metadata key {k:?}"))
+            u32_key(k)?.ok_or_else(|| format!("missing metadata key {:?}", arch.key(k)))
         };
         let hidden = req(keys::EMBEDDING_LENGTH)?;
         let heads = req(keys::HEAD_COUNT)?;
@@ -441,8 +540,12 @@ impl LlamaConfig {
         let head_dim = key_len.or(rope_dim).filter(|&d| d != default_hd);
         let vocab = match u32_key(keys::VOCAB_SIZE)? {
             Some(v) => v,
-            None => vocab_from_tokens()
-                .ok_or("neither llama.vocab_size nor tokenizer.ggml.tokens is present")?,
+            None => vocab_from_tokens().ok_or_else(|| {
+                format!(
+                    "neither {} nor tokenizer.ggml.tokens is present",
+                    arch.key(keys::VOCAB_SIZE)
+                )
+            })?,
         };
         let rope_scaling = match f32_key(keys::LLAMA3_ROPE_FACTOR)? {
             Some(factor) => Some(RopeScaling {
@@ -465,7 +568,7 @@ impl LlamaConfig {
             head_dim,
             max_position_embeddings: req(keys::CONTEXT_LENGTH)?,
             rms_norm_eps: f32_key(keys::RMS_EPS)?
-                .ok_or("missing metadata key \"llama.attention.layer_norm_rms_epsilon\"")?,
+                .ok_or_else(|| format!("missing metadata key {:?}", arch.key(keys::RMS_EPS)))?,
             rope_theta: f32_key(keys::ROPE_FREQ_BASE)?.unwrap_or(10_000.0),
             rope_scaling,
             tie_word_embeddings: tied,
@@ -474,7 +577,15 @@ impl LlamaConfig {
             hidden_act: default_act(),
             attention_bias: false,
             mlp_bias: false,
-            extra: serde_json::Map::new(),
+            architecture: arch,
+            extra: match arch {
+                Architecture::Llama => serde_json::Map::new(),
+                Architecture::Qwen2 => {
+                    let mut m = serde_json::Map::new();
+                    m.insert("model_type".into(), arch.gguf_name().into());
+                    m
+                }
+            },
         })
     }
 }

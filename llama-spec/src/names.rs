@@ -18,6 +18,10 @@ pub enum LayerTensor {
     FfnGate,
     FfnUp,
     FfnDown,
+    /// Qwen2's Q/K/V projection biases (`[out]`).
+    AttnQBias,
+    AttnKBias,
+    AttnVBias,
 }
 
 impl LayerTensor {
@@ -33,6 +37,13 @@ impl LayerTensor {
         LayerTensor::FfnDown,
     ];
 
+    /// The tensors of a block with Q/K/V biases, beyond [`Self::ALL`].
+    pub const QKV_BIASES: [LayerTensor; 3] = [
+        LayerTensor::AttnQBias,
+        LayerTensor::AttnKBias,
+        LayerTensor::AttnVBias,
+    ];
+
     /// (HF suffix after `model.layers.N.`, GGUF suffix after `blk.N.`).
     const fn names(self) -> (&'static str, &'static str) {
         match self {
@@ -45,6 +56,9 @@ impl LayerTensor {
             LayerTensor::FfnGate => ("mlp.gate_proj.weight", "ffn_gate.weight"),
             LayerTensor::FfnUp => ("mlp.up_proj.weight", "ffn_up.weight"),
             LayerTensor::FfnDown => ("mlp.down_proj.weight", "ffn_down.weight"),
+            LayerTensor::AttnQBias => ("self_attn.q_proj.bias", "attn_q.bias"),
+            LayerTensor::AttnKBias => ("self_attn.k_proj.bias", "attn_k.bias"),
+            LayerTensor::AttnVBias => ("self_attn.v_proj.bias", "attn_v.bias"),
         }
     }
 }
@@ -117,6 +131,7 @@ impl TensorName {
         let i: u32 = idx.parse().ok()?;
         LayerTensor::ALL
             .into_iter()
+            .chain(LayerTensor::QKV_BIASES)
             .find(|&t| suffix(t) == tail)
             .map(|t| TensorName::Layer(i, t))
     }
@@ -141,6 +156,8 @@ impl TensorName {
                 LayerTensor::AttnOutput => vec![h, nh * hd],
                 LayerTensor::FfnGate | LayerTensor::FfnUp => vec![ff, h],
                 LayerTensor::FfnDown => vec![h, ff],
+                LayerTensor::AttnQBias => vec![nh * hd],
+                LayerTensor::AttnKBias | LayerTensor::AttnVBias => vec![nkv * hd],
             },
         }
     }
@@ -152,8 +169,12 @@ impl TensorName {
         s
     }
 
-    /// Heads whose rows llama.cpp's converter permutes for its RoPE layout, if any.
+    /// Heads whose rows llama.cpp's converter permutes for its RoPE layout, if any (only for
+    /// the pair-wise RoPE of Llama files).
     pub fn rope_permute_heads(self, c: &LlamaConfig) -> Option<u32> {
+        if c.architecture.rope_style() != crate::config::RopeStyle::AdjacentPairs {
+            return None;
+        }
         match self {
             TensorName::Layer(_, LayerTensor::AttnQ) => Some(c.num_attention_heads),
             TensorName::Layer(_, LayerTensor::AttnK) => Some(c.n_kv_heads()),
@@ -169,6 +190,9 @@ impl TensorName {
         }
         for i in 0..c.num_hidden_layers {
             v.extend(LayerTensor::ALL.iter().map(|&t| TensorName::Layer(i, t)));
+            if c.architecture.qkv_bias() {
+                v.extend(LayerTensor::QKV_BIASES.map(|t| TensorName::Layer(i, t)));
+            }
         }
         v.push(TensorName::OutputNorm);
         if !c.tie_word_embeddings {

@@ -51,6 +51,9 @@ pub mod token_type {
 /// The Llama-3 pre-tokenizer regex, as in Meta's tokenizer.json.
 pub const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// The Qwen2 pre-tokenizer regex, as in Qwen2's tokenizer.json: Llama-3's with single digits.
+pub const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// First id that Llama-3 reserves for special tokens.
 pub const LLAMA3_FIRST_SPECIAL: u32 = 128_000;
 
@@ -101,6 +104,8 @@ pub enum PreTokenizer {
     /// llama.cpp's converter labels a Llama-3 tokenizer so when its tokenizer.json has no BOS
     /// post-processor.
     Smaug,
+    /// Qwen2 (`qwen2` and the names llama.cpp gives its rule): the Qwen2 regex, plain BPE.
+    Qwen2,
     /// SmolLM (`smollm`): single digits split off, then GPT-2 byte-level regex.
     SmolLm,
     /// GPT-2 (`gpt-2`): the GPT-2 byte-level regex.
@@ -122,6 +127,11 @@ impl PreTokenizer {
         "jina-v5-nano",
         "smaug-bpe",
         "dbrx",
+        "qwen2",
+        "deepseek-r1-qwen",
+        "megrez",
+        "kormo",
+        "f2llmv2",
         "smollm",
         "gpt-2",
         "default",
@@ -132,6 +142,7 @@ impl PreTokenizer {
             "llama-bpe" | "llama3" | "llama-v3" | "falcon3" | "falcon-h1" | "pixtral"
             | "midm-2.0" | "lfm2" | "jina-v5-nano" => Some(Self::Llama3),
             "smaug-bpe" | "dbrx" => Some(Self::Smaug),
+            "qwen2" | "deepseek-r1-qwen" | "megrez" | "kormo" | "f2llmv2" => Some(Self::Qwen2),
             "smollm" => Some(Self::SmolLm),
             "gpt-2" | "default" => Some(Self::Gpt2),
             _ => None,
@@ -147,6 +158,7 @@ impl PreTokenizer {
         match self {
             Self::Llama3 => "llama-bpe",
             Self::Smaug => "smaug-bpe",
+            Self::Qwen2 => "qwen2",
             Self::SmolLm => "smollm",
             Self::Gpt2 => "gpt-2",
         }
@@ -154,9 +166,13 @@ impl PreTokenizer {
 
     fn build(self) -> Result<PreTokenizerWrapper, String> {
         Ok(match self {
-            Self::Llama3 | Self::Smaug => {
+            Self::Llama3 | Self::Smaug | Self::Qwen2 => {
+                let pattern = match self {
+                    Self::Qwen2 => QWEN2_PATTERN,
+                    _ => LLAMA3_PATTERN,
+                };
                 let split = Split::new(
-                    SplitPattern::Regex(LLAMA3_PATTERN.into()),
+                    SplitPattern::Regex(pattern.into()),
                     SplitDelimiterBehavior::Isolated,
                     false,
                 )
@@ -187,8 +203,11 @@ impl PreTokenizer {
                     .collect();
                 match types.as_slice() {
                     ["Split", "ByteLevel"] => {
-                        let regex = items[0].get("pattern")?.get("Regex")?.as_str()?;
-                        (regex == LLAMA3_PATTERN).then_some(Self::Llama3)
+                        match items[0].get("pattern")?.get("Regex")?.as_str()? {
+                            LLAMA3_PATTERN => Some(Self::Llama3),
+                            QWEN2_PATTERN => Some(Self::Qwen2),
+                            _ => None,
+                        }
                     }
                     ["Digits", "ByteLevel"] => {
                         let individual = items[0].get("individual_digits")?.as_bool()?;

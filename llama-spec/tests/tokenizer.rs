@@ -117,12 +117,12 @@ fn add_bos_prepends_bos() {
 fn bad_metadata_is_a_clear_error() {
     let path = common::llama3_tokenizer();
     let mut md = tokenizer::hf_to_gguf_metadata(&path, None).expect("convert");
-    md.set(keys::PRE, MetadataValue::String("qwen2".into()));
+    md.set(keys::PRE, MetadataValue::String("deepseek-llm".into()));
     let err = GgufVocab::from_metadata(&md, &path)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("llama3-tokenizer.json") && err.contains("qwen2"),
+        err.contains("llama3-tokenizer.json") && err.contains("deepseek-llm"),
         "{err}"
     );
     // A SentencePiece vocabulary needs its scores.

@@ -23,9 +23,15 @@ pub fn requantize(
 ) -> Result<Summary, Error> {
     let start = std::time::Instant::now();
     let src = GgufFile::open(input)?;
+    // `{arch}.block_count`: the layer count of whichever Llama-family architecture this is.
+    let arch = src
+        .metadata()
+        .get(llama_spec::config::keys::ARCHITECTURE)
+        .and_then(MetadataValue::as_str)
+        .unwrap_or("llama");
     let n_layers = src
         .metadata()
-        .get("llama.block_count")
+        .get(&format!("{arch}.block_count"))
         .and_then(MetadataValue::as_u64)
         .unwrap_or(0) as u32;
     let policy = Policy {

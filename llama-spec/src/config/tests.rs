@@ -199,3 +199,71 @@ fn reads_transformers5_rope_parameters() {
     let c = LlamaConfig::from_json(plain).expect("parse");
     assert_eq!((c.rope_theta, c.rope_scaling.is_none()), (123.0, true));
 }
+
+#[test]
+fn qwen2_gguf_keys_round_trip_under_their_prefix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = LlamaConfig::from_file(fixture("smollm2-135m-instruct.json")).expect("parse");
+    c.architecture = Architecture::Qwen2;
+    let file = gguf_with(&c, dir.path());
+    let md = file.metadata();
+    assert_eq!(
+        md.get(keys::ARCHITECTURE).and_then(MetadataValue::as_str),
+        Some("qwen2")
+    );
+    assert!(md.get(keys::BLOCK_COUNT).is_none());
+    assert!(matches!(
+        md.get("qwen2.block_count"),
+        Some(MetadataValue::U32(30))
+    ));
+    let back = LlamaConfig::from_gguf(&file).expect("from gguf");
+    assert_eq!(back.architecture, Architecture::Qwen2);
+    assert_eq!(back.architecture.rope_style(), RopeStyle::Halves);
+    assert!(back.architecture.qkv_bias());
+    assert_eq!(
+        (back.hidden_size, back.num_hidden_layers, back.n_kv_heads()),
+        (c.hidden_size, c.num_hidden_layers, c.n_kv_heads())
+    );
+    // Written back as HF, it says what it is.
+    let json: serde_json::Value = serde_json::from_str(&back.to_json()).expect("json");
+    assert_eq!(json["model_type"], "qwen2");
+    assert_eq!(json["architectures"][0], "Qwen2ForCausalLM");
+}
+
+#[test]
+fn other_architectures_and_hf_qwen2_checkpoints_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = LlamaConfig::from_file(fixture("smollm2-135m-instruct.json")).expect("parse");
+    let mut md = c.to_gguf_metadata();
+    md.set(keys::ARCHITECTURE, MetadataValue::String("gemma3".into()));
+    let path = dir.path().join("gemma.gguf");
+    let spec = TensorSpec {
+        name: "token_embd.weight".into(),
+        dims: vec![1],
+        ggml_type: GgmlType::F32,
+    };
+    let mut w = GgufWriter::create(&path, &md, &[spec]).expect("create");
+    w.write_data(&[0; 4]).expect("data");
+    w.finish().expect("finish");
+    let err = LlamaConfig::from_gguf(&GgufFile::open(&path).expect("open"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gemma.gguf") && err.contains("gemma3") && err.contains("llama, qwen2"),
+        "{err}"
+    );
+
+    // Training and conversion would drop a Qwen2 checkpoint's biases: refused at the config.
+    let mut json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("smollm2-135m-instruct.json")).expect("read"),
+    )
+    .expect("json");
+    json["model_type"] = "qwen2".into();
+    let p = dir.path().join("config.json");
+    std::fs::write(&p, json.to_string()).expect("write");
+    let err = LlamaConfig::from_file(&p).unwrap_err().to_string();
+    assert!(
+        err.contains("config.json") && err.contains("\"qwen2\" is not supported"),
+        "{err}"
+    );
+}
