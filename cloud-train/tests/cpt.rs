@@ -120,18 +120,33 @@ fn tiny_cpt_end_to_end() {
 
 #[test]
 fn killed_run_resumes_exactly() {
+    killed_run_resumes_exactly_with(&[]);
+}
+
+/// The compensations of compensated updates are saved and restored with the moments.
+#[test]
+fn killed_run_with_compensated_updates_resumes_exactly() {
+    killed_run_resumes_exactly_with(&["train.compensated_update=true"]);
+}
+
+fn killed_run_resumes_exactly_with(extra: &[&str]) {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     prepare_corpora(&data);
-    let args = [
+    let mut args = vec![
         "train.steps=10",
         "output.save_every=3",
         "output.eval_every=5",
         "output.keep_last=5",
     ];
+    args.extend_from_slice(extra);
 
     let straight = tmp.path().join("straight");
     run_ok(&mut cpt(&data, &straight, &args));
+    let opt = std::fs::read(straight.join("checkpoint-000010/optimizer.safetensors"))
+        .expect("optimizer state");
+    let has_compensation = opt.windows(13).any(|w| w == b".compensation");
+    assert_eq!(has_compensation, !extra.is_empty(), "compensations saved");
 
     let killed = tmp.path().join("killed");
     let mut child = cpt(&data, &killed, &args)

@@ -52,6 +52,7 @@ fn settings(r: &Reference) -> (AdamWSettings, Schedule, f64) {
         eps: f("eps"),
         weight_decay: f("weight_decay"),
         decay_norms: false,
+        compensated: false,
     };
     let schedule = Schedule {
         peak: f("peak_lr"),

@@ -1,7 +1,8 @@
-//! The Llama forward pass over a batch of tokens at consecutive positions, writing K/V into
-//! the session's cache. Numerics follow llama.cpp's CPU graph (without flash attention):
-//! RMSNorm with a double-precision sum, ggml's RoPE angle recurrence, Q and the attention
-//! probabilities rounded to f16 against the f16 KV cache.
+//! The Llama-family forward pass (Qwen2: plus Q/K/V biases and half-split RoPE) over a batch
+//! of tokens at consecutive positions, writing K/V into the session's cache. Numerics follow
+//! llama.cpp's CPU graph (without flash attention): RMSNorm with a double-precision sum, ggml's
+//! RoPE angle recurrence, Q and the attention probabilities rounded to f16 against the f16 KV
+//! cache.
 
 use half::f16;
 use llama_spec::config::RopeStyle;

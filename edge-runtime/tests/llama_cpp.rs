@@ -192,6 +192,29 @@ fn perplexity_matches_llama_cpp() {
     );
 }
 
+/// Every tensor of `file` has the type and the SHA-256 of its bytes that `expected` (name ->
+/// `{type, sha256}`, written by `reference`) lists, and no tensor is missing or extra.
+fn assert_tensors_equal(
+    file: &llama_spec::GgufFile,
+    expected: &serde_json::Value,
+    reference: &str,
+) {
+    use sha2::{Digest, Sha256};
+    let tensors = expected.as_object().expect("tensors");
+    assert_eq!(tensors.len(), file.tensors().len());
+    for t in file.tensors() {
+        let e = &tensors[&t.name];
+        assert_eq!(e["type"].as_str(), Some(t.ggml_type.name()), "{}", t.name);
+        let sha = format!("{:x}", Sha256::digest(file.tensor_data(t)));
+        assert_eq!(
+            Some(sha.as_str()),
+            e["sha256"].as_str(),
+            "{}: bytes differ from {reference}'s",
+            t.name
+        );
+    }
+}
+
 /// A file requantized by llama-spec: every tensor's bytes equal llama.cpp's
 /// `llama_model_quantize` output, and generation matches llama.cpp on it.
 fn check_requantized(
@@ -202,23 +225,10 @@ fn check_requantized(
     kernels: Kernels,
     (max_cases, max_steps): (usize, usize),
 ) {
-    use sha2::{Digest, Sha256};
     let path = common::requantized(ty, file_type, keep);
     let file = llama_spec::GgufFile::open(&path).expect("open");
     let f = common::fixture(&format!("runtime/requant_{tag}.json"));
-    let tensors = f["tensors"].as_object().expect("tensors");
-    assert_eq!(tensors.len(), file.tensors().len());
-    for t in file.tensors() {
-        let e = &tensors[&t.name];
-        assert_eq!(e["type"].as_str(), Some(t.ggml_type.name()), "{}", t.name);
-        let sha = format!("{:x}", Sha256::digest(file.tensor_data(t)));
-        assert_eq!(
-            Some(sha.as_str()),
-            e["sha256"].as_str(),
-            "{}: bytes differ from llama-quantize",
-            t.name
-        );
-    }
+    assert_tensors_equal(&file, &f["tensors"], "llama-quantize");
     let model = std::sync::Arc::new(
         edge_runtime::Model::load(&path, edge_runtime::LoadOptions::default()).expect("load"),
     );
@@ -289,23 +299,10 @@ fn scalar_kernels_match_llama_cpp_over_whole_generations() {
 /// holds the converter's bytes in every tensor and its architecture keys, and generation on it
 /// (prompt tokens, greedy tokens, top-5 logits) equals llama.cpp's.
 fn check_qwen2(kernels: Kernels) {
-    use sha2::{Digest, Sha256};
     let path = common::qwen2_tiny();
     let file = llama_spec::GgufFile::open(&path).expect("open");
     let f = common::fixture("runtime/qwen2_tiny.json");
-    let tensors = f["tensors"].as_object().expect("tensors");
-    assert_eq!(tensors.len(), file.tensors().len());
-    for t in file.tensors() {
-        let e = &tensors[&t.name];
-        assert_eq!(e["type"].as_str(), Some(t.ggml_type.name()), "{}", t.name);
-        let sha = format!("{:x}", Sha256::digest(file.tensor_data(t)));
-        assert_eq!(
-            Some(sha.as_str()),
-            e["sha256"].as_str(),
-            "{}: bytes differ from convert_hf_to_gguf.py's",
-            t.name
-        );
-    }
+    assert_tensors_equal(&file, &f["tensors"], "convert_hf_to_gguf.py");
     for (k, want) in f["keys"].as_object().expect("keys") {
         let got = file.get(k).unwrap_or_else(|| panic!("{k} missing"));
         let same = match want {

@@ -21,7 +21,7 @@ use crate::checkpoint::safetensors::{self, Dtype, SafetensorsFile};
 use crate::error::CheckpointError;
 use crate::model::params::{named_id_params, ParamValue};
 use crate::model::Llama;
-use crate::train::optim::{adamw_update, both_moments, AdamWSettings, Moments};
+use crate::train::optim::{adamw_update, both_moments, AdamWSettings, Moments, STATE_SUFFIXES};
 
 /// One parameter, and this layout's cut of it.
 #[derive(Debug, Clone)]
@@ -211,9 +211,9 @@ impl ShardedAdamW {
         }
     }
 
-    /// Elements of AdamW state this rank holds (both moments).
+    /// Elements of AdamW state this rank holds (both moments, and compensations).
     pub fn state_elements(&self) -> usize {
-        self.state.values().map(|m| 2 * m.exp_avg.dims()[1]).sum()
+        self.state.values().map(Moments::elements).sum()
     }
 
     /// One optimizer step from this rank's gradients (summed over its micro-batches):
@@ -327,26 +327,34 @@ impl ShardedAdamW {
             path: path.map(Path::to_path_buf).unwrap_or_default(),
             message: format!("gathering the optimizer state: {e}"),
         };
-        let keys: Vec<(String, Vec<usize>, usize, bool)> = self
+        // Every rank holds the same kinds of state (compensations or not), also for parameters
+        // whose part on this rank is empty.
+        let suffixes = if self.settings.compensated {
+            &STATE_SUFFIXES[..]
+        } else {
+            &STATE_SUFFIXES[..2]
+        };
+        let keys: Vec<(String, Vec<usize>, usize, &str)> = self
             .layout
             .slots
             .iter()
             .enumerate()
             .filter(|(i, _)| self.stepped.contains(i))
             .flat_map(|(i, s)| {
-                [("exp_avg", false), ("exp_avg_sq", true)].map(|(suffix, second)| {
-                    (format!("{}.{suffix}", s.name), s.dims.clone(), i, second)
-                })
+                suffixes
+                    .iter()
+                    .map(move |&suffix| (format!("{}.{suffix}", s.name), s.dims.clone(), i, suffix))
             })
             .collect();
-        let gather = |i: usize, second: bool| -> Result<Vec<f32>, CheckpointError> {
+        let gather = |i: usize, suffix: &str| -> Result<Vec<f32>, CheckpointError> {
             let slot = &self.layout.slots[i];
             let mut send = match self.state.get(&i) {
-                Some(m) => to_vec(if second {
-                    m.exp_avg_sq.clone()
-                } else {
-                    m.exp_avg.clone()
-                }),
+                Some(m) => m
+                    .named()
+                    .into_iter()
+                    .find(|(s, _)| *s == suffix)
+                    .map(|(_, t)| to_vec(t.clone()))
+                    .unwrap_or_default(),
                 None => Vec::new(),
             };
             send.resize(slot.part, 0.0);
@@ -361,21 +369,21 @@ impl ShardedAdamW {
                     .iter()
                     .map(|(k, d, _, _)| (k.clone(), d.clone()))
                     .collect();
-                let index: HashMap<&str, (usize, bool)> = keys
+                let index: HashMap<&str, (usize, &str)> = keys
                     .iter()
                     .map(|(k, _, i, s)| (k.as_str(), (*i, *s)))
                     .collect();
                 let mut buf = Vec::new();
                 safetensors::write(p, Dtype::F32, &names, |key| {
-                    let (i, second) = index[key];
-                    let v = gather(i, second)?;
+                    let (i, suffix) = index[key];
+                    let v = gather(i, suffix)?;
                     Dtype::F32.from_f32(&v, &mut buf);
                     Ok(std::mem::take(&mut buf))
                 })
             }
             None => {
-                for (_, _, i, second) in &keys {
-                    gather(*i, *second)?;
+                for (_, _, i, suffix) in &keys {
+                    gather(*i, suffix)?;
                 }
                 Ok(())
             }
@@ -408,6 +416,7 @@ impl ShardedAdamW {
             let tensor =
                 |part: Vec<f32>| Tensor::from_data(TensorData::new(part, [1, range.len()]), device);
             let pair = both_moments(read("exp_avg")?, read("exp_avg_sq")?, path, &slot.name)?;
+            let compensation = read("compensation")?;
             if let Some((exp_avg, exp_avg_sq)) = pair {
                 self.stepped.insert(i);
                 if !range.is_empty() {
@@ -417,6 +426,7 @@ impl ShardedAdamW {
                         Moments {
                             exp_avg,
                             exp_avg_sq,
+                            compensation: compensation.map(tensor),
                         },
                     );
                 }

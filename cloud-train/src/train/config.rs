@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::device::Backend;
 use crate::dist::{DistSettings, Engine, ZeroStage};
+use crate::train::optim::COMPENSATE_BELOW_LR;
 use crate::train::{AdamWSettings, Decay, MemoryPlan};
 
 /// Where the starting weights come from.
@@ -86,6 +87,9 @@ pub struct TrainSection {
     /// Seconds a rank waits in one collective call for the others before it exits.
     #[serde(default = "collective_timeout")]
     pub collective_timeout_s: f64,
+    /// Compensated (Kahan) AdamW updates, so that updates below the weights' f32 rounding step
+    /// are not lost. Absent: on when `lr` is below `train::optim::COMPENSATE_BELOW_LR` (1e-5).
+    pub compensated_update: Option<bool>,
 }
 
 fn collective_timeout() -> f64 {
@@ -193,7 +197,23 @@ impl TrainSection {
             eps: self.eps,
             weight_decay: self.weight_decay,
             decay_norms: self.decay_norms,
+            compensated: self
+                .compensated_update
+                .unwrap_or(self.lr < COMPENSATE_BELOW_LR),
         }
+    }
+
+    /// A warning for a learning rate whose plain f32 updates are partly lost, when compensated
+    /// updates were turned off.
+    pub fn tiny_lr_warning(&self) -> Option<String> {
+        (self.compensated_update == Some(false) && self.lr < COMPENSATE_BELOW_LR).then(|| {
+            format!(
+                "[train] lr {:e} with compensated_update = false: plain f32 updates this small are \
+                 rounded away on most weights (see the README, \"Tiny learning rates\"); leave \
+                 compensated_update unset or true",
+                self.lr
+            )
+        })
     }
 
     pub fn memory_plan(&self) -> MemoryPlan {

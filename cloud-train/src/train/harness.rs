@@ -154,6 +154,11 @@ fn start_ranks(
     if let Some(b) = ranks.banner() {
         event(Event::Note(b));
     }
+    if let Some(w) = train.tiny_lr_warning() {
+        if ranks.comm.rank() == 0 {
+            event(Event::Note(w));
+        }
+    }
     let rank = ranks.comm.rank();
     let event = move |e: Event| {
         if rank == 0 || matches!(e, Event::Note(_)) {

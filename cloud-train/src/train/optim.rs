@@ -33,7 +33,17 @@ pub struct AdamWSettings {
     /// which decays only matrices.
     #[serde(default)]
     pub decay_norms: bool,
+    /// Compensated (Kahan) updates: each parameter keeps the part of its past updates that its
+    /// f32 value could not hold and adds it to the next update, so updates far below a weight's
+    /// rounding step (LR 1e-9 on weights of magnitude 0.03 and more) still add up.
+    #[serde(default)]
+    pub compensated: bool,
 }
+
+/// Below this peak learning rate, plain f32 AdamW updates (about `lr` per step) fall under the
+/// rounding step of weights near 1 (2^-23 ~ 1.2e-7, so < ~100 steps' worth of precision): the
+/// compensated update is on by default.
+pub const COMPENSATE_BELOW_LR: f64 = 1e-5;
 
 fn default_beta1() -> f64 {
     0.9
@@ -56,21 +66,44 @@ impl Default for AdamWSettings {
             eps: default_eps(),
             weight_decay: default_weight_decay(),
             decay_norms: false,
+            compensated: false,
         }
     }
 }
 
-/// First and second moments of one parameter (or of a shard of it), flattened to `[1, numel]`.
+/// First and second moments of one parameter (or of a shard of it), flattened to `[1, numel]`,
+/// and with compensated updates the part of past updates the parameter did not take up.
 #[derive(Clone)]
-pub(crate) struct Moments {
+pub struct Moments {
     pub exp_avg: Tensor<2>,
     pub exp_avg_sq: Tensor<2>,
+    pub compensation: Option<Tensor<2>>,
 }
+
+impl Moments {
+    /// Elements held.
+    pub fn elements(&self) -> usize {
+        let n = self.exp_avg.dims()[1];
+        n * if self.compensation.is_some() { 3 } else { 2 }
+    }
+
+    /// The state tensors under their file suffixes (`exp_avg`, `exp_avg_sq`, `compensation`).
+    pub fn named(&self) -> Vec<(&'static str, &Tensor<2>)> {
+        let mut v = vec![("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)];
+        if let Some(c) = &self.compensation {
+            v.push(("compensation", c));
+        }
+        v
+    }
+}
+
+/// The suffixes of one parameter's optimizer state in a checkpoint file.
+pub(crate) const STATE_SUFFIXES: [&str; 3] = ["exp_avg", "exp_avg_sq", "compensation"];
 
 /// One AdamW update of `p` (`[1, n]`, f32) with gradient `g` at optimizer step `step` (1-based),
 /// from the moments `prev` (zeros when `None`): `torch.optim.AdamW`'s arithmetic, element by
 /// element, so a parameter updated whole or in shards (ZeRO-1) gets the same values.
-pub(crate) fn adamw_update(
+pub fn adamw_update(
     s: &AdamWSettings,
     step: u64,
     p: Tensor<2>,
@@ -84,30 +117,51 @@ pub(crate) fn adamw_update(
     let prev = prev.unwrap_or_else(|| Moments {
         exp_avg: p.zeros_like(),
         exp_avg_sq: p.zeros_like(),
+        compensation: None,
     });
-    // torch: param.mul_(1 - lr * wd)
-    let p = if decay && s.weight_decay != 0.0 {
-        p.mul_scalar(1.0 - lr * s.weight_decay)
-    } else {
-        p
-    };
+    let decay = decay && s.weight_decay != 0.0;
     // exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
     let exp_avg = prev.exp_avg.clone() + (g.clone() - prev.exp_avg).mul_scalar(1.0 - b1);
     let exp_avg_sq = prev.exp_avg_sq.mul_scalar(b2) + (g.clone() * g).mul_scalar(1.0 - b2);
     let bias1 = 1.0 - b1.powi(t);
     let bias2_sqrt = (1.0 - b2.powi(t)).sqrt();
-    // denom = exp_avg_sq.sqrt() / sqrt(bias2) + eps; param.addcdiv_(exp_avg, denom, -lr / bias1)
+    // denom = exp_avg_sq.sqrt() / sqrt(bias2) + eps
     let denom = exp_avg_sq
         .clone()
         .sqrt()
         .div_scalar(bias2_sqrt)
         .add_scalar(s.eps);
-    let p = p - (exp_avg.clone() / denom).mul_scalar(lr / bias1);
+    let adam_step = (exp_avg.clone() / denom).mul_scalar(lr / bias1);
+    let (p, compensation) = if s.compensated {
+        // Kahan: y = wanted change - what earlier steps lost; the new value holds what it can
+        // of y, and what it could not is carried to the next step.
+        let wanted = if decay {
+            p.clone().mul_scalar(-lr * s.weight_decay) - adam_step
+        } else {
+            adam_step.neg()
+        };
+        let y = match prev.compensation {
+            Some(c) => wanted - c,
+            None => wanted,
+        };
+        let next = p.clone() + y.clone();
+        let lost = (next.clone() - p) - y;
+        (next, Some(lost))
+    } else {
+        // torch: param.mul_(1 - lr * wd); param.addcdiv_(exp_avg, denom, -lr / bias1)
+        let p = if decay {
+            p.mul_scalar(1.0 - lr * s.weight_decay)
+        } else {
+            p
+        };
+        (p - adam_step, None)
+    };
     (
         p,
         Moments {
             exp_avg,
             exp_avg_sq,
+            compensation,
         },
     )
 }
@@ -187,9 +241,10 @@ impl AdamW {
         p
     }
 
-    /// Elements of state held (both moments of every parameter updated so far).
+    /// Elements of state held (both moments, and compensations, of every parameter updated so
+    /// far).
     pub fn state_elements(&self) -> usize {
-        self.state.values().map(|m| 2 * m.exp_avg.dims()[1]).sum()
+        self.state.values().map(Moments::elements).sum()
     }
 
     /// The moments (`exp_avg`, `exp_avg_sq`) of one parameter, flattened.
@@ -199,29 +254,34 @@ impl AdamW {
         Some((v(&m.exp_avg)?, v(&m.exp_avg_sq)?))
     }
 
-    /// Write the state as safetensors (`<hf name>.exp_avg`, `<hf name>.exp_avg_sq`, f32).
+    /// Write the state as safetensors (`<hf name>.exp_avg`, `<hf name>.exp_avg_sq` and, with
+    /// compensated updates, `<hf name>.compensation`; f32).
     pub fn save(&self, model: &Llama, path: &Path) -> Result<(), CheckpointError> {
         let named = named_id_params(model);
         let mut tensors = Vec::new();
-        let mut values: HashMap<String, (ParamId, bool)> = HashMap::new();
+        let mut values: HashMap<String, (ParamId, &'static str)> = HashMap::new();
         for (name, p) in &named {
-            if self.state.contains_key(&p.id) {
+            if let Some(m) = self.state.get(&p.id) {
                 let shape = match &p.value {
                     ParamValue::D1(t) => t.dims().to_vec(),
                     ParamValue::D2(t) => t.dims().to_vec(),
                 };
-                for (suffix, second) in [("exp_avg", false), ("exp_avg_sq", true)] {
+                for (suffix, _) in m.named() {
                     let key = format!("{name}.{suffix}");
-                    values.insert(key.clone(), (p.id, second));
+                    values.insert(key.clone(), (p.id, suffix));
                     tensors.push((key, shape.clone()));
                 }
             }
         }
         let mut buf = Vec::new();
         safetensors::write(path, Dtype::F32, &tensors, |key| {
-            let (id, second) = values[key];
-            let m = &self.state[&id];
-            let t = if second { &m.exp_avg_sq } else { &m.exp_avg };
+            let (id, suffix) = values[key];
+            let named = self.state[&id].named();
+            let t = named
+                .iter()
+                .find(|(s, _)| *s == suffix)
+                .map(|(_, t)| *t)
+                .expect("listed above");
             let v = t
                 .to_data()
                 .convert::<f32>()
@@ -265,6 +325,7 @@ impl AdamW {
                 let moments = Moments {
                     exp_avg,
                     exp_avg_sq,
+                    compensation: read("compensation")?,
                 };
                 self.state.insert(p.id, moments);
             }

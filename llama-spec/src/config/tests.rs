@@ -159,6 +159,18 @@ fn reads_the_shipped_smollm2_gguf() {
     assert_eq!((c.vocab_size, c.bos_token_id), (49152, Some(1)));
 }
 
+/// A GGUF file with `md` and one 1-element tensor: enough to read the config from.
+fn one_tensor_gguf(path: &Path, md: &Metadata) {
+    let spec = TensorSpec {
+        name: "token_embd.weight".into(),
+        dims: vec![1],
+        ggml_type: GgmlType::F32,
+    };
+    let mut w = GgufWriter::create(path, md, &[spec]).expect("create");
+    w.write_data(&[0; 4]).expect("data");
+    w.finish().expect("finish");
+}
+
 #[test]
 fn wrong_key_type_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -166,14 +178,7 @@ fn wrong_key_type_is_an_error() {
     let mut md = c.to_gguf_metadata();
     md.set(keys::RMS_EPS, MetadataValue::F64(1e-5));
     let path = dir.path().join("bad.gguf");
-    let spec = TensorSpec {
-        name: "token_embd.weight".into(),
-        dims: vec![1],
-        ggml_type: GgmlType::F32,
-    };
-    let mut w = GgufWriter::create(&path, &md, &[spec]).expect("create");
-    w.write_data(&[0; 4]).expect("data");
-    w.finish().expect("finish");
+    one_tensor_gguf(&path, &md);
     let err = LlamaConfig::from_gguf(&GgufFile::open(&path).expect("open"))
         .unwrap_err()
         .to_string();
@@ -237,14 +242,7 @@ fn other_architectures_and_hf_qwen2_checkpoints_are_refused() {
     let mut md = c.to_gguf_metadata();
     md.set(keys::ARCHITECTURE, MetadataValue::String("gemma3".into()));
     let path = dir.path().join("gemma.gguf");
-    let spec = TensorSpec {
-        name: "token_embd.weight".into(),
-        dims: vec![1],
-        ggml_type: GgmlType::F32,
-    };
-    let mut w = GgufWriter::create(&path, &md, &[spec]).expect("create");
-    w.write_data(&[0; 4]).expect("data");
-    w.finish().expect("finish");
+    one_tensor_gguf(&path, &md);
     let err = LlamaConfig::from_gguf(&GgufFile::open(&path).expect("open"))
         .unwrap_err()
         .to_string();
