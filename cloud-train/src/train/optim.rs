@@ -40,9 +40,9 @@ pub struct AdamWSettings {
     pub compensated: bool,
 }
 
-/// Below this peak learning rate, plain f32 AdamW updates (about `lr` per step) fall under the
-/// rounding step of weights near 1 (2^-23 ~ 1.2e-7, so < ~100 steps' worth of precision): the
-/// compensated update is on by default.
+/// Below this peak learning rate an AdamW step (about `lr` per weight) is less than 100
+/// rounding steps of a weight near 1 (2^-23 ~ 1.2e-7), so plain f32 rounding takes 1 % or more
+/// of it: the compensated update is on by default.
 pub const COMPENSATE_BELOW_LR: f64 = 1e-5;
 
 fn default_beta1() -> f64 {
