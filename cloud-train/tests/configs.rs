@@ -10,6 +10,7 @@ use cloud_train::cpt::CptConfig;
 fn committed_configs_are_valid() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs");
     let mut seen = 0;
+    let mut tiny_lr_configs = 0;
     for entry in std::fs::read_dir(&dir).expect("configs/") {
         let p = entry.expect("entry").path();
         let name = p
@@ -25,6 +26,10 @@ fn committed_configs_are_valid() {
             assert!(c.total_steps() > 0, "{name}");
             let w = c.weights().expect("weights");
             assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{name}: {w:?}");
+            // The paper's tiny rates (1e-9, 1e-10) get compensated updates by default.
+            let tiny = c.train.lr < cloud_train::train::optim::COMPENSATE_BELOW_LR;
+            assert_eq!(c.train.adamw().compensated, tiny, "{name}");
+            tiny_lr_configs += usize::from(tiny);
         } else if name.starts_with("sft-") || name.starts_with("dpo-") {
             AlignConfig::from_file(&p).unwrap_or_else(|e| panic!("{e}"));
         } else if name.starts_with("pipeline-") {
@@ -39,6 +44,10 @@ fn committed_configs_are_valid() {
         seen += 1;
     }
     assert!(seen >= 8, "{seen} configs");
+    assert!(
+        tiny_lr_configs >= 2,
+        "cpt-llama3-8b (1e-9) and -70b (1e-10)"
+    );
 }
 
 /// The Slurm examples: each names a committed cpt config whose batch geometry divides over its

@@ -23,15 +23,17 @@ pub fn requantize(
 ) -> Result<Summary, Error> {
     let start = std::time::Instant::now();
     let src = GgufFile::open(input)?;
-    // `{arch}.block_count`: the layer count of whichever Llama-family architecture this is.
+    use llama_spec::config::{keys, Architecture};
+    // The layer count under the file's architecture prefix (`llama.`, `qwen2.`).
     let arch = src
         .metadata()
-        .get(llama_spec::config::keys::ARCHITECTURE)
+        .get(keys::ARCHITECTURE)
         .and_then(MetadataValue::as_str)
-        .unwrap_or("llama");
+        .and_then(Architecture::from_gguf_name)
+        .unwrap_or_default();
     let n_layers = src
         .metadata()
-        .get(&format!("{arch}.block_count"))
+        .get(&arch.key(keys::BLOCK_COUNT))
         .and_then(MetadataValue::as_u64)
         .unwrap_or(0) as u32;
     let policy = Policy {

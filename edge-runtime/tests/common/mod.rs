@@ -8,14 +8,19 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-pub fn smollm2_path() -> PathBuf {
-    let p = repo().join("assets/SmolLM2-135M-Instruct.Q4_1.gguf");
+/// A file under assets/ (fetched by scripts/fetch-assets.sh, which CI runs first).
+pub fn asset(rel: &str) -> PathBuf {
+    let p = repo().join("assets").join(rel);
     assert!(
         p.exists(),
         "{} is missing: run scripts/fetch-assets.sh",
         p.display()
     );
     p
+}
+
+pub fn smollm2_path() -> PathBuf {
+    asset("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 /// The shipped model, loaded once per test binary.
@@ -105,13 +110,7 @@ pub fn requantized(ty: llama_spec::GgmlType, file_type: u32, keep: &[&str]) -> P
 
 /// llama.cpp's own Qwen2 vocabulary file, fetched by scripts/fetch-assets.sh.
 pub fn qwen2_vocab_path() -> PathBuf {
-    let p = repo().join("assets/llama-cpp-vocab/ggml-vocab-qwen2.gguf");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-assets.sh",
-        p.display()
-    );
-    p
+    asset("llama-cpp-vocab/ggml-vocab-qwen2.gguf")
 }
 
 /// `k / 1024 * scale + offset` for `k` in [-1024, 1024) from splitmix64(fnv1a(name) + i): the
@@ -158,11 +157,11 @@ pub fn qwen2_tiny() -> PathBuf {
         let vocab = GgufFile::open(qwen2_vocab_path()).expect("open the vocabulary");
         let mut md = cfg.to_gguf_metadata();
         md.set("general.name", MetadataValue::String("qwen2-tiny".into()));
+        let ids = [
+            llama_spec::config::keys::BOS_ID,
+            llama_spec::config::keys::EOS_ID,
+        ];
         for (k, v) in vocab.metadata().iter() {
-            let ids = [
-                llama_spec::config::keys::BOS_ID,
-                llama_spec::config::keys::EOS_ID,
-            ];
             if k.starts_with("tokenizer.") && !ids.contains(&k) {
                 md.set(k, v.clone());
             }
