@@ -12,10 +12,8 @@
 # Needs CUDA's driver and NCCL (libnccl.so.2) at run time, and a build with `cuda,nccl`:
 # cubecl-cuda downloads an LLVM bundle while it builds, so build where the network allows it
 # (or carry a prebuilt target/release/cloud-train here).
-# With 8 GPUs, the multi-GPU command is:
-#   MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 torchrun --nproc-per-node 8 --no-python \
-#       target/release/cloud-train cpt --config configs/cpt-llama3-8b.toml --set train.zero_stage=1
-# or, under Slurm, configs/slurm/cpt-8b-1node-8gpu.sbatch.
+# The 8B CPT itself needs 32 GPUs at ZeRO-1 (`cloud-train plan`; docs/distributed.md):
+#   sbatch configs/slurm/cpt-8b-4node-8gpu.sbatch
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peak=${1:-989}

@@ -14,6 +14,7 @@
 
 pub mod align;
 pub mod alloc;
+pub mod budget;
 pub mod checkpoint;
 pub mod cpt;
 pub mod data;

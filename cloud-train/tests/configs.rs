@@ -4,7 +4,9 @@ use cloud_train::train::RunConfig;
 use std::path::PathBuf;
 
 use cloud_train::align::AlignConfig;
+use cloud_train::budget;
 use cloud_train::cpt::CptConfig;
+use llama_spec::LlamaConfig;
 
 #[test]
 fn committed_configs_are_valid() {
@@ -52,6 +54,9 @@ fn committed_configs_are_valid() {
 
 /// The Slurm examples: each names a committed cpt config whose batch geometry divides over its
 /// world size (nodes x tasks per node): gbs = mbs x accumulation x world.
+/// Every Slurm job's global batch splits over its world, and every GPU job's config fits 80 GB
+/// GPUs (79.6 GiB) at that world by the memory plan (the `--model-config` of the job's own
+/// `cloud-train plan` line gives the shape).
 #[test]
 fn slurm_examples_fit_their_world_size() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -60,20 +65,23 @@ fn slurm_examples_fit_their_world_size() {
         let p = entry.expect("entry").path();
         let text = std::fs::read_to_string(&p).expect("sbatch");
         let name = p.display().to_string();
-        let sbatch = |key: &str| -> usize {
+        let sbatch = |key: &str| -> Option<usize> {
             text.lines()
                 .find_map(|l| l.strip_prefix(&format!("#SBATCH --{key}=")))
                 .and_then(|v| v.trim().parse().ok())
-                .unwrap_or_else(|| panic!("{name}: no #SBATCH --{key}"))
         };
-        let world = sbatch("nodes") * sbatch("ntasks-per-node");
-        // The command's words after `cpt` (line continuations joined).
+        let need = |key: &str| sbatch(key).unwrap_or_else(|| panic!("{name}: no #SBATCH --{key}"));
+        let world = need("nodes") * need("ntasks-per-node");
+        // The words after `.../cloud-train cpt|sft|dpo` (line continuations joined).
         let command = text.replace("\\\n", " ");
-        let words: Vec<&str> = command
-            .split_whitespace()
-            .skip_while(|w| *w != "cpt")
-            .collect();
-        let arg = |flag: &str| -> Vec<String> {
+        let all: Vec<&str> = command.split_whitespace().collect();
+        let at = all
+            .windows(2)
+            .position(|w| w[0].ends_with("cloud-train") && ["cpt", "sft", "dpo"].contains(&w[1]))
+            .unwrap_or_else(|| panic!("{name}: no cloud-train cpt|sft|dpo command"));
+        let stage = all[at + 1];
+        let words = &all[at..];
+        let arg = |words: &[&str], flag: &str| -> Vec<String> {
             words
                 .windows(2)
                 .filter(|w| w[0] == flag)
@@ -81,19 +89,52 @@ fn slurm_examples_fit_their_world_size() {
                 .collect()
         };
         let config = root.join(
-            arg("--config")
+            arg(words, "--config")
                 .first()
                 .unwrap_or_else(|| panic!("{name}: no --config")),
         );
-        let cfg: CptConfig = cloud_train::train::config::load_toml(&config, &arg("--set"))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        cfg.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
-        let (gbs, mbs) = (cfg.train.gbs, cfg.train.mbs);
+        let sets = arg(words, "--set");
+        let (train, rows, seq) = if stage == "cpt" {
+            let c: CptConfig = cloud_train::train::config::load_toml(&config, &sets)
+                .unwrap_or_else(|e| fail(&name, e));
+            c.validate().unwrap_or_else(|e| fail(&name, e));
+            (c.train, 1, c.data.seq_len)
+        } else {
+            let c: AlignConfig = cloud_train::train::config::load_toml(&config, &sets)
+                .unwrap_or_else(|e| fail(&name, e));
+            c.validate().unwrap_or_else(|e| fail(&name, e));
+            (c.train, if stage == "dpo" { 2 } else { 1 }, c.data.max_len)
+        };
+        let (gbs, mbs) = (train.gbs, train.mbs);
         assert!(
             gbs % (mbs * world) == 0,
             "{name}: gbs {gbs} is not mbs {mbs} x accumulation x world {world}"
         );
+        if sbatch("gpus-per-node").is_some() {
+            let model = arg(&all, "--model-config");
+            let model = model
+                .first()
+                .unwrap_or_else(|| panic!("{name}: no `cloud-train plan ... --model-config`"));
+            let model = LlamaConfig::from_file(root.join(model)).expect("model config");
+            let shape = budget::RunShape::of(&train, rows, seq);
+            let b = budget::budget(
+                &model,
+                &shape,
+                train.zero_stage,
+                world,
+                budget::GPU_RESERVE_BYTES,
+            );
+            let gib = b.total() as f64 / budget::GIB;
+            assert!(
+                gib <= 79.6,
+                "{name}: {gib:.1} GiB per GPU does not fit 80 GB: {b:?}"
+            );
+        }
         seen += 1;
     }
     assert!(seen >= 3, "{seen} sbatch files");
+}
+
+fn fail<T>(name: &str, e: impl std::fmt::Display) -> T {
+    panic!("{name}: {e}")
 }

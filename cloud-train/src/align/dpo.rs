@@ -172,6 +172,7 @@ fn reference_logps(
 impl ChatLoss for Dpo {
     type Example = Pair;
     const NAME: &'static str = "dpo";
+    const ROWS_PER_EXAMPLE: usize = 2;
 
     fn prepare(
         &mut self,

@@ -16,6 +16,8 @@ pub trait ChatLoss {
     /// A tokenized conversation (SFT) or preference pair (DPO).
     type Example;
     const NAME: &'static str;
+    /// Sequences per example (DPO: chosen and rejected).
+    const ROWS_PER_EXAMPLE: usize;
     /// Once before the first step, with the starting model (DPO: reference log-probabilities
     /// of every pair, kept under `fingerprint` in the run directory).
     fn prepare(
@@ -85,6 +87,10 @@ impl<L: ChatLoss> Objective for ChatObjective<'_, L> {
 
     fn position(&self) -> (&'static str, f64) {
         ("examples", self.data.train.len() as f64)
+    }
+
+    fn micro_batch(&self) -> (usize, usize) {
+        (L::ROWS_PER_EXAMPLE, self.cfg.data.max_len)
     }
 
     fn resume(&mut self, _: &Path, state: &TrainerState) -> Result<(), TrainError> {

@@ -17,6 +17,7 @@ pub struct Sft;
 impl ChatLoss for Sft {
     type Example = Encoded;
     const NAME: &'static str = "sft";
+    const ROWS_PER_EXAMPLE: usize = 1;
 
     fn step(&mut self, ctx: &StepContext, batch: &[&Encoded]) -> TrainResult<StepOutcome> {
         let model = ctx.model;

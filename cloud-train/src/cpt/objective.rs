@@ -118,6 +118,10 @@ impl Objective for CptObjective<'_> {
         ("sequences drawn", self.mixer.drawn() as f64)
     }
 
+    fn micro_batch(&self) -> (usize, usize) {
+        (1, self.cfg.data.seq_len)
+    }
+
     fn resume(&mut self, dir: &Path, state: &TrainerState) -> Result<(), TrainError> {
         self.mixer.fast_forward(state.sequences).map_err(|e| {
             TrainError::resume(

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::device::Backend;
-use crate::dist::{DistSettings, Engine, ZeroStage};
+use crate::dist::{DistError, DistSettings, Engine, ZeroStage};
 use crate::train::optim::COMPENSATE_BELOW_LR;
 use crate::train::{AdamWSettings, Decay, MemoryPlan};
 
@@ -90,6 +90,16 @@ pub struct TrainSection {
     /// Compensated (Kahan) AdamW updates, so that updates below the weights' f32 rounding step
     /// are not lost. Absent: on when `lr` is below `train::optim::COMPENSATE_BELOW_LR` (1e-5).
     pub compensated_update: Option<bool>,
+    /// Memory per device, GiB, for the start-up memory plan (absent: the host's for `flex`,
+    /// the GPU's as the CUDA driver reports it; see `cloud-train plan`).
+    pub device_mem_gib: Option<f64>,
+    /// Refuse to start a run whose memory plan does not fit the device (default: true).
+    #[serde(default = "yes")]
+    pub memory_check: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn collective_timeout() -> f64 {
@@ -171,7 +181,22 @@ impl TrainSection {
                 self.precision
             )));
         }
-        ZeroStage::from_stage(self.zero_stage).map_err(|e| Invalid(format!("[train] {e}")))?;
+        // Stages 2 and 3 are planned (`cloud-train plan`) but refused when a run starts.
+        if self.zero_stage > 3 {
+            return Err(Invalid(format!(
+                "[train] zero_stage {}: 0, 1, 2 or 3",
+                self.zero_stage
+            )));
+        }
+        if self
+            .device_mem_gib
+            .is_some_and(|m| !(m > 0.0 && m.is_finite()))
+        {
+            return Err(Invalid(format!(
+                "[train] device_mem_gib {:?} must be positive",
+                self.device_mem_gib
+            )));
+        }
         if self.collective_timeout_s.is_nan() || self.collective_timeout_s <= 0.0 {
             return Err(Invalid(format!(
                 "[train] collective_timeout_s {} must be positive",
@@ -181,13 +206,13 @@ impl TrainSection {
         Ok(())
     }
 
-    /// The distributed settings (validated by [`TrainSection::validate`]).
-    pub fn dist(&self) -> DistSettings {
-        DistSettings {
+    /// The distributed settings, or why this build cannot run them (a ZeRO stage it lacks).
+    pub fn dist(&self) -> Result<DistSettings, DistError> {
+        Ok(DistSettings {
             collective: self.collective,
-            zero: ZeroStage::from_stage(self.zero_stage).unwrap_or_default(),
+            zero: ZeroStage::from_stage(self.zero_stage)?,
             collective_timeout_s: self.collective_timeout_s,
-        }
+        })
     }
 
     pub fn adamw(&self) -> AdamWSettings {

@@ -42,6 +42,9 @@ pub enum TrainError {
         source_name: String,
         message: String,
     },
+    /// A run whose memory plan does not fit the device.
+    #[error("the run does not fit in memory: {message}\n{table}\nlower mbs, or raise zero_stage or the number of ranks (see `cloud-train plan`); `--set train.memory_check=false` starts anyway")]
+    DoesNotFit { message: String, table: String },
     #[error(
         "step {step}: {what}: training diverged (lower lr, or check the data); the last checkpoint is {}",
         last_checkpoint.as_ref().map_or("none".to_string(), |p| p.display().to_string())

@@ -18,7 +18,9 @@ use super::config::{OutputSection, RunSections, TrainSection};
 use super::error::TrainError;
 use super::state::{self, MetricsWriter, Resume, TrainerState, METRICS, OPTIMIZER};
 use super::{MemoryPlan, Schedule};
+use crate::budget::{self, RunShape};
 use crate::checkpoint;
+use crate::device::Backend;
 use crate::dist::{DataParallel, Ranks, StepError, Update};
 use crate::model::Llama;
 
@@ -92,6 +94,8 @@ pub trait Objective {
     fn total_steps(&self) -> u64;
     /// The data position every rank must agree on, named (checked at start).
     fn position(&self) -> (&'static str, f64);
+    /// Sequences per example and the longest sequence, in tokens (for the memory plan).
+    fn micro_batch(&self) -> (usize, usize);
     /// Bring the data cursor to that of checkpoint `dir` (whose state is `state`).
     fn resume(&mut self, dir: &Path, state: &TrainerState) -> Result<(), TrainError>;
     /// Write the data cursor into the trainer state (after the start and each step).
@@ -150,7 +154,7 @@ fn start_ranks(
     train: &TrainSection,
     mut event: impl FnMut(Event),
 ) -> Result<(Ranks, impl FnMut(Event)), TrainError> {
-    let ranks = Ranks::start(train.backend, &train.dist())?;
+    let ranks = Ranks::start(train.backend, &train.dist()?)?;
     if let Some(b) = ranks.banner() {
         event(Event::Note(b));
     }
@@ -166,6 +170,51 @@ fn start_ranks(
         }
     };
     Ok((ranks, event))
+}
+
+/// Refuse a run whose memory plan (`budget`) does not fit the device, with the plan's table.
+/// A CPU rank is compared with the whole host's memory; set `device_mem_gib` where several
+/// ranks share a host.
+fn check_memory(
+    train: &TrainSection,
+    config: &llama_spec::LlamaConfig,
+    (rows_per_example, seq_len): (usize, usize),
+    (world, local_rank): (usize, usize),
+    event: &mut impl FnMut(Event),
+) -> TrainResult {
+    if !train.memory_check {
+        return Ok(());
+    }
+    let device_bytes = train
+        .device_mem_gib
+        .map(|g| (g * budget::GIB) as u64)
+        .or_else(|| budget::device_memory(train.backend, local_rank));
+    let Some(device_bytes) = device_bytes else {
+        event(Event::Note(format!(
+            "memory plan not checked: this build cannot read the {:?} device's memory; set [train] device_mem_gib",
+            train.backend
+        )));
+        return Ok(());
+    };
+    let reserve = if train.backend == Backend::Flex {
+        0
+    } else {
+        budget::GPU_RESERVE_BYTES
+    };
+    let shape = RunShape::of(train, rows_per_example, seq_len);
+    let need = budget::budget(config, &shape, train.zero_stage, world, reserve).total();
+    if need <= device_bytes {
+        return Ok(());
+    }
+    Err(TrainError::DoesNotFit {
+        message: format!(
+            "ZeRO-{} over {world} ranks needs {:.1} GiB per device, the device has {:.1} GiB",
+            train.zero_stage,
+            need as f64 / budget::GIB,
+            device_bytes as f64 / budget::GIB,
+        ),
+        table: budget::table(config, &shape, world, device_bytes, reserve, 1024),
+    })
 }
 
 /// The model, its config and the trainer state: from checkpoint `from`, or fresh.
@@ -210,11 +259,26 @@ pub fn run(
     resume: Resume,
     event: impl FnMut(Event),
 ) -> Result<RunSummary, TrainError> {
-    let (Ranks { device, comm, .. }, mut event) = start_ranks(s.train, event)?;
+    let (
+        Ranks {
+            device,
+            comm,
+            launch,
+        },
+        mut event,
+    ) = start_ranks(s.train, event)?;
     let rank = comm.rank();
     let out = &s.output.dir;
     std::fs::create_dir_all(out).map_err(TrainError::io(out))?;
     let from = state::resume_from(out, resume)?;
+    let config = state::model_config(s.model, from.as_deref())?;
+    check_memory(
+        s.train,
+        &config,
+        objective.micro_batch(),
+        (comm.world(), launch.local_rank),
+        &mut event,
+    )?;
     let (model, config, mut trainer) =
         starting_point(s, objective, from.as_deref(), &device, &mut event)?;
     let mut model = model.train();
@@ -224,7 +288,7 @@ pub fn run(
             .map_err(TrainError::io(out.join(METRICS)))?;
     }
     let params = model.num_params();
-    let mut dp = DataParallel::new(comm, s.train.adamw(), s.train.dist().zero, &model, &device);
+    let mut dp = DataParallel::new(comm, s.train.adamw(), s.train.dist()?.zero, &model, &device);
     if let Some(dir) = &from {
         dp.load_optimizer(&model, &dir.join(OPTIMIZER), trainer.adam_step)?;
     }

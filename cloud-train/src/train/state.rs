@@ -110,6 +110,18 @@ pub fn starting_model(
     }
 }
 
+/// The model's config, without its weights: checkpoint `from`'s, else the `[model]` source's.
+pub fn model_config(model: &ModelSection, from: Option<&Path>) -> Result<LlamaConfig, TrainError> {
+    let file = match (from, model.path.as_deref(), &model.config) {
+        (Some(dir), _, _) | (None, Some(dir), _) => dir.join("config.json"),
+        (None, None, Some(c)) => c.clone(),
+        (None, None, None) => {
+            return Err(crate::train::config::Invalid::new("[model]: no path or config").into())
+        }
+    };
+    Ok(LlamaConfig::from_file(file)?)
+}
+
 pub fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
     out.join(format!("{PREFIX}{step:06}"))
 }

@@ -136,8 +136,7 @@ fn bench_step(
     pb.finish_and_clear();
     let step_s = start.elapsed().as_secs_f64() / steps.max(1) as f64;
     let tokens_per_s = (batch * seq_len) as f64 / step_s;
-    let flops_per_token = 6.0 * params as f64
-        + 12.0 * c.num_hidden_layers as f64 * c.hidden_size as f64 * seq_len as f64;
+    let flops_per_token = cloud_train::budget::flops_per_token(c, seq_len);
     let model_tflops = flops_per_token * tokens_per_s / 1e12;
     Ok(BenchReport {
         params,

@@ -11,6 +11,7 @@ mod eval_table;
 mod frontier;
 mod init;
 mod pipeline;
+mod plan;
 mod plot;
 mod resave;
 mod score;
@@ -57,6 +58,9 @@ enum Command {
     Pipeline(pipeline::PipelineArgs),
     /// One markdown table (rows = models, columns = benchmarks) from several `eval` results.
     EvalTable(eval_table::TableArgs),
+    /// A config's memory per GPU at every ZeRO stage (weights, gradients, optimizer,
+    /// activations, buffers), the smallest world that fits, and the expected throughput.
+    Plan(plan::PlanArgs),
     /// Draw loss curves (train, and validation per corpus) from metrics.jsonl files as a PNG.
     Plot(plot::PlotArgs),
     /// Mean NLL and perplexity of a text file under a checkpoint (compare with transformers).
@@ -82,6 +86,7 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Pipeline(args) => pipeline::run(args),
         Command::EvalTable(args) => eval_table::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Score(args) => score::run(args),
         Command::Resave(args) => resave::run(args),
