@@ -5,6 +5,7 @@
 //! ids (`train-00000.tok`, ...) in which every document ends with the EOS token, the start
 //! offset of every document (`train.docs`, little-endian `u64`), and `manifest.json`.
 
+pub mod convert;
 pub mod manifest;
 pub mod mixer;
 pub mod prepare;

@@ -1,4 +1,4 @@
-//! `cloud-train data prepare`.
+//! `cloud-train data prepare` (and the dispatch of `data convert` and `data mix`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,6 +14,11 @@ pub enum DataCommand {
     /// Tokenize raw corpora (.txt/.md, .jsonl/.json(.gz), .parquet; files or directories) into
     /// memory-mappable token shards with a train/val split.
     Prepare(PrepareArgs),
+    /// Convert a public SFT or preference data set from its published layout into the JSONL
+    /// `sft` and `dpo` read, dropping (and counting) duplicates, empty and over-long records.
+    Convert(crate::data_convert::ConvertArgs),
+    /// Mix converted JSONL files by weight into one, reproducibly (seeded).
+    Mix(crate::data_convert::MixArgs),
 }
 
 #[derive(Args)]
@@ -53,7 +58,11 @@ pub struct PrepareArgs {
 }
 
 pub fn run(cmd: DataCommand) -> Result<()> {
-    let DataCommand::Prepare(a) = cmd;
+    let a = match cmd {
+        DataCommand::Prepare(a) => a,
+        DataCommand::Convert(a) => return crate::data_convert::convert(a),
+        DataCommand::Mix(a) => return crate::data_convert::mix(a),
+    };
     let opts = PrepareOptions {
         read: ReadOptions {
             text_field: a.text_field,

@@ -6,6 +6,7 @@ mod bench_step;
 mod common;
 mod cpt;
 mod data;
+mod data_convert;
 mod eval;
 mod eval_table;
 mod frontier;
