@@ -32,7 +32,10 @@ fn committed_configs_are_valid() {
             let tiny = c.train.lr < cloud_train::train::optim::COMPENSATE_BELOW_LR;
             assert_eq!(c.train.adamw().compensated, tiny, "{name}");
             tiny_lr_configs += usize::from(tiny);
-        } else if name.starts_with("sft-") || name.starts_with("dpo-") {
+        } else if ["sft-", "csfte-", "dpo-"]
+            .iter()
+            .any(|k| name.starts_with(k))
+        {
             AlignConfig::from_file(&p).unwrap_or_else(|e| panic!("{e}"));
         } else if name.starts_with("pipeline-") {
             // Paths in it are relative to the repository root, like the command's.
@@ -41,7 +44,7 @@ fn committed_configs_are_valid() {
                 .unwrap_or_else(|e| panic!("{e:#}"));
             llm_eval::tasks::resolve(&c.eval_tasks).unwrap_or_else(|e| panic!("{name}: {e}"));
         } else {
-            panic!("{name}: unknown kind of config (cpt-, sft-, dpo-, pipeline-)");
+            panic!("{name}: unknown kind of config (cpt-, sft-, csfte-, dpo-, pipeline-)");
         }
         seen += 1;
     }
@@ -137,4 +140,118 @@ fn slurm_examples_fit_their_world_size() {
 
 fn fail<T>(name: &str, e: impl std::fmt::Display) -> T {
     panic!("{name}: {e}")
+}
+
+/// Every config that names its `cloud-train plan` line (the 8B and 70B ones) fits 80 GB GPUs
+/// (79.6 GiB) at that line's world size with the ZeRO stage it sets, and splits its global
+/// batch over that world.
+#[test]
+fn large_configs_fit_the_world_their_plan_line_names() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root.join("configs")).expect("configs") {
+        let p = entry.expect("entry").path();
+        if p.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).expect("config");
+        let Some(line) = text
+            .lines()
+            .find(|l| l.contains("cloud-train plan --config"))
+        else {
+            continue;
+        };
+        let name = p.display().to_string();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let arg = |flag: &str| -> &str {
+            words
+                .windows(2)
+                .find(|w| w[0] == flag)
+                .map(|w| w[1])
+                .unwrap_or_else(|| panic!("{name}: plan line without {flag}"))
+        };
+        assert!(
+            root.join(arg("--config")) == p,
+            "{name}: its plan line plans another config"
+        );
+        let gpus: usize = arg("--gpus").parse().expect("--gpus");
+        let model = LlamaConfig::from_file(root.join(arg("--model-config"))).expect("model");
+        let table: toml::Table = toml::from_str(&text).expect("toml");
+        let (train, rows, seq) = if table["data"].get("corpus").is_some() {
+            let c = CptConfig::from_file(&p).unwrap_or_else(|e| fail(&name, e));
+            (c.train, 1, c.data.seq_len)
+        } else {
+            let c = AlignConfig::from_file(&p).unwrap_or_else(|e| fail(&name, e));
+            let rows = if table.contains_key("dpo") { 2 } else { 1 };
+            (c.train, rows, c.data.max_len)
+        };
+        let shape = budget::RunShape::of(&train, rows, seq);
+        assert!(
+            budget::world_divides(&shape, gpus),
+            "{name}: gbs over {gpus}"
+        );
+        let b = budget::budget(
+            &model,
+            &shape,
+            train.zero_stage,
+            gpus,
+            budget::GPU_RESERVE_BYTES,
+        );
+        let gib = b.total() as f64 / budget::GIB;
+        assert!(gib <= 79.6, "{name}: {gib:.1} GiB per GPU at {gpus}: {b:?}");
+        seen += 1;
+    }
+    // CPT, SFT, C-SFT-E and DPO for 8B and 70B.
+    assert!(seen >= 8, "{seen} configs with a plan line");
+}
+
+/// The emotional-support data (configs/data/README.md): every line trains, both languages and
+/// several turn counts are there, no situation twice, and the pairs' rejected replies are of
+/// several kinds. Counts as the README states them.
+#[test]
+fn emotional_support_data_is_varied_and_well_formed() {
+    use cloud_train::align::data::{parse_preference, parse_sft};
+    use serde_json::Value;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |f: &str| -> Vec<Value> {
+        std::fs::read_to_string(root.join("configs/data").join(f))
+            .expect("data")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect()
+    };
+    let dialogues = read("emotional-support.jsonl");
+    let mut langs = std::collections::BTreeMap::new();
+    let mut turns = std::collections::BTreeMap::new();
+    let mut topics = std::collections::BTreeSet::new();
+    for d in &dialogues {
+        let msgs = parse_sft(d).unwrap_or_else(|e| panic!("{d}: {e}"));
+        let lang = d["lang"].as_str().expect("lang");
+        let cjk = msgs.iter().any(|m| {
+            m.content
+                .chars()
+                .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+        });
+        assert_eq!(cjk, lang == "zh", "{d}");
+        *langs.entry(lang).or_insert(0) += 1;
+        *turns
+            .entry(msgs.iter().filter(|m| m.role == "user").count())
+            .or_insert(0) += 1;
+        assert!(
+            topics.insert((lang, d["topic"].as_str().expect("topic"))),
+            "{d}"
+        );
+    }
+    assert_eq!(dialogues.len(), 204);
+    assert_eq!(langs, [("en", 101), ("zh", 103)].into_iter().collect());
+    assert_eq!(turns, [(1, 89), (2, 99), (3, 16)].into_iter().collect());
+    let pairs = read("emotional-pairs.jsonl");
+    let mut kinds = std::collections::BTreeSet::new();
+    for p in &pairs {
+        let (_, chosen, rejected) = parse_preference(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert_ne!(chosen, rejected);
+        kinds.insert(p["rejected_kind"].as_str().expect("kind").to_string());
+    }
+    assert_eq!(pairs.len(), 204);
+    assert_eq!(kinds.len(), 9, "{kinds:?}");
 }

@@ -36,6 +36,13 @@ set = ["train.steps=2", "train.warmup_steps=0", "output.save_every=2", "output.e
 config = {sft}
 set = ["train.epochs=0.3", "output.eval_every=100"]
 
+[csfte]
+config = {csfte}
+sft_data = [{sft_data}]
+emotion_data = [{emotion}]
+emotion_share = 0.75
+set = ["train.epochs=0.1", "output.eval_every=100"]
+
 [dpo]
 config = {dpo}
 set = [{dpo_set}]
@@ -48,11 +55,14 @@ set = [{dpo_set}]
         cpt = p("configs/cpt-smollm2-demo.toml"),
         sft = p("configs/sft-smollm2.toml"),
         dpo = p("configs/dpo-smollm2.toml"),
+        csfte = p("configs/csfte-smollm2.toml"),
+        sft_data = p("configs/data/sft-demo.jsonl"),
+        emotion = p("configs/data/emotional-support.jsonl"),
     )
 }
 
 #[test]
-#[ignore = "full tier (scripts/test.sh --full): every stage end to end, ~90 s on 2 cores"]
+#[ignore = "full tier (scripts/test.sh --full): every stage end to end, ~4 min on 2 cores"]
 fn pipeline_runs_every_stage_and_resumes_after_a_failure() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("run");
@@ -71,14 +81,14 @@ fn pipeline_runs_every_stage_and_resumes_after_a_failure() {
         "{err}"
     );
 
-    // Fixed: the re-run skips the five finished stages and resumes at DPO.
+    // Fixed: the re-run skips the six finished stages and resumes at DPO.
     std::fs::write(
         &cfg,
         config(&dir, r#""train.epochs=0.3", "output.eval_every=100""#),
     )
     .expect("write");
     let text = run_ok(cloud_train().args(["pipeline", "--config", cfg.to_str().expect("utf8")]));
-    for s in ["base", "data", "eval-before", "cpt", "sft"] {
+    for s in ["base", "data", "eval-before", "cpt", "sft", "csfte"] {
         assert!(text.contains(&format!("{s}: done already")), "{s}: {text}");
     }
     for s in ["dpo", "export", "quantize", "eval-after"] {
@@ -91,6 +101,8 @@ fn pipeline_runs_every_stage_and_resumes_after_a_failure() {
         "eval-before.json",
         "cpt/latest/model.safetensors",
         "sft/latest/model.safetensors",
+        "csfte/train.jsonl",
+        "csfte/latest/model.safetensors",
         "dpo/latest/model.safetensors",
         "final-hf/model.safetensors",
         "final.Q4_K_M.gguf",
@@ -103,9 +115,30 @@ fn pipeline_runs_every_stage_and_resumes_after_a_failure() {
     let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary");
     assert_eq!(
         summary.lines().filter(|l| l.starts_with("| ")).count(),
-        11,
+        12,
         "{summary}"
     );
+    // C-SFT-E: 24 SFT and 72 emotional-support dialogues, the Chinese-token share before and
+    // after it, and DPO continued from it.
+    let stages: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stages.json")).expect("stages"))
+            .expect("json");
+    let csfte = &stages["csfte"];
+    assert_eq!(
+        (
+            csfte["mix"]["sft"].as_u64(),
+            csfte["mix"]["emotion"].as_u64()
+        ),
+        (Some(24), Some(72)),
+        "{csfte}"
+    );
+    assert!(
+        csfte["zh_before"].is_number() && csfte["zh_after"].is_number(),
+        "{csfte}"
+    );
+    let dpo_state = std::fs::read_to_string(dir.join("dpo/metrics.jsonl")).expect("dpo metrics");
+    assert!(!dpo_state.is_empty());
+    assert!(summary.contains("emotional-support dialogues"), "{summary}");
     assert!(
         summary.contains("zh tokens") && summary.contains("decode") && summary.contains(" MB"),
         "{summary}"
@@ -114,7 +147,7 @@ fn pipeline_runs_every_stage_and_resumes_after_a_failure() {
 
     // Everything done: a third run trains nothing.
     let text = run_ok(cloud_train().args(["pipeline", "--config", cfg.to_str().expect("utf8")]));
-    assert_eq!(text.matches("done already").count(), 9, "{text}");
+    assert_eq!(text.matches("done already").count(), 10, "{text}");
 
     // The final GGUF chats through edge-runtime with its chat template.
     let (reply, pieces) = common::chat_gguf(&dir.join("final.Q4_K_M.gguf"), "我今天有点难过。", 16);

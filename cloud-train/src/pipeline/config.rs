@@ -25,6 +25,25 @@ pub struct StageConfig {
     pub set: Vec<String>,
 }
 
+/// The emotion-strengthened SFT (C-SFT-E): SFT again, from the SFT checkpoint, on the SFT data
+/// mixed with emotional-support dialogues.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsfteConfig {
+    /// An SFT config (its `[data] train` is replaced by the mix).
+    pub config: PathBuf,
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// The SFT stage's data.
+    pub sft_data: Vec<PathBuf>,
+    /// Emotional-support dialogues (JSONL in any SFT form).
+    pub emotion_data: Vec<PathBuf>,
+    /// The dialogues' share of the mixed training file (the paper's ratio is not published).
+    pub emotion_share: f64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
@@ -47,6 +66,9 @@ pub struct PipelineConfig {
     pub corpus: Vec<Corpus>,
     pub cpt: StageConfig,
     pub sft: StageConfig,
+    /// Optional: the C-SFT-E stage between SFT and DPO (DPO then continues from it).
+    #[serde(default)]
+    pub csfte: Option<CsfteConfig>,
     pub dpo: StageConfig,
 }
 
@@ -75,6 +97,31 @@ impl PipelineConfig {
                     "[{name}] config {} not found",
                     st.config.display()
                 )));
+            }
+        }
+        if let Some(c) = &cfg.csfte {
+            if !c.config.is_file() {
+                return Err(bad(format!(
+                    "[csfte] config {} not found",
+                    c.config.display()
+                )));
+            }
+            if !(c.emotion_share > 0.0 && c.emotion_share < 1.0) {
+                return Err(bad(format!(
+                    "[csfte] emotion_share {} must be between 0 and 1",
+                    c.emotion_share
+                )));
+            }
+            if let Some(f) = c
+                .sft_data
+                .iter()
+                .chain(&c.emotion_data)
+                .find(|f| !f.is_file())
+            {
+                return Err(bad(format!("[csfte] data file {} not found", f.display())));
+            }
+            if c.sft_data.is_empty() || c.emotion_data.is_empty() {
+                return Err(bad("[csfte] give sft_data and emotion_data".into()));
             }
         }
         for c in &cfg.corpus {

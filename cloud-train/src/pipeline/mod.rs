@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-pub use config::{Corpus, PipelineConfig, StageConfig};
+pub use config::{Corpus, CsfteConfig, PipelineConfig, StageConfig};
 pub use stages::{Stage, STAGES};
 
 use crate::train::{Event, TrainError};

@@ -11,6 +11,7 @@ use super::{PipelineConfig, PipelineError, StageConfig};
 use crate::align::{self, AlignConfig};
 use crate::checkpoint::{self, SaveOptions};
 use crate::cpt::{self, CptConfig};
+use crate::data::convert::{mix, MixInput};
 use crate::data::prepare::{prepare, PrepareOptions};
 use crate::device::Backend;
 use crate::train::config::RunConfig;
@@ -26,7 +27,7 @@ pub struct Stage {
     pub run: StageFn,
 }
 
-pub const STAGES: [Stage; 9] = [
+pub const STAGES: [Stage; 10] = [
     Stage {
         name: "base",
         run: base,
@@ -46,6 +47,10 @@ pub const STAGES: [Stage; 9] = [
     Stage {
         name: "sft",
         run: sft_stage,
+    },
+    Stage {
+        name: "csfte",
+        run: csfte_stage,
     },
     Stage {
         name: "dpo",
@@ -172,31 +177,117 @@ fn cpt_stage(cfg: &PipelineConfig, event: &mut dyn FnMut(Event)) -> Result<Value
     Ok(losses(&d.join("cpt")))
 }
 
-/// An alignment stage continuing from stage `from`'s last checkpoint.
+/// An alignment stage continuing from stage `from`'s last checkpoint into `out` (under the
+/// run directory), with `extra` overrides.
 fn align_stage(
     cfg: &PipelineConfig,
     stage: align::Stage,
     st: &StageConfig,
-    from: &str,
+    (from, out): (&str, &str),
+    mut extra: Vec<String>,
     event: &mut dyn FnMut(Event),
 ) -> Result<Value, PipelineError> {
     let d = &cfg.dir;
-    let out = d.join(stage.name());
-    let extra = vec![
-        format!("model.path={}", quoted(&d.join(from).join("latest"))),
-        format!("output.dir={}", quoted(&out)),
-    ];
+    let out = d.join(out);
+    extra.push(format!(
+        "model.path={}",
+        quoted(&d.join(from).join("latest"))
+    ));
+    extra.push(format!("output.dir={}", quoted(&out)));
     let c: AlignConfig = stage_config(st, extra)?;
     align::run(&c, stage, Resume::Auto, event)?;
     Ok(losses(&out))
 }
 
 fn sft_stage(cfg: &PipelineConfig, event: &mut dyn FnMut(Event)) -> Result<Value, PipelineError> {
-    align_stage(cfg, align::Stage::Sft, &cfg.sft, "cpt", event)
+    align_stage(
+        cfg,
+        align::Stage::Sft,
+        &cfg.sft,
+        ("cpt", "sft"),
+        Vec::new(),
+        event,
+    )
+}
+
+/// C-SFT-E: the SFT data and the emotional-support dialogues mixed at `emotion_share`
+/// (`csfte/train.jsonl`, `data::convert::mix`), SFT from the SFT checkpoint on it (`csfte/`);
+/// then the share of Chinese tokens in replies before (the SFT model) and after, each
+/// converted to Q8_0. Without `[csfte]`, nothing (DPO follows SFT).
+fn csfte_stage(cfg: &PipelineConfig, event: &mut dyn FnMut(Event)) -> Result<Value, PipelineError> {
+    let Some(c) = &cfg.csfte else {
+        return Ok(json!({"skipped": "no [csfte] in the pipeline config"}));
+    };
+    let d = &cfg.dir;
+    std::fs::create_dir_all(d.join("csfte")).map_err(PipelineError::io(d.join("csfte")))?;
+    let one = |files: &[PathBuf], name: &str| -> Result<PathBuf, PipelineError> {
+        let mut text = String::new();
+        for f in files {
+            text.push_str(&std::fs::read_to_string(f).map_err(PipelineError::io(f))?);
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        let p = d.join("csfte").join(name);
+        llama_spec::atomic::write_atomic(&p, text.as_bytes()).map_err(PipelineError::io(&p))?;
+        Ok(p)
+    };
+    let inputs = [
+        MixInput {
+            path: one(&c.sft_data, "sft-data.jsonl")?,
+            weight: 1.0 - c.emotion_share,
+        },
+        MixInput {
+            path: one(&c.emotion_data, "emotion-data.jsonl")?,
+            weight: c.emotion_share,
+        },
+    ];
+    let mixed = d.join("csfte").join("train.jsonl");
+    let m = mix(&inputs, &mixed, None, false, c.seed)?;
+    let st = StageConfig {
+        config: c.config.clone(),
+        set: c.set.clone(),
+    };
+    let extra = vec![format!("data.train=[{}]", quoted(&mixed))];
+    let mut v = align_stage(cfg, align::Stage::Sft, &st, ("sft", "csfte"), extra, event)?;
+    v["mix"] = json!({"sft": m.taken[0].1, "emotion": m.taken[1].1});
+    for (key, from) in [("zh_before", "sft"), ("zh_after", "csfte")] {
+        let gguf = d.join("csfte").join(format!("{from}.Q8_0.gguf"));
+        let opts = quantize::convert::ConvertOptions {
+            ftype: quantize::policy::FileType::parse("q8_0").ok_or_else(|| {
+                PipelineError::File {
+                    path: gguf.clone(),
+                    message: "q8_0: not a GGUF file type".into(),
+                }
+            })?,
+            overrides: Vec::new(),
+            name: None,
+            progress: false,
+        };
+        quantize::convert::convert(&d.join(from).join("latest"), &gguf, &opts)?;
+        let mut model = llm_eval::EdgeModel::load(&gguf, 2048, cfg.threads)?;
+        let run = llm_eval::RunOptions {
+            limit: cfg.eval_limit,
+            progress: false,
+            ..llm_eval::RunOptions::default()
+        };
+        let r = llm_eval::evaluate(&mut model, &["zh-fraction".into()], &cfg.eval_data, &run)?;
+        v[key] = json!(r.zh_fraction);
+        std::fs::remove_file(&gguf).map_err(PipelineError::io(&gguf))?;
+    }
+    Ok(v)
 }
 
 fn dpo_stage(cfg: &PipelineConfig, event: &mut dyn FnMut(Event)) -> Result<Value, PipelineError> {
-    align_stage(cfg, align::Stage::Dpo, &cfg.dpo, "sft", event)
+    let from = if cfg.csfte.is_some() { "csfte" } else { "sft" };
+    align_stage(
+        cfg,
+        align::Stage::Dpo,
+        &cfg.dpo,
+        (from, "dpo"),
+        Vec::new(),
+        event,
+    )
 }
 
 /// The final HF checkpoint on its own (no optimizer state), F32 so that quantization starts
@@ -286,6 +377,28 @@ pub(super) fn summary(done: &BTreeMap<String, Value>) -> String {
             v.get("seconds").and_then(Value::as_f64).unwrap_or(0.0)
         );
         let (before, after, notes) = match stage {
+            "csfte" if v.get("skipped").is_some() => {
+                (String::new(), String::new(), "skipped".to_string())
+            }
+            "csfte" => (
+                format!(
+                    "loss {}, zh tokens {} %",
+                    f(&v, "loss_first", 3),
+                    f(&v, "zh_before", 1)
+                ),
+                format!(
+                    "loss {}, zh tokens {} %",
+                    f(&v, "loss_last", 3),
+                    f(&v, "zh_after", 1)
+                ),
+                format!(
+                    "val loss {} -> {}; {} SFT + {} emotional-support dialogues",
+                    f(&v, "val_first", 3),
+                    f(&v, "val_last", 3),
+                    v["mix"]["sft"],
+                    v["mix"]["emotion"]
+                ),
+            ),
             "cpt" | "sft" | "dpo" => (
                 format!("loss {}", f(&v, "loss_first", 3)),
                 format!("loss {}", f(&v, "loss_last", 3)),
