@@ -97,17 +97,7 @@ fn slurm_examples_fit_their_world_size() {
                 .unwrap_or_else(|| panic!("{name}: no --config")),
         );
         let sets = arg(words, "--set");
-        let (train, rows, seq) = if stage == "cpt" {
-            let c: CptConfig = cloud_train::train::config::load_toml(&config, &sets)
-                .unwrap_or_else(|e| fail(&name, e));
-            c.validate().unwrap_or_else(|e| fail(&name, e));
-            (c.train, 1, c.data.seq_len)
-        } else {
-            let c: AlignConfig = cloud_train::train::config::load_toml(&config, &sets)
-                .unwrap_or_else(|e| fail(&name, e));
-            c.validate().unwrap_or_else(|e| fail(&name, e));
-            (c.train, if stage == "dpo" { 2 } else { 1 }, c.data.max_len)
-        };
+        let (train, rows, seq) = run_shape(&config, &sets, stage);
         let (gbs, mbs) = (train.gbs, train.mbs);
         assert!(
             gbs % (mbs * world) == 0,
@@ -140,6 +130,27 @@ fn slurm_examples_fit_their_world_size() {
 
 fn fail<T>(name: &str, e: impl std::fmt::Display) -> T {
     panic!("{name}: {e}")
+}
+
+/// A `cpt`, `sft` or `dpo` config (with `--set` overrides), validated: its `[train]` section,
+/// sequences per example and tokens per sequence.
+fn run_shape(
+    config: &std::path::Path,
+    sets: &[String],
+    stage: &str,
+) -> (cloud_train::train::config::TrainSection, usize, usize) {
+    let name = config.display().to_string();
+    if stage == "cpt" {
+        let c: CptConfig =
+            cloud_train::train::config::load_toml(config, sets).unwrap_or_else(|e| fail(&name, e));
+        c.validate().unwrap_or_else(|e| fail(&name, e));
+        (c.train, 1, c.data.seq_len)
+    } else {
+        let c: AlignConfig =
+            cloud_train::train::config::load_toml(config, sets).unwrap_or_else(|e| fail(&name, e));
+        c.validate().unwrap_or_else(|e| fail(&name, e));
+        (c.train, if stage == "dpo" { 2 } else { 1 }, c.data.max_len)
+    }
 }
 
 /// Every config that names its `cloud-train plan` line (the 8B and 70B ones) fits 80 GB GPUs
@@ -177,14 +188,14 @@ fn large_configs_fit_the_world_their_plan_line_names() {
         let gpus: usize = arg("--gpus").parse().expect("--gpus");
         let model = LlamaConfig::from_file(root.join(arg("--model-config"))).expect("model");
         let table: toml::Table = toml::from_str(&text).expect("toml");
-        let (train, rows, seq) = if table["data"].get("corpus").is_some() {
-            let c = CptConfig::from_file(&p).unwrap_or_else(|e| fail(&name, e));
-            (c.train, 1, c.data.seq_len)
+        let stage = if table["data"].get("corpus").is_some() {
+            "cpt"
+        } else if table.contains_key("dpo") {
+            "dpo"
         } else {
-            let c = AlignConfig::from_file(&p).unwrap_or_else(|e| fail(&name, e));
-            let rows = if table.contains_key("dpo") { 2 } else { 1 };
-            (c.train, rows, c.data.max_len)
+            "sft"
         };
+        let (train, rows, seq) = run_shape(&p, &[], stage);
         let shape = budget::RunShape::of(&train, rows, seq);
         assert!(
             budget::world_divides(&shape, gpus),

@@ -1,6 +1,6 @@
 //! The end-to-end pipeline: from a GGUF and sample corpora to a quantized chatbot in one run
 //! directory. Its stages are data ([`STAGES`]: a name and a function over the config); each
-//! calls the library (GGUF to HF, data preparation, CPT, SFT, DPO, export, quantization,
+//! calls the library (GGUF to HF, data preparation, CPT, SFT, C-SFT-E, DPO, export, quantization,
 //! evaluation) and reports what it measured. Each finished stage is recorded in `stages.json`;
 //! a re-run skips those and resumes the failed one (the training stages resume from their own
 //! checkpoints).
