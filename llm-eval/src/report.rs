@@ -18,6 +18,12 @@ pub struct TaskResult {
     pub metrics: BTreeMap<String, f64>,
     /// The metric that enters the average (absent for measurements such as `zh-fraction`).
     pub primary: Option<String>,
+    /// The shots given to a task whose shot count is a choice (WMT22).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shots: Option<usize>,
+    /// Prompts rendered through the model's chat template.
+    #[serde(default)]
+    pub chat: bool,
     pub seconds: f64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<serde_json::Value>,

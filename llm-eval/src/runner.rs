@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub exec_threads: usize,
     /// Keep every item's prediction in the results.
     pub log_samples: bool,
+    /// Shots and chat template (see `tasks::Prompting`).
+    pub prompting: tasks::Prompting,
 }
 
 impl Default for RunOptions {
@@ -39,6 +41,7 @@ impl Default for RunOptions {
             exec_timeout: Duration::from_secs(10),
             exec_threads: 2,
             log_samples: false,
+            prompting: tasks::Prompting::default(),
         }
     }
 }
@@ -87,7 +90,7 @@ pub fn run_task(
     opts: &RunOptions,
 ) -> Result<TaskResult> {
     let start = Instant::now();
-    let mut items = tasks::load(task, data_dir)?;
+    let mut items = tasks::load_with(task, data_dir, &opts.prompting)?;
     if let Some(n) = opts.limit {
         items.truncate(n);
     }
@@ -101,6 +104,8 @@ pub fn run_task(
         n,
         metrics,
         primary: tasks::primary_metric(task).map(str::to_string),
+        shots: tasks::takes_shots(task).then(|| opts.prompting.shots.unwrap_or(0)),
+        chat: opts.prompting.chat && matches!(items, Items::Gen(_)),
         seconds: start.elapsed().as_secs_f64(),
         samples,
     })

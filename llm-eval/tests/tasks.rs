@@ -210,3 +210,122 @@ fn smollm2_gguf_runs_every_task() {
     eprintln!("{table}");
     let _ = m.name();
 }
+
+/// WMT22 with k shots: the prompt written out by hand for the shipped samples (no dev file:
+/// the first k test segments are the shots and are not scored), shots from a dev file when
+/// there is one, and too many shots refused.
+#[test]
+fn wmt22_few_shot_prompts_are_built_as_documented() {
+    let p = tasks::Prompting {
+        shots: Some(2),
+        chat: false,
+    };
+    let Items::Gen(zh_en) = tasks::load_with("wmt22-zh-en", &data(), &p).expect("zh-en") else {
+        panic!("generation task")
+    };
+    assert_eq!(zh_en.len(), 2, "4 segments, 2 used as shots");
+    assert_eq!(
+        zh_en[0].prompt,
+        "Translate the following Chinese text to English.\n\
+         Chinese: 我今天感到很孤独。\nEnglish: I feel very lonely today.\n\n\
+         Chinese: 他每天早上六点起床跑步。\nEnglish: He gets up at six every morning to go running.\n\n\
+         Chinese: 这家餐厅的饭菜很好吃，价格也不贵。\nEnglish:"
+    );
+    assert_eq!(
+        zh_en[0].refs,
+        ["The food in this restaurant is delicious, and the prices are not high."]
+    );
+    let Items::Gen(en_zh) = tasks::load_with("wmt22-en-zh", &data(), &p).expect("en-zh") else {
+        panic!("generation task")
+    };
+    assert!(
+        en_zh[0].prompt.starts_with(
+            "将下面的英文翻译成中文。\n英文：Thank you for listening to me.\n中文：谢谢你听我说话。\n\n"
+        ) && en_zh[0].prompt.ends_with("\n中文："),
+        "{}",
+        en_zh[0].prompt
+    );
+    // Zero shots: the plain prompt, every segment scored.
+    let Items::Gen(zero) = tasks::load("wmt22-zh-en", &data()).expect("0-shot") else {
+        panic!("generation task")
+    };
+    assert_eq!(zero.len(), 4);
+    assert_eq!(
+        zero[0].prompt,
+        "Translate the following Chinese text to English.\nChinese: 我今天感到很孤独。\nEnglish:"
+    );
+
+    // A dev file gives the shots; every test segment is scored.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let w = tmp.path().join("wmt22");
+    std::fs::create_dir_all(&w).expect("mkdir");
+    std::fs::write(w.join("zh-en.src"), "一\n二\n").expect("src");
+    std::fs::write(w.join("zh-en.ref"), "one\ntwo\n").expect("ref");
+    std::fs::write(w.join("zh-en.dev.src"), "三\n").expect("dev src");
+    std::fs::write(w.join("zh-en.dev.ref"), "three\n").expect("dev ref");
+    let one = tasks::Prompting {
+        shots: Some(1),
+        chat: false,
+    };
+    let Items::Gen(v) = tasks::load_with("wmt22-zh-en", tmp.path(), &one).expect("dev") else {
+        panic!("generation task")
+    };
+    assert_eq!(v.len(), 2);
+    assert!(
+        v[1].prompt
+            .contains("Chinese: 三\nEnglish: three\n\nChinese: 二\nEnglish:"),
+        "{}",
+        v[1].prompt
+    );
+    let e = tasks::load_with("wmt22-zh-en", tmp.path(), &p)
+        .expect_err("2 shots from a 1-line dev file")
+        .to_string();
+    assert!(e.contains("2 shots"), "{e}");
+}
+
+/// Chat mode renders every generation prompt through the model's own template (SmolLM2's
+/// ChatML), leaves multiple-choice tasks alone, and is recorded in the report.
+#[test]
+fn chat_mode_renders_generation_prompts_with_the_template() {
+    let mut m = EdgeModel::load(&smollm2(), 2048, 2).expect("load");
+    let chat = tasks::Prompting {
+        shots: Some(1),
+        chat: true,
+    };
+    let Items::Gen(v) = tasks::load_with("wmt22-en-zh", &data(), &chat).expect("load") else {
+        panic!("generation task")
+    };
+    assert!(v.iter().all(|it| it.chat));
+    // Special tokens decode to no bytes: what is left is the template's text around ours,
+    // including the default system prompt SmolLM2's template adds.
+    let decode = |ids: Vec<u32>| -> String {
+        let bytes: Vec<u8> = ids.iter().flat_map(|&t| m.token_bytes(t)).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let text = decode(llm_eval::runner::gen_prompt(&m, &v[0]).expect("prompt"));
+    assert!(
+        text.starts_with("system\nYou are a helpful AI assistant named SmolLM")
+            && text.contains(&format!("user\n{}\nassistant\n", v[0].prompt)),
+        "{text}"
+    );
+    let mut plain = v[0].clone();
+    plain.chat = false;
+    assert_eq!(
+        decode(llm_eval::runner::gen_prompt(&m, &plain).expect("plain")),
+        v[0].prompt
+    );
+    let Items::Choice(_) = tasks::load_with("eprstmt", &data(), &chat).expect("choice") else {
+        panic!("eprstmt stays multiple choice")
+    };
+    let opts = RunOptions {
+        limit: Some(1),
+        progress: false,
+        prompting: chat,
+        ..RunOptions::default()
+    };
+    let names = ["wmt22-en-zh".to_string(), "eprstmt".to_string()];
+    let report = llm_eval::evaluate(&mut m, &names, &data(), &opts).expect("evaluate");
+    let (w, e) = (&report.tasks["wmt22-en-zh"], &report.tasks["eprstmt"]);
+    assert!(w.chat && w.shots == Some(1) && w.metrics["bleu"].is_finite());
+    assert!(!e.chat && e.shots.is_none());
+}

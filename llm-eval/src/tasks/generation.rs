@@ -101,36 +101,79 @@ pub fn lcsts(dir: &Path) -> Result<Vec<GenItem>> {
         .collect())
 }
 
-/// WMT22 general test sets as plain text (`{src}-{tgt}.src` / `.ref`, one segment per line):
-/// zh->en `Translate the following Chinese text to English.\nChinese: {src}\nEnglish:`,
-/// en->zh `将下面的英文翻译成中文。\n英文：{src}\n中文：`; stop at a newline, 160 tokens.
-pub fn wmt(dir: &Path, src: &str, tgt: &str) -> Result<Vec<GenItem>> {
-    let sp = dir.join(format!("wmt22/{src}-{tgt}.src"));
-    let rp = dir.join(format!("wmt22/{src}-{tgt}.ref"));
-    let s = read_text(&sp)?;
-    let r = read_text(&rp)?;
-    let (s, r): (Vec<&str>, Vec<&str>) = (s.lines().collect(), r.lines().collect());
-    if s.len() != r.len() {
+/// WMT22 general test sets as plain text (`{src}-{tgt}.src` / `.ref`, one segment per line), with
+/// `shots` translated examples before each segment: zh->en
+/// `Translate the following Chinese text to English.\n` then `Chinese: {s}\nEnglish: {r}\n\n` per
+/// shot and `Chinese: {src}\nEnglish:`; en->zh `将下面的英文翻译成中文。\n`, `英文：{s}\n中文：{r}\n\n`,
+/// `英文：{src}\n中文：`. The shots are the first `shots` lines of `{src}-{tgt}.dev.src` / `.dev.ref`
+/// when they exist (e.g. WMT21's test set: `sacrebleu -t wmt21 -l zh-en --echo src`), else the
+/// first `shots` test segments, which are then not scored. Stop at a newline, 160 tokens.
+pub fn wmt(dir: &Path, src: &str, tgt: &str, shots: usize) -> Result<Vec<GenItem>> {
+    let pair = |ext: &str| -> Result<Vec<String>> {
+        let sp = dir.join(format!("wmt22/{src}-{tgt}.{ext}src"));
+        let rp = dir.join(format!("wmt22/{src}-{tgt}.{ext}ref"));
+        let s = read_text(&sp)?;
+        let r = read_text(&rp)?;
+        let (s, r): (Vec<&str>, Vec<&str>) = (s.lines().collect(), r.lines().collect());
+        if s.len() != r.len() {
+            return Err(EvalError::data(
+                &rp,
+                format!("{} lines, source has {}", r.len(), s.len()),
+            ));
+        }
+        Ok(s.iter()
+            .zip(&r)
+            .flat_map(|(s, r)| [s.to_string(), r.to_string()])
+            .collect())
+    };
+    let test = pair("")?;
+    let dev_exists = dir.join(format!("wmt22/{src}-{tgt}.dev.src")).is_file();
+    let dev = if dev_exists {
+        pair("dev.")?
+    } else {
+        Vec::new()
+    };
+    let (examples, skip) = if shots == 0 {
+        (&test[..0], 0)
+    } else if dev_exists {
+        (&dev[..], 0)
+    } else {
+        (&test[..], shots)
+    };
+    if examples.len() / 2 < shots || test.len() / 2 <= skip {
         return Err(EvalError::data(
-            &rp,
-            format!("{} lines, source has {}", r.len(), s.len()),
+            dir.join(format!("wmt22/{src}-{tgt}.src")),
+            format!("{shots} shots asked for, too few segments"),
         ));
     }
-    Ok(s.iter()
-        .zip(&r)
+    let (head, source, target) = if src == "zh" {
+        (
+            "Translate the following Chinese text to English.\n",
+            "Chinese: ",
+            "English:",
+        )
+    } else {
+        ("将下面的英文翻译成中文。\n", "英文：", "中文：")
+    };
+    let mut prefix = head.to_string();
+    for shot in examples.chunks(2).take(shots) {
+        let space = if target.ends_with(':') { " " } else { "" };
+        prefix.push_str(&format!(
+            "{source}{}\n{target}{space}{}\n\n",
+            shot[0], shot[1]
+        ));
+    }
+    Ok(test
+        .chunks(2)
         .enumerate()
-        .map(|(i, (s, r))| {
-            let prompt = if src == "zh" {
-                format!("Translate the following Chinese text to English.\nChinese: {s}\nEnglish:")
-            } else {
-                format!("将下面的英文翻译成中文。\n英文：{s}\n中文：")
-            };
+        .skip(skip)
+        .map(|(i, seg)| {
             item(
                 format!("wmt22-{src}-{tgt}/{i}"),
-                prompt,
+                format!("{prefix}{source}{}\n{target}", seg[0]),
                 160,
                 &["\n"],
-                vec![r.to_string()],
+                vec![seg[1].clone()],
             )
         })
         .collect())

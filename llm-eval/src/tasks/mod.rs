@@ -12,8 +12,8 @@
 //! | `cmrc` | `cmrc/dev.json` (SQuAD format) | generation | 0 | em (and f1) |
 //! | `drcd` | `drcd/dev.json` (SQuAD format) | generation | 0 | em (and f1) |
 //! | `lcsts` | `lcsts/test.src.txt`, `lcsts/test.tgt.txt` (one per line) | generation | 0 | rougeL_jieba (and rougeL_char) |
-//! | `wmt22-zh-en` | `wmt22/zh-en.src`, `wmt22/zh-en.ref` (`sacrebleu -t wmt22 -l zh-en --echo src`/`ref`) | generation | 0 | bleu (13a) |
-//! | `wmt22-en-zh` | `wmt22/en-zh.src`, `wmt22/en-zh.ref` | generation | 0 | bleu (zh) |
+//! | `wmt22-zh-en` | `wmt22/zh-en.src`, `wmt22/zh-en.ref` (`sacrebleu -t wmt22 -l zh-en --echo src`/`ref`); shots from `zh-en.dev.src`/`.ref` | generation | 0 or `Prompting::shots` | bleu (13a) |
+//! | `wmt22-en-zh` | `wmt22/en-zh.src`, `wmt22/en-zh.ref`; shots from `en-zh.dev.*` | generation | 0 or `Prompting::shots` | bleu (zh) |
 //! | `gsm8k` | `gsm8k/test.jsonl`, shots from `gsm8k/train.jsonl` | generation | 4 | acc (last number) |
 //! | `triviaqa` | `triviaqa/dev.json` (the original `{"Data": [...]}`) | generation | 0 | em |
 //! | `humaneval` | `humaneval/HumanEval.jsonl.gz` (else `assets/HumanEval.jsonl.gz`) | generation + execution | 0 | pass@1 |
@@ -126,9 +126,31 @@ pub fn resolve(names: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Read a task's items from `data_dir`.
+/// How a run builds its prompts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prompting {
+    /// Shots for the tasks whose shot count is a choice (`wmt22-*`; the paper: 5); `None`: the
+    /// task's own default (0 for WMT22).
+    pub shots: Option<usize>,
+    /// Render every generation prompt through the model's chat template, as OpenCompass does
+    /// for chat models (instruct checkpoints); multiple-choice tasks keep their plain form.
+    pub chat: bool,
+}
+
+/// Whether `task` takes a shot count (`Prompting::shots`).
+pub fn takes_shots(task: &str) -> bool {
+    task.starts_with("wmt22-")
+}
+
+/// Read a task's items from `data_dir`, with each task's default prompts.
 pub fn load(task: &str, data_dir: &Path) -> Result<Items> {
-    Ok(match task {
+    load_with(task, data_dir, &Prompting::default())
+}
+
+/// Read a task's items from `data_dir`, with the prompts `p` asks for.
+pub fn load_with(task: &str, data_dir: &Path, p: &Prompting) -> Result<Items> {
+    let shots = p.shots.unwrap_or(0);
+    let mut items = match task {
         "ceval" => Items::Choice(choice::ceval(data_dir)?),
         "mmlu" => Items::Choice(choice::mmlu(data_dir)?),
         "agieval" => Items::Choice(choice::agieval(data_dir)?),
@@ -137,13 +159,19 @@ pub fn load(task: &str, data_dir: &Path) -> Result<Items> {
         "cmrc" => Items::Gen(generation::squad(data_dir, "cmrc")?),
         "drcd" => Items::Gen(generation::squad(data_dir, "drcd")?),
         "lcsts" => Items::Gen(generation::lcsts(data_dir)?),
-        "wmt22-zh-en" => Items::Gen(generation::wmt(data_dir, "zh", "en")?),
-        "wmt22-en-zh" => Items::Gen(generation::wmt(data_dir, "en", "zh")?),
+        "wmt22-zh-en" => Items::Gen(generation::wmt(data_dir, "zh", "en", shots)?),
+        "wmt22-en-zh" => Items::Gen(generation::wmt(data_dir, "en", "zh", shots)?),
         "gsm8k" => Items::Gen(generation::gsm8k(data_dir)?),
         "triviaqa" => Items::Gen(generation::triviaqa(data_dir)?),
         "humaneval" => Items::Gen(humaneval::load(data_dir)?),
         "cloze" => Items::Choice(choice::cloze(data_dir)?),
         "zh-fraction" => Items::Gen(generation::dialogue(data_dir)?),
         other => return Err(EvalError::UnknownTask(other.into(), TASKS.join(", "))),
-    })
+    };
+    if p.chat {
+        if let Items::Gen(v) = &mut items {
+            v.iter_mut().for_each(|it| it.chat = true);
+        }
+    }
+    Ok(items)
 }

@@ -53,6 +53,12 @@ pub struct EvalArgs {
     /// Seconds each HumanEval program may run.
     #[arg(long, default_value_t = 10.0)]
     exec_timeout: f64,
+    /// Few-shot examples for the tasks that take them (wmt22-*; the paper uses 5).
+    #[arg(long)]
+    shots: Option<usize>,
+    /// Render generation prompts through the model's chat template (instruct models).
+    #[arg(long)]
+    chat: bool,
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
@@ -87,6 +93,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
         exec_timeout: Duration::from_secs_f64(a.exec_timeout),
         exec_threads: a.threads.max(1),
         log_samples: a.log_samples,
+        prompting: llm_eval::tasks::Prompting {
+            shots: a.shots,
+            chat: a.chat,
+        },
     };
     let report = llm_eval::evaluate(model.as_mut(), &tasks, &a.data_dir, &opts)?;
     report.write(&a.out)?;
