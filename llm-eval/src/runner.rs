@@ -139,6 +139,7 @@ fn run_choice(
 ) -> Result<Scored> {
     let pb = bar(opts, task, items.len());
     let (mut acc, mut acc_norm) = (0usize, 0usize);
+    let mut picks = Vec::with_capacity(items.len());
     let mut samples = Vec::new();
     for chunk in items.chunks(opts.batch.max(1)) {
         let mut reqs = Vec::new();
@@ -160,6 +161,7 @@ fn run_choice(
                 .collect();
             let (pick, pick_norm) = (argmax(&ll), argmax(&norm));
             acc += usize::from(pick == it.gold);
+            picks.push(Some(pick));
             acc_norm += usize::from(pick_norm == it.gold);
             if opts.log_samples {
                 samples.push(json!({"id": it.id, "gold": it.gold, "pick": pick, "pick_norm": pick_norm, "loglik": ll}));
@@ -172,6 +174,10 @@ fn run_choice(
     let mut m = BTreeMap::new();
     m.insert("acc".into(), 100.0 * acc as f64 / n);
     m.insert("acc_norm".into(), 100.0 * acc_norm as f64 / n);
+    if task == "emotion" {
+        let gold: Vec<usize> = items.iter().map(|i| i.gold).collect();
+        m.insert("macro_f1".into(), tasks::emotion::macro_f1(&gold, &picks));
+    }
     Ok((m, samples))
 }
 

@@ -42,6 +42,8 @@ fn every_task_loads_its_samples() {
         ("gsm8k", 3),
         ("triviaqa", 4),
         ("cloze", 48),
+        ("emotion", 14),
+        ("emotion-gen", 14),
         ("zh-fraction", 6),
     ];
     for (t, n) in want {
@@ -328,4 +330,43 @@ fn chat_mode_renders_generation_prompts_with_the_template() {
     let (w, e) = (&report.tasks["wmt22-en-zh"], &report.tasks["eprstmt"]);
     assert!(w.chat && w.shots == Some(1) && w.metrics["bleu"].is_finite());
     assert!(!e.chat && e.shots.is_none());
+}
+
+/// Emotion classification: prompts written out by hand for the shipped samples, and the
+/// generation scoring (first label named, format errors counted as wrong) by hand.
+#[test]
+fn emotion_prompts_and_scores_are_as_documented() {
+    let Items::Choice(c) = tasks::load("emotion", &data()).expect("emotion") else {
+        panic!("choice task")
+    };
+    assert_eq!(
+        c[0].context,
+        "Text: They cancelled my flight without telling me and now refuse to refund it. \
+         Unbelievable.\nThe emotion expressed in this text is:"
+    );
+    assert_eq!(c[0].choices[0], " anger");
+    assert_eq!((c[0].choices.len(), c[0].gold), (7, 0));
+    assert_eq!(
+        c[1].context,
+        "文本：他又一次当着所有人的面抢了我的功劳，我真的忍不下去了。\n这段文本表达的情绪是："
+    );
+    assert_eq!(c[1].choices[4], "悲伤");
+    let Items::Gen(g) = tasks::load("emotion-gen", &data()).expect("emotion-gen") else {
+        panic!("generation task")
+    };
+    assert_eq!(
+        g[13].prompt,
+        "文本：明天上午九点，图书馆三楼有一场讲座。\n从以下情绪中选择一个：愤怒、厌恶、恐惧、喜悦、悲伤、惊讶、中性\n情绪："
+    );
+    assert!(g[0].prompt.ends_with(
+        "Choose one emotion from: anger, disgust, fear, joy, sadness, surprise, neutral\nEmotion:"
+    ));
+    // Items 0, 1 (anger), 2 (disgust): right, a format error, wrong (says fear).
+    let outputs = [" Anger.", "不知道", " fear, I think"].map(String::from);
+    let m = tasks::emotion::score_generation(&g[..3], &outputs);
+    let get = |k: &str| m.iter().find(|(n, _)| *n == k).map(|(_, v)| *v).expect(k);
+    assert!((get("acc") - 100.0 / 3.0).abs() < 1e-9);
+    assert!((get("format_errors") - 100.0 / 3.0).abs() < 1e-9);
+    // anger: tp 1, fn 1 -> 2/3; disgust: fn 1 -> 0; fear: fp 1 -> 0. Macro: 2/9.
+    assert!((get("macro_f1") - 200.0 / 9.0).abs() < 1e-9, "{m:?}");
 }

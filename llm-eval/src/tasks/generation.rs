@@ -321,6 +321,11 @@ pub fn score(task: &str, items: &[GenItem], outputs: &[String]) -> BTreeMap<Stri
             let refs = vec![items.iter().map(|i| i.refs[0].clone()).collect::<Vec<_>>()];
             m.insert("bleu".into(), metrics::corpus_bleu(&hyps, &refs, tok).score);
         }
+        "emotion-gen" => {
+            for (k, v) in super::emotion::score_generation(items, outputs) {
+                m.insert(k.into(), v);
+            }
+        }
         "gsm8k" | "triviaqa" => {
             let key = if task == "gsm8k" { "acc" } else { "em" };
             m.insert(

@@ -18,9 +18,12 @@
 //! | `triviaqa` | `triviaqa/dev.json` (the original `{"Data": [...]}`) | generation | 0 | em |
 //! | `humaneval` | `humaneval/HumanEval.jsonl.gz` (else `assets/HumanEval.jsonl.gz`) | generation + execution | 0 | pass@1 |
 //! | `cloze` | `cloze/*.jsonl` (`context`, `choices`, `gold`: generic multiple choice) | choice | 0 | acc_norm |
+//! | `emotion` | `emotion/test.jsonl` (`text`, `label`), labels from `emotion/labels.tsv` | choice | 0 | acc (and macro_f1) |
+//! | `emotion-gen` | the same, the label list in the prompt, the first label named | generation | 0 | acc (and macro_f1, format_errors) |
 //! | `zh-fraction` | `dialogue/prompts.jsonl` (`{"prompt": ...}`), chat template | generation | 0 | zh_fraction (not averaged) |
 
 pub mod choice;
+pub mod emotion;
 pub mod generation;
 pub mod humaneval;
 pub mod io;
@@ -93,6 +96,8 @@ pub const TASKS: &[&str] = &[
     "triviaqa",
     "humaneval",
     "cloze",
+    "emotion",
+    "emotion-gen",
     "zh-fraction",
 ];
 
@@ -106,6 +111,7 @@ pub fn primary_metric(task: &str) -> Option<&'static str> {
         "wmt22-zh-en" | "wmt22-en-zh" => "bleu",
         "humaneval" => "pass@1",
         "cloze" => "acc_norm",
+        "emotion" | "emotion-gen" => "acc",
         _ => return None,
     })
 }
@@ -165,6 +171,8 @@ pub fn load_with(task: &str, data_dir: &Path, p: &Prompting) -> Result<Items> {
         "triviaqa" => Items::Gen(generation::triviaqa(data_dir)?),
         "humaneval" => Items::Gen(humaneval::load(data_dir)?),
         "cloze" => Items::Choice(choice::cloze(data_dir)?),
+        "emotion" => Items::Choice(emotion::choice(data_dir)?),
+        "emotion-gen" => Items::Gen(emotion::generation(data_dir)?),
         "zh-fraction" => Items::Gen(generation::dialogue(data_dir)?),
         other => return Err(EvalError::UnknownTask(other.into(), TASKS.join(", "))),
     };

@@ -15,7 +15,8 @@ pub struct EvalArgs {
     #[arg(long)]
     model: PathBuf,
     /// Comma-separated tasks, or `all`: ceval, mmlu, agieval, cluewsc, eprstmt, cmrc, drcd,
-    /// lcsts, wmt22-zh-en, wmt22-en-zh, gsm8k, triviaqa, humaneval, cloze, zh-fraction.
+    /// lcsts, wmt22-zh-en, wmt22-en-zh, gsm8k, triviaqa, humaneval, cloze, emotion, emotion-gen,
+    /// zh-fraction.
     #[arg(
         long,
         value_delimiter = ',',
