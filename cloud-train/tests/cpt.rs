@@ -126,7 +126,7 @@ fn killed_run_resumes_exactly() {
 /// The compensations of compensated updates are saved and restored with the moments (their
 /// save and load are in the CI tier: `distributed.rs`, one rank).
 #[test]
-#[ignore = "full tier (scripts/test.sh --full): two more 10-step runs, ~60 s"]
+#[ignore = "full tier (scripts/test.sh --full): two more 6-step runs, ~40 s"]
 fn killed_run_with_compensated_updates_resumes_exactly() {
     killed_run_resumes_exactly_with(&["train.compensated_update=true"]);
 }
@@ -136,16 +136,16 @@ fn killed_run_resumes_exactly_with(extra: &[&str]) {
     let data = tmp.path().join("data");
     prepare_corpora(&data);
     let mut args = vec![
-        "train.steps=10",
-        "output.save_every=3",
-        "output.eval_every=5",
+        "train.steps=6",
+        "output.save_every=2",
+        "output.eval_every=3",
         "output.keep_last=5",
     ];
     args.extend_from_slice(extra);
 
     let straight = tmp.path().join("straight");
     run_ok(&mut cpt(&data, &straight, &args));
-    let opt = std::fs::read(straight.join("checkpoint-000010/optimizer.safetensors"))
+    let opt = std::fs::read(straight.join("checkpoint-000006/optimizer.safetensors"))
         .expect("optimizer state");
     let has_compensation = opt.windows(13).any(|w| w == b".compensation");
     assert_eq!(has_compensation, !extra.is_empty(), "compensations saved");
@@ -156,12 +156,12 @@ fn killed_run_resumes_exactly_with(extra: &[&str]) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    // Kill once step 4 is logged (after the checkpoint at step 3), before the end.
+    // Kill once step 3 is logged (after the checkpoint at step 2), before the end.
     let start = Instant::now();
     loop {
         let steps =
             std::fs::read_to_string(killed.join("metrics.jsonl")).map_or(0, |t| t.lines().count());
-        if steps >= 4 {
+        if steps >= 3 {
             break;
         }
         assert!(
@@ -174,7 +174,7 @@ fn killed_run_resumes_exactly_with(extra: &[&str]) {
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     assert!(
-        !killed.join("checkpoint-000010").exists(),
+        !killed.join("checkpoint-000006").exists(),
         "killed too late to test anything"
     );
     let logged = metrics(&killed).len();
@@ -184,8 +184,8 @@ fn killed_run_resumes_exactly_with(extra: &[&str]) {
     assert!(text.contains("resuming from"), "{text}");
 
     let (a, b) = (metrics(&straight), metrics(&killed));
-    assert_eq!(a.len(), 10);
-    assert_eq!(b.len(), 10, "steps after the checkpoint are logged once");
+    assert_eq!(a.len(), 6);
+    assert_eq!(b.len(), 6, "steps after the checkpoint are logged once");
     for (x, y) in a.iter().zip(&b) {
         for key in ["step", "loss", "grad_norm", "lr", "almr", "val_loss"] {
             assert_eq!(x[key], y[key], "step {}: {key}", x["step"]);

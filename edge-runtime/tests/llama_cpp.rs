@@ -136,8 +136,10 @@ fn greedy_q4_1_matches_llama_cpp() {
     );
 }
 
-/// The scalar reference kernels are slow (libm FMA calls): two prompts, 16 tokens.
+/// The scalar reference kernels are slow (libm FMA calls): two prompts, 16 tokens. CI checks
+/// every scalar kernel against ggml (`kernels_vs_ggml.rs`) and the SIMD path end to end.
 #[test]
+#[ignore = "full tier (scripts/test.sh --full): the scalar kernels end to end, ~10 s"]
 fn greedy_q4_1_matches_llama_cpp_scalar_kernels() {
     check_file("runtime/greedy_q4_1.json", Kernels::Scalar, 2, 16);
 }
@@ -279,6 +281,7 @@ fn requantized_q4_0_matches_llama_quantize_and_llama_cpp() {
 /// arithmetic of llama.cpp's repacked gemv, and `dot_q8_0`) against llama.cpp itself, not
 /// only against their SIMD twins: two prompts, 16 tokens each.
 #[test]
+#[ignore = "full tier (scripts/test.sh --full): the scalar kernels end to end, ~15 s"]
 fn scalar_q4_0_and_q8_0_kernels_match_llama_cpp() {
     let short = (2, 16);
     check_q4_0(Kernels::Scalar, short);
