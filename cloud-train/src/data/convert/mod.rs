@@ -7,13 +7,19 @@
 //! the line and the field: a wrong `--from` or a damaged download should stop the conversion,
 //! not thin it out silently.
 
+mod items;
+mod mix;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{splitmix64, DataError, Permutation};
+pub use items::{read_items, Location};
+pub use mix::{mix, MixInput, MixReport};
+
+use super::DataError;
 
 /// A published layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -459,180 +465,6 @@ pub fn convert_item(source: &Source, v: &Value) -> Result<Vec<Converted>, FieldE
     }
 }
 
-/// Where an item sits in its file, for messages: `line N` (JSONL, JSON arrays and objects) or
-/// `row N` (Parquet).
-pub type Location = String;
-
-/// The items of one file: JSONL lines; a JSON array's elements or a JSON object's values
-/// (CrossWOZ); a JSON file holding one object (MuTual); Parquet rows. `.gz` is read through
-/// gzip.
-pub fn read_items(path: &Path) -> Result<Vec<(Location, Value)>, DataError> {
-    let name = path.to_string_lossy().to_lowercase();
-    let name = name.strip_suffix(".gz").unwrap_or(&name);
-    if name.ends_with(".parquet") {
-        return read_parquet(path);
-    }
-    let bytes = std::fs::read(path).map_err(DataError::io(path))?;
-    let bytes = if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut out)
-            .map_err(DataError::io(path))?;
-        out
-    } else {
-        bytes
-    };
-    let text = String::from_utf8(bytes)
-        .map_err(|e| DataError::format(path, format!("not UTF-8 ({e})")))?;
-    if name.ends_with(".jsonl") {
-        let mut items = Vec::new();
-        for (k, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v = serde_json::from_str(line)
-                .map_err(|e| DataError::format(path, format!("line {}: not JSON ({e})", k + 1)))?;
-            items.push((format!("line {}", k + 1), v));
-        }
-        return Ok(items);
-    }
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| DataError::format(path, format!("line {}: not JSON ({e})", e.line())))?;
-    let starts = top_level_starts(&text);
-    Ok(match v {
-        Value::Array(a) => a
-            .into_iter()
-            .enumerate()
-            .map(|(k, v)| {
-                let line = starts.get(k).map_or(1, |s| s.0);
-                (format!("line {line}"), v)
-            })
-            .collect(),
-        // A dialogue map (CrossWOZ: id -> dialogue), in file order, unless the object is
-        // itself one record (a value that is not an object).
-        Value::Object(o) if !o.is_empty() && o.values().all(Value::is_object) => {
-            let line_of: BTreeMap<&str, usize> = starts
-                .iter()
-                .filter_map(|(line, key)| key.as_deref().map(|k| (k, *line)))
-                .collect();
-            let mut items: Vec<(usize, String, Value)> = o
-                .into_iter()
-                .map(|(key, v)| (line_of.get(key.as_str()).copied().unwrap_or(1), key, v))
-                .collect();
-            items.sort_by_key(|(line, _, _)| *line);
-            items
-                .into_iter()
-                .map(|(line, key, v)| (format!("line {line} ({key:?})"), v))
-                .collect()
-        }
-        v => vec![("line 1".to_string(), v)],
-    })
-}
-
-/// The 1-based line where each element of the top-level array, or each key of the top-level
-/// object (with the key), starts.
-fn top_level_starts(text: &str) -> Vec<(usize, Option<String>)> {
-    let (mut depth, mut line) = (0usize, 1usize);
-    let (mut in_string, mut escaped, mut expecting) = (false, false, false);
-    let mut object = false;
-    let mut key: Option<String> = None;
-    let mut starts: Vec<(usize, Option<String>)> = Vec::new();
-    for c in text.chars() {
-        if c == '\n' {
-            line += 1;
-        }
-        if in_string {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => {
-                    in_string = false;
-                    if let Some(k) = key.take() {
-                        if let Some(last) = starts.last_mut() {
-                            *last = (last.0, Some(k));
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if let Some(k) = key.as_mut().filter(|_| in_string) {
-                k.push(c);
-            }
-            continue;
-        }
-        if depth == 1 && expecting && !c.is_whitespace() && c != ']' && c != '}' {
-            starts.push((line, None));
-            expecting = false;
-            if object && c == '"' {
-                key = Some(String::new());
-            }
-        }
-        match c {
-            '"' => in_string = true,
-            '[' | '{' => {
-                depth += 1;
-                if depth == 1 {
-                    object = c == '{';
-                    expecting = true;
-                }
-            }
-            ']' | '}' => depth = depth.saturating_sub(1),
-            ',' if depth == 1 => expecting = true,
-            _ => {}
-        }
-    }
-    starts
-}
-
-fn read_parquet(path: &Path) -> Result<Vec<(Location, Value)>, DataError> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let bad = |e: parquet::errors::ParquetError| DataError::format(path, format!("parquet: {e}"));
-    let file = std::fs::File::open(path).map_err(DataError::io(path))?;
-    let reader = SerializedFileReader::new(file).map_err(bad)?;
-    let mut items = Vec::new();
-    for (k, row) in reader.get_row_iter(None).map_err(bad)?.enumerate() {
-        let row = row.map_err(bad)?;
-        let object: serde_json::Map<String, Value> = row
-            .get_column_iter()
-            .map(|(name, field)| (name.clone(), field_json(field)))
-            .collect();
-        items.push((format!("row {}", k + 1), Value::Object(object)));
-    }
-    Ok(items)
-}
-
-fn field_json(f: &parquet::record::Field) -> Value {
-    use parquet::record::Field;
-    match f {
-        Field::Null => Value::Null,
-        Field::Bool(b) => json!(b),
-        Field::Byte(x) => json!(x),
-        Field::Short(x) => json!(x),
-        Field::Int(x) => json!(x),
-        Field::Long(x) => json!(x),
-        Field::UByte(x) => json!(x),
-        Field::UShort(x) => json!(x),
-        Field::UInt(x) => json!(x),
-        Field::ULong(x) => json!(x),
-        Field::Float(x) => json!(x),
-        Field::Double(x) => json!(x),
-        Field::Str(s) => json!(s),
-        Field::Bytes(b) => json!(String::from_utf8_lossy(b.data())),
-        Field::Group(row) => Value::Object(
-            row.get_column_iter()
-                .map(|(n, f)| (n.clone(), field_json(f)))
-                .collect(),
-        ),
-        Field::ListInternal(list) => Value::Array(list.elements().iter().map(field_json).collect()),
-        Field::MapInternal(map) => Value::Array(
-            map.entries()
-                .iter()
-                .map(|(k, v)| json!([field_json(k), field_json(v)]))
-                .collect(),
-        ),
-        other => json!(other.to_string()),
-    }
-}
-
 /// Why a record was left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Dropped {
@@ -683,7 +515,7 @@ pub fn convert(
     let mut seen: HashSet<[u8; 16]> = HashSet::new();
     let mut text = String::new();
     // Directories (MuTual ships one file per question) are walked in name order.
-    let (files, _ignored) = super::sources::list_inputs(inputs)?;
+    let (files, _ignored) = crate::data::sources::list_inputs(inputs)?;
     for path in &files {
         for (location, item) in read_items(path)? {
             report.items += 1;
@@ -751,108 +583,4 @@ fn why_dropped(
     }
     let key: [u8; 16] = h.finalize()[..16].try_into().unwrap_or_default();
     (!seen.insert(key)).then_some(Dropped::Duplicate)
-}
-
-/// One input of [`mix`]: a converted JSONL file and its share of the output.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MixInput {
-    pub path: PathBuf,
-    pub weight: f64,
-}
-
-/// What [`mix`] took from each input.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MixReport {
-    /// Per input: lines available, lines taken.
-    pub taken: Vec<(usize, usize)>,
-    pub total: usize,
-}
-
-/// Lines of `inputs` in proportion to their weights, shuffled together, into `out`. `total`
-/// lines in all (default: as many as the scarcest input allows without repeating a line).
-/// An input asked for more lines than it has repeats whole passes over it only with
-/// `repeat`. The same inputs and `seed` give the same file.
-pub fn mix(
-    inputs: &[MixInput],
-    out: &Path,
-    total: Option<usize>,
-    repeat: bool,
-    seed: u64,
-) -> Result<MixReport, DataError> {
-    if inputs.is_empty()
-        || inputs
-            .iter()
-            .any(|i| !(i.weight > 0.0 && i.weight.is_finite()))
-    {
-        return Err(DataError::Mixture(
-            "mix: give at least one input, each with a positive weight".into(),
-        ));
-    }
-    let mut lines = Vec::with_capacity(inputs.len());
-    for i in inputs {
-        let text = std::fs::read_to_string(&i.path).map_err(DataError::io(&i.path))?;
-        let l: Vec<String> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .collect();
-        if l.is_empty() {
-            return Err(DataError::format(&i.path, "no lines to mix"));
-        }
-        lines.push(l);
-    }
-    let sum: f64 = inputs.iter().map(|i| i.weight).sum();
-    let shares: Vec<f64> = inputs.iter().map(|i| i.weight / sum).collect();
-    let total = total.unwrap_or_else(|| {
-        lines
-            .iter()
-            .zip(&shares)
-            .map(|(l, s)| (l.len() as f64 / s).floor() as usize)
-            .min()
-            .unwrap_or(0)
-    });
-    // Largest remainders: the counts sum to `total` exactly.
-    let exact: Vec<f64> = shares.iter().map(|s| s * total as f64).collect();
-    let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
-    let mut order: Vec<usize> = (0..inputs.len()).collect();
-    order.sort_by(|&a, &b| {
-        (exact[b] - exact[b].floor())
-            .total_cmp(&(exact[a] - exact[a].floor()))
-            .then(a.cmp(&b))
-    });
-    let short = total - counts.iter().sum::<usize>();
-    for &k in order.iter().take(short) {
-        counts[k] += 1;
-    }
-    let mut picked: Vec<&str> = Vec::with_capacity(total);
-    for (k, (l, &want)) in lines.iter().zip(&counts).enumerate() {
-        if want > l.len() && !repeat {
-            return Err(DataError::format(
-                &inputs[k].path,
-                format!(
-                    "{want} lines wanted for its weight, {} there: lower --total, or pass --repeat",
-                    l.len()
-                ),
-            ));
-        }
-        for j in 0..want {
-            let pass = (j / l.len()) as u64;
-            let perm = Permutation::new(
-                l.len() as u64,
-                splitmix64(seed ^ splitmix64(k as u64) ^ splitmix64(pass.wrapping_add(1))),
-            );
-            picked.push(&l[perm.apply((j % l.len()) as u64) as usize]);
-        }
-    }
-    let perm = Permutation::new(picked.len() as u64, splitmix64(seed));
-    let mut text = String::new();
-    for j in 0..picked.len() {
-        text.push_str(picked[perm.apply(j as u64) as usize]);
-        text.push('\n');
-    }
-    llama_spec::atomic::write_atomic(out, text.as_bytes()).map_err(DataError::io(out))?;
-    Ok(MixReport {
-        taken: lines.iter().map(Vec::len).zip(counts).collect(),
-        total,
-    })
 }
