@@ -3,9 +3,9 @@
 //! label the reply names (`emotion-gen`); accuracy and macro-F1.
 //!
 //! Data (under the data dir): `emotion/labels.tsv`, one label a line as `english<TAB>chinese`
-//! (the label set, in order), and `emotion/test.jsonl` lines `{"text", "label"}` with the English
-//! label. A text with any CJK character is asked in Chinese with the Chinese labels, any other
-//! in English.
+//! (the label set, in order), and `emotion/test.jsonl` lines `{"text", "label"}` with the
+//! English label. A text with any CJK character (`metrics::text::is_cjk`) is asked in Chinese
+//! with the Chinese labels, any other in English.
 
 use std::path::Path;
 
@@ -40,10 +40,6 @@ pub fn labels(dir: &Path) -> Result<Vec<(String, String)>> {
     Ok(labels)
 }
 
-fn is_chinese(text: &str) -> bool {
-    text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
-}
-
 /// The items: (text, gold label index, asked in Chinese).
 fn items(dir: &Path, labels: &[(String, String)]) -> Result<Vec<(String, usize, bool)>> {
     let path = dir.join("emotion/test.jsonl");
@@ -62,7 +58,7 @@ fn items(dir: &Path, labels: &[(String, String)]) -> Result<Vec<(String, usize, 
                         format!("record {}: label {label:?} is not in labels.tsv", i + 1),
                     )
                 })?;
-            let zh = is_chinese(&text);
+            let zh = text.chars().any(crate::metrics::text::is_cjk);
             Ok((text, gold, zh))
         })
         .collect()
