@@ -22,6 +22,7 @@ pub mod device;
 pub mod dist;
 pub mod error;
 pub mod eval;
+pub mod eval_chart;
 pub mod model;
 pub mod pipeline;
 pub mod plot;

@@ -118,6 +118,15 @@ pub fn plot(
     key: &str,
     size: (u32, u32),
 ) -> Result<(), PlotError> {
+    png_atomically(out, |tmp| draw(runs, tmp, x_tokens, key, size))
+}
+
+/// Draw a PNG with `draw` into a temporary file beside `out`, then fsync and rename it over
+/// `out`; the embedded font is registered first.
+pub(crate) fn png_atomically(
+    out: &Path,
+    draw: impl FnOnce(&Path) -> Result<(), DrawError>,
+) -> Result<(), PlotError> {
     // Registering twice is harmless; a bad font would be a build problem, reported here.
     plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
         .map_err(|_| err(out, "the embedded font does not load"))?;
@@ -132,7 +141,7 @@ pub fn plot(
         .into_owned();
     // The image encoder picks the format by extension: keep `.png` last in the temp name.
     let tmp = dir.join(format!(".{name}.{}.tmp.png", std::process::id()));
-    let drawn = draw(runs, &tmp, x_tokens, key, size).map_err(|e| err(out, e.0));
+    let drawn = draw(&tmp).map_err(|e| err(out, e.0));
     let result = drawn.and_then(|()| {
         let f = std::fs::File::open(&tmp).map_err(|e| err(&tmp, e.to_string()))?;
         f.sync_all().map_err(|e| err(&tmp, e.to_string()))?;

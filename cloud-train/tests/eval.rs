@@ -169,6 +169,67 @@ fn eval_cli_writes_what_sweep_collect_reads() {
         "zh-fraction is reported but not averaged: {v}"
     );
     assert!(v["zh_fraction"].as_f64().is_some(), "{v}");
+
+    // eval-report: this result, a second one (the same with another name and eprstmt 75), and
+    // reference numbers, laid out as Tables 3-5 (Markdown, CSV) and a chart.
+    let mut second = v.clone();
+    second["model"] = "second".into();
+    second["tasks"]["eprstmt"]["metrics"]["acc"] = 75.0.into();
+    let second_path = tmp.path().join("second.json");
+    std::fs::write(&second_path, second.to_string()).expect("write");
+    let reference = tmp.path().join("paper.csv");
+    std::fs::write(
+        &reference,
+        "model,task,metric,value\npaper-8b,ceval,acc,51.2\npaper-8b,eprstmt,acc,88.0\npaper-8b,turing,human_rate,40.5\n",
+    )
+    .expect("write");
+    let report = tmp.path().join("report");
+    common::run_ok(common::cloud_train().args([
+        "eval-report",
+        out.to_str().expect("utf8"),
+        second_path.to_str().expect("utf8"),
+        "--reference",
+        reference.to_str().expect("utf8"),
+        "--out",
+        report.to_str().expect("utf8"),
+    ]));
+    let t4 = std::fs::read_to_string(report.join("table4.md")).expect("table4.md");
+    let cmrc = v["tasks"]["cmrc"]["metrics"]["em"]
+        .as_f64()
+        .expect("cmrc em");
+    let cluewsc = v["tasks"]["cluewsc"]["metrics"]["acc"]
+        .as_f64()
+        .expect("cluewsc acc");
+    let name = v["model"].as_str().expect("model");
+    assert!(
+        t4.contains("| paper-8b (reference) | - | 88.0 | - | - | - | - | - | - |")
+            && t4.contains(&format!(
+                "| second | {cluewsc:.1} | 75.0 | {cmrc:.1} | - | - | - | - | - |"
+            ))
+            && t4.contains(&format!("| {name} |")),
+        "{t4}"
+    );
+    // Table 3 has only the reference row; Table 5 the Chinese share of both models.
+    let t3 = std::fs::read_to_string(report.join("table3.csv")).expect("table3.csv");
+    assert_eq!(
+        t3,
+        "model,reference,ceval:acc,mmlu:acc,agieval:acc,bbh:acc,gsm8k:acc,humaneval:pass@1,triviaqa:em,avg\n\
+         paper-8b,true,51.2000,,,,,,,\n"
+    );
+    let t5 = std::fs::read_to_string(report.join("table5.csv")).expect("table5.csv");
+    assert_eq!(t5.lines().count(), 4, "{t5}");
+    assert!(std::fs::read_to_string(report.join("report.md"))
+        .expect("report.md")
+        .contains("**Table 5: emotional intelligence**"));
+    // The chart: one 1100 x 360 panel per table with rows (all three here).
+    let png = std::fs::read(report.join("report.png")).expect("report.png");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let (w, h) = (
+        u32::from_be_bytes(png[16..20].try_into().expect("width")),
+        u32::from_be_bytes(png[20..24].try_into().expect("height")),
+    );
+    assert_eq!((w, h), (1100, 3 * 360));
+
     // A bad task name is refused with the list of tasks.
     let o = common::cloud_train()
         .args([

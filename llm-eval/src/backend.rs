@@ -1,6 +1,7 @@
 //! The one trait every model backend implements: log-likelihoods of continuations and greedy
-//! generation, over token ids, plus the tokenizer. `EdgeModel` (GGUF files through
-//! edge-runtime) is in this crate; cloud-train implements it for its burn model.
+//! generation, over token ids, plus the tokenizer, and chat replies. `EdgeModel` (GGUF files
+//! through edge-runtime) and `OpenAiModel` (an OpenAI-compatible HTTP endpoint, chat only) are
+//! in this crate; cloud-train implements it for its burn model.
 
 use llama_spec::chat::Message;
 
@@ -56,6 +57,18 @@ pub trait LanguageModel {
     /// One result per request, in order. Backends batch as they see fit.
     fn loglikelihood(&mut self, reqs: &[LoglikRequest]) -> Result<Vec<Loglik>>;
     fn generate(&mut self, req: &GenRequest) -> Result<GenOutput>;
+    /// A greedy reply to `messages` through the model's chat template, cut before the first
+    /// of `stop`: what dialogue tasks and judges use. HTTP endpoints implement only this.
+    fn chat(&mut self, messages: &[Message], max_tokens: usize, stop: &[String]) -> Result<String> {
+        let prompt = self.encode(&self.chat_prompt(messages)?)?;
+        Ok(self
+            .generate(&GenRequest {
+                prompt,
+                max_tokens,
+                stop: stop.to_vec(),
+            })?
+            .text)
+    }
 }
 
 /// `log p(token)` of each target under each row of logits, and whether it is the row's

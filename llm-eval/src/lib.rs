@@ -11,14 +11,17 @@
 pub mod backend;
 pub mod edge;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod report;
 pub mod runner;
+pub mod tables;
 pub mod tasks;
 
 pub use backend::{GenOutput, GenRequest, LanguageModel, Loglik, LoglikRequest};
 pub use edge::EdgeModel;
 pub use error::{EvalError, Result};
+pub use http::OpenAiModel;
 pub use report::TaskResult;
 pub use report::{markdown, Report};
-pub use runner::{evaluate, RunOptions};
+pub use runner::{evaluate, evaluate_judged, RunOptions};

@@ -61,9 +61,20 @@ fn bar(opts: &RunOptions, task: &str, len: usize) -> ProgressBar {
     pb
 }
 
-/// Evaluate `tasks` on `model`; data from `data_dir`.
+/// Evaluate `tasks` on `model`; data from `data_dir`. Judged tasks are judged by the model itself.
 pub fn evaluate(
     model: &mut dyn LanguageModel,
+    tasks: &[String],
+    data_dir: &Path,
+    opts: &RunOptions,
+) -> Result<Report> {
+    evaluate_judged(model, None, tasks, data_dir, opts)
+}
+
+/// Evaluate `tasks` on `model`, with `judge` (else the model itself) for the judged tasks.
+pub fn evaluate_judged(
+    model: &mut dyn LanguageModel,
+    mut judge: Option<&mut (dyn LanguageModel + '_)>,
     tasks: &[String],
     data_dir: &Path,
     opts: &RunOptions,
@@ -71,7 +82,7 @@ pub fn evaluate(
     let start = Instant::now();
     let mut results = BTreeMap::new();
     for t in tasks {
-        let r = run_task(model, t, data_dir, opts)?;
+        let r = run_task_judged(model, judge.as_deref_mut(), t, data_dir, opts)?;
         results.insert(t.clone(), r);
     }
     Ok(Report::new(
@@ -89,6 +100,16 @@ pub fn run_task(
     data_dir: &Path,
     opts: &RunOptions,
 ) -> Result<TaskResult> {
+    run_task_judged(model, None, task, data_dir, opts)
+}
+
+pub fn run_task_judged(
+    model: &mut dyn LanguageModel,
+    judge: Option<&mut (dyn LanguageModel + '_)>,
+    task: &str,
+    data_dir: &Path,
+    opts: &RunOptions,
+) -> Result<TaskResult> {
     let start = Instant::now();
     let mut items = tasks::load_with(task, data_dir, &opts.prompting)?;
     if let Some(n) = opts.limit {
@@ -98,14 +119,21 @@ pub fn run_task(
     let (metrics, samples) = match &items {
         Items::Choice(v) => run_choice(model, task, v, opts)?,
         Items::Gen(v) => run_gen(model, task, v, opts)?,
+        Items::Judged(v) => {
+            let pb = bar(opts, task, v.len());
+            let r = tasks::judged::run(model, judge, v, opts.log_samples, &|| pb.inc(1))?;
+            pb.finish_and_clear();
+            r
+        }
     };
     Ok(TaskResult {
         task: task.to_string(),
         n,
         metrics,
         primary: tasks::primary_metric(task).map(str::to_string),
-        shots: tasks::takes_shots(task).then(|| opts.prompting.shots.unwrap_or(0)),
-        chat: opts.prompting.chat && matches!(items, Items::Gen(_)),
+        shots: tasks::takes_shots(task).then(|| opts.prompting.shots_for(task)),
+        chat: (opts.prompting.chat && matches!(items, Items::Gen(_)))
+            || matches!(items, Items::Judged(_)),
         seconds: start.elapsed().as_secs_f64(),
         samples,
     })
@@ -205,7 +233,8 @@ fn run_gen(
 ) -> Result<Scored> {
     let pb = bar(opts, task, items.len());
     let mut outputs = Vec::with_capacity(items.len());
-    let (mut cjk, mut counted) = (0usize, 0usize);
+    // zh-fraction: (CJK tokens, tokens) per reply.
+    let mut replies: Vec<(usize, usize)> = Vec::new();
     for it in items {
         let prompt = gen_prompt(model, it)?;
         let out = model.generate(&GenRequest {
@@ -220,8 +249,8 @@ fn run_gen(
                 .map(Vec::as_slice)
                 .filter(|b| !b.is_empty())
                 .collect();
-            cjk += cjk_tokens(&pieces).iter().filter(|&&c| c).count();
-            counted += pieces.len();
+            let cjk = cjk_tokens(&pieces).iter().filter(|&&c| c).count();
+            replies.push((cjk, pieces.len()));
         }
         outputs.push(out.text);
         pb.inc(1);
@@ -255,11 +284,7 @@ fn run_gen(
             .collect();
     }
     if task == "zh-fraction" {
-        metrics.insert(
-            "zh_fraction".into(),
-            100.0 * cjk as f64 / counted.max(1) as f64,
-        );
-        metrics.insert("tokens".into(), counted as f64);
+        metrics.extend(generation::zh_fraction_metrics(items, &replies));
     }
     let samples = if opts.log_samples {
         items

@@ -382,6 +382,11 @@ impl ModuleMapper for Updater<'_> {
 
 /// The global L2 norm of all gradients (one number over all parameters), as
 /// `clip_grad_norm_` computes it.
+///
+/// Matrices are summed row by row first: burn-flex sums a tensor of 4M elements or more with
+/// rayon in an order that depends on thread scheduling, so a busy machine would change the
+/// last bits of the norm (and of the clipped update), and a resumed run would no longer repeat
+/// the uninterrupted one exactly. Row sums, and the sum of fewer than 4M of them, are in a fixed order.
 pub fn global_norm(model: &Llama, grads: &GradientsParams) -> f64 {
     let mut total: Option<Tensor<1>> = None;
     for p in model.params() {
@@ -391,7 +396,7 @@ pub fn global_norm(model: &Llama, grads: &GradientsParams) -> f64 {
                 .map(|g| g.cast(DType::F32).square().sum()),
             ParamValue::D2(_) => grads
                 .get::<2>(p.id)
-                .map(|g| g.cast(DType::F32).square().sum()),
+                .map(|g| g.cast(DType::F32).square().sum_dim(1).sum()),
         };
         if let Some(sq) = sq {
             total = Some(match total {

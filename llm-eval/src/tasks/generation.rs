@@ -252,7 +252,7 @@ pub fn triviaqa(dir: &Path) -> Result<Vec<GenItem>> {
         .collect()
 }
 
-/// Dialogue prompts for the Chinese-token fraction (`{"prompt": ..., "system"?: ...}` lines),
+/// Dialogue prompts for the Chinese-token fraction (`{"prompt", "system"?, "lang"?}` lines),
 /// rendered with the model's chat template; 96 tokens each.
 pub fn dialogue(dir: &Path) -> Result<Vec<GenItem>> {
     let path = dir.join("dialogue/prompts.jsonl");
@@ -263,10 +263,36 @@ pub fn dialogue(dir: &Path) -> Result<Vec<GenItem>> {
             let p = field(v, "prompt", &path, i)?;
             let mut it = item(format!("dialogue/{i}"), p.to_string(), 96, &[], Vec::new());
             it.chat = true;
-            it.extra = v.get("system").cloned();
+            it.extra = Some(serde_json::json!({"system": v.get("system"), "lang": v.get("lang")}));
             Ok(it)
         })
         .collect()
+}
+
+/// The Chinese-token share of the replies (`zh_fraction`, %) with its 95 % interval over
+/// replies (`zh_fraction_ci95_low`/`_high`, `metrics::ratio_ci95`), the counts, and the same
+/// share per prompt language (`zh_fraction/{lang}`) when the prompts say theirs.
+pub fn zh_fraction_metrics(items: &[GenItem], replies: &[(usize, usize)]) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    let (r, lo, hi) = metrics::ratio_ci95(replies);
+    m.insert("zh_fraction".into(), r);
+    m.insert("zh_fraction_ci95_low".into(), lo);
+    m.insert("zh_fraction_ci95_high".into(), hi);
+    m.insert(
+        "tokens".into(),
+        replies.iter().map(|u| u.1).sum::<usize>() as f64,
+    );
+    m.insert("replies".into(), replies.len() as f64);
+    let mut by_lang: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
+    for (it, &u) in items.iter().zip(replies) {
+        if let Some(lang) = it.extra.as_ref().and_then(|e| e["lang"].as_str()) {
+            by_lang.entry(lang).or_default().push(u);
+        }
+    }
+    for (lang, units) in by_lang {
+        m.insert(format!("zh_fraction/{lang}"), metrics::ratio_ci95(&units).0);
+    }
+    m
 }
 
 /// Per-item score (0 or 1, or an F1) for the itemwise tasks, for the sample log.
@@ -277,6 +303,9 @@ pub fn item_score(task: &str, item: &GenItem, output: &str) -> Option<f64> {
             text::last_number(output).is_some_and(|n| text::same_number(&n, &item.refs[0])),
         ))),
         "triviaqa" => Some(metrics::text::triviaqa_em(&item.refs, first_line(output))),
+        "bbh" => Some(f64::from(u8::from(super::bbh::is_correct(
+            output, &item.refs,
+        )))),
         _ => None,
     }
 }
@@ -321,6 +350,7 @@ pub fn score(task: &str, items: &[GenItem], outputs: &[String]) -> BTreeMap<Stri
             let refs = vec![items.iter().map(|i| i.refs[0].clone()).collect::<Vec<_>>()];
             m.insert("bleu".into(), metrics::corpus_bleu(&hyps, &refs, tok).score);
         }
+        "bbh" => m = super::bbh::score(items, outputs),
         "emotion-gen" => {
             for (k, v) in super::emotion::score_generation(items, outputs) {
                 m.insert(k.into(), v);
@@ -338,7 +368,10 @@ pub fn score(task: &str, items: &[GenItem], outputs: &[String]) -> BTreeMap<Stri
     m
 }
 
-/// The JSON value `extra` holds for a dialogue item: its system prompt, if any.
+/// The system prompt a dialogue item carries in `extra`, if any.
 pub fn system_prompt(item: &GenItem) -> Option<&str> {
-    item.extra.as_ref().and_then(Value::as_str)
+    item.extra
+        .as_ref()
+        .and_then(|e| e.get("system"))
+        .and_then(Value::as_str)
 }

@@ -7,6 +7,7 @@
 //! | `ceval` | `ceval/val/{subject}_val.csv`, shots from `ceval/dev/{subject}_dev.csv` | choice | 5 | acc |
 //! | `mmlu` | `mmlu/test/{subject}_test.csv`, shots from `mmlu/dev/{subject}_dev.csv` (no header) | choice | 5 | acc |
 //! | `agieval` | `agieval/{task}.jsonl` (`passage`, `question`, `options`, `label`) | choice | 0 | acc |
+//! | `bbh` | `bbh/{task}.json` (BBH's release) or `bbh/benchmark_tasks/{source}/task.json` (BIG-bench) | generation | 3 or `Prompting::shots` | acc (mean over tasks; exact match) |
 //! | `cluewsc` | `cluewsc/dev.json` (CLUE JSON lines) | choice | 0 | acc |
 //! | `eprstmt` | `eprstmt/dev_few_all.json` (FewCLUE JSON lines) | choice | 0 | acc |
 //! | `cmrc` | `cmrc/dev.json` (SQuAD format) | generation | 0 | em (and f1) |
@@ -20,14 +21,19 @@
 //! | `cloze` | `cloze/*.jsonl` (`context`, `choices`, `gold`: generic multiple choice) | choice | 0 | acc_norm |
 //! | `emotion` | `emotion/test.jsonl` (`text`, `label`), labels from `emotion/labels.tsv` | choice | 0 | acc (and macro_f1) |
 //! | `emotion-gen` | the same, the label list in the prompt, the first label named | generation | 0 | acc (and macro_f1, format_errors) |
-//! | `zh-fraction` | `dialogue/prompts.jsonl` (`{"prompt": ...}`), chat template | generation | 0 | zh_fraction (not averaged) |
+//! | `zh-fraction` | `dialogue/prompts.jsonl` (`{"prompt", "lang"?, "system"?}`), chat template | generation | 0 | zh_fraction with its 95 % interval (not averaged) |
+//! | `turing` | `turing/dialogues.jsonl` (`{"dialogue": [lines]}`: real dialogues), BotChat-style | judged | 0 | human_rate (and human_rate_real, format_errors) |
+//! | `belle` | `belle/eval_set.json` (BELLE's `{"question", "std_answer", "class"}`) | judged | 0 | score (0-100, per class too) |
 
+pub mod bbh;
 pub mod choice;
 pub mod emotion;
 pub mod generation;
 pub mod humaneval;
 pub mod io;
+pub mod judged;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{EvalError, Result};
@@ -60,6 +66,8 @@ pub struct GenItem {
 pub enum Items {
     Choice(Vec<ChoiceItem>),
     Gen(Vec<GenItem>),
+    /// Written by the model, then judged (by a second model, or by itself).
+    Judged(Vec<judged::JudgedItem>),
 }
 
 impl Items {
@@ -67,6 +75,7 @@ impl Items {
         match self {
             Self::Choice(v) => v.len(),
             Self::Gen(v) => v.len(),
+            Self::Judged(v) => v.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -76,6 +85,7 @@ impl Items {
         match self {
             Self::Choice(v) => v.truncate(n),
             Self::Gen(v) => v.truncate(n),
+            Self::Judged(v) => v.truncate(n),
         }
     }
 }
@@ -85,6 +95,7 @@ pub const TASKS: &[&str] = &[
     "ceval",
     "mmlu",
     "agieval",
+    "bbh",
     "cluewsc",
     "eprstmt",
     "cmrc",
@@ -99,29 +110,45 @@ pub const TASKS: &[&str] = &[
     "emotion",
     "emotion-gen",
     "zh-fraction",
+    "turing",
+    "belle",
 ];
 
 /// The metric a task contributes to the average (all on a 0-100 scale); `None` for tasks that
 /// are measurements, not benchmarks (`zh-fraction`).
 pub fn primary_metric(task: &str) -> Option<&'static str> {
     Some(match task {
-        "ceval" | "mmlu" | "agieval" | "cluewsc" | "eprstmt" | "gsm8k" => "acc",
+        "ceval" | "mmlu" | "agieval" | "bbh" | "cluewsc" | "eprstmt" | "gsm8k" => "acc",
         "cmrc" | "drcd" | "triviaqa" => "em",
         "lcsts" => "rougeL_jieba",
         "wmt22-zh-en" | "wmt22-en-zh" => "bleu",
         "humaneval" => "pass@1",
         "cloze" => "acc_norm",
         "emotion" | "emotion-gen" => "acc",
+        "turing" => "human_rate",
+        "belle" => "score",
         _ => return None,
     })
 }
 
-/// Expand `all` and check names.
+/// The benchmarks of the paper's Eq. 4 average (Table 3's columns, BBH included): what
+/// `eq4` expands to, for the sweep's metric objective.
+pub fn eq4_tasks() -> Vec<String> {
+    crate::tables::PAPER_TABLES[0]
+        .columns
+        .iter()
+        .map(|c| c.task.to_string())
+        .collect()
+}
+
+/// Expand `all` and `eq4` and check names.
 pub fn resolve(names: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for n in names {
         if n == "all" {
             out.extend(TASKS.iter().map(|s| s.to_string()));
+        } else if n == "eq4" {
+            out.extend(eq4_tasks());
         } else if TASKS.contains(&n.as_str()) {
             out.push(n.clone());
         } else {
@@ -133,19 +160,44 @@ pub fn resolve(names: &[String]) -> Result<Vec<String>> {
 }
 
 /// How a run builds its prompts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prompting {
-    /// Shots for the tasks whose shot count is a choice (`wmt22-*`; the paper: 5); `None`: the
-    /// task's own default (0 for WMT22).
+    /// Shots for every task whose shot count is a choice (`wmt22-*`, the paper: 5; `bbh`, the
+    /// paper: 3); `None`: each task's own default (`default_shots`).
     pub shots: Option<usize>,
+    /// Shots for the tasks whose names start with a key (`wmt22` -> 5, `bbh` -> 3), before
+    /// `shots`.
+    pub shots_by_task: BTreeMap<String, usize>,
     /// Render every generation prompt through the model's chat template, as OpenCompass does
     /// for chat models (instruct checkpoints); multiple-choice tasks keep their plain form.
     pub chat: bool,
 }
 
+impl Prompting {
+    /// The shots `task` gets in this run (meaningful where `takes_shots`).
+    pub fn shots_for(&self, task: &str) -> usize {
+        self.shots_by_task
+            .iter()
+            .filter(|(k, _)| task.starts_with(k.as_str()))
+            .max_by_key(|(k, _)| k.len())
+            .map(|(_, &n)| n)
+            .or(self.shots)
+            .unwrap_or_else(|| default_shots(task))
+    }
+}
+
 /// Whether `task` takes a shot count (`Prompting::shots`).
 pub fn takes_shots(task: &str) -> bool {
-    task.starts_with("wmt22-")
+    task.starts_with("wmt22-") || task == "bbh"
+}
+
+/// The shots a task that takes a count gets when the run names none.
+pub fn default_shots(task: &str) -> usize {
+    if task == "bbh" {
+        bbh::DEFAULT_SHOTS
+    } else {
+        0
+    }
 }
 
 /// Read a task's items from `data_dir`, with each task's default prompts.
@@ -155,11 +207,12 @@ pub fn load(task: &str, data_dir: &Path) -> Result<Items> {
 
 /// Read a task's items from `data_dir`, with the prompts `p` asks for.
 pub fn load_with(task: &str, data_dir: &Path, p: &Prompting) -> Result<Items> {
-    let shots = p.shots.unwrap_or(0);
+    let shots = p.shots_for(task);
     let mut items = match task {
         "ceval" => Items::Choice(choice::ceval(data_dir)?),
         "mmlu" => Items::Choice(choice::mmlu(data_dir)?),
         "agieval" => Items::Choice(choice::agieval(data_dir)?),
+        "bbh" => Items::Gen(bbh::load(data_dir, shots)?),
         "cluewsc" => Items::Choice(choice::cluewsc(data_dir)?),
         "eprstmt" => Items::Choice(choice::eprstmt(data_dir)?),
         "cmrc" => Items::Gen(generation::squad(data_dir, "cmrc")?),
@@ -174,6 +227,8 @@ pub fn load_with(task: &str, data_dir: &Path, p: &Prompting) -> Result<Items> {
         "emotion" => Items::Choice(emotion::choice(data_dir)?),
         "emotion-gen" => Items::Gen(emotion::generation(data_dir)?),
         "zh-fraction" => Items::Gen(generation::dialogue(data_dir)?),
+        "turing" => Items::Judged(judged::turing(data_dir)?),
+        "belle" => Items::Judged(judged::belle(data_dir)?),
         other => return Err(EvalError::UnknownTask(other.into(), TASKS.join(", "))),
     };
     if p.chat {

@@ -6,17 +6,29 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cloud_train::device::Backend;
-use llm_eval::{EdgeModel, LanguageModel, RunOptions};
+use llm_eval::{EdgeModel, LanguageModel, OpenAiModel, RunOptions};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// An HF checkpoint directory (evaluated with the burn model) or a .gguf file (evaluated
-    /// with edge-runtime).
+    /// An HF checkpoint directory (evaluated with the burn model), a .gguf file (evaluated
+    /// with edge-runtime), or an OpenAI-compatible endpoint `http://host:port/v1` (chat-level
+    /// tasks only: turing, belle).
     #[arg(long)]
-    model: PathBuf,
-    /// Comma-separated tasks, or `all`: ceval, mmlu, agieval, cluewsc, eprstmt, cmrc, drcd,
+    model: String,
+    /// Who judges the judged tasks (turing, belle): the same kinds as `--model`; by default
+    /// the model judges itself.
+    #[arg(long)]
+    judge: Option<String>,
+    /// The served model's name for HTTP endpoints (default: the first `/v1/models` lists).
+    #[arg(long)]
+    api_model: Option<String>,
+    /// Bearer key for HTTP endpoints.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Comma-separated tasks, or `all`: ceval, mmlu, agieval, bbh, cluewsc, eprstmt, cmrc, drcd,
     /// lcsts, wmt22-zh-en, wmt22-en-zh, gsm8k, triviaqa, humaneval, cloze, emotion, emotion-gen,
-    /// zh-fraction.
+    /// zh-fraction, turing, belle; `eq4`: the paper's Eq. 4 set (ceval, mmlu, agieval, bbh,
+    /// gsm8k, humaneval, triviaqa).
     #[arg(
         long,
         value_delimiter = ',',
@@ -54,30 +66,64 @@ pub struct EvalArgs {
     /// Seconds each HumanEval program may run.
     #[arg(long, default_value_t = 10.0)]
     exec_timeout: f64,
-    /// Few-shot examples for the tasks that take them (wmt22-*; the paper uses 5).
-    #[arg(long)]
-    shots: Option<usize>,
+    /// Few-shot examples for the tasks that take them: `N` for all of them, or `TASK=N` per
+    /// task name prefix, repeatable (the paper: `--shots wmt22=5` and BBH's default 3).
+    #[arg(long, value_delimiter = ',')]
+    shots: Vec<String>,
     /// Render generation prompts through the model's chat template (instruct models).
     #[arg(long)]
     chat: bool,
 }
 
+/// `--shots` values: `N` for every task that takes shots, `PREFIX=N` for some.
+fn prompting(shots: &[String], chat: bool) -> Result<llm_eval::tasks::Prompting> {
+    let mut p = llm_eval::tasks::Prompting {
+        chat,
+        ..Default::default()
+    };
+    for s in shots {
+        let count = |n: &str| {
+            n.trim()
+                .parse::<usize>()
+                .with_context(|| format!("--shots {s:?}: expected N or TASK=N"))
+        };
+        match s.split_once('=') {
+            Some((task, n)) => {
+                p.shots_by_task.insert(task.trim().to_string(), count(n)?);
+            }
+            None => p.shots = Some(count(s)?),
+        }
+    }
+    Ok(p)
+}
+
+/// A model from its spec: an `http://` endpoint, a checkpoint directory or a .gguf file.
+fn load(spec: &str, a: &EvalArgs) -> Result<Box<dyn LanguageModel>> {
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        return Ok(Box::new(OpenAiModel::connect(
+            spec,
+            a.api_model.as_deref(),
+            a.api_key.clone(),
+        )?));
+    }
+    let path = PathBuf::from(spec);
+    if path.is_dir() {
+        let device = a.backend.device()?;
+        Ok(Box::new(
+            cloud_train::eval::BurnModel::load(&path, &device)
+                .with_context(|| format!("loading {}", path.display()))?,
+        ))
+    } else if path.extension().is_some_and(|e| e == "gguf") {
+        Ok(Box::new(EdgeModel::load(&path, a.ctx, a.threads)?))
+    } else {
+        bail!("{spec}: not a checkpoint directory, a .gguf file nor an http:// endpoint");
+    }
+}
+
 pub fn run(a: EvalArgs) -> Result<()> {
     let tasks = llm_eval::tasks::resolve(&a.tasks)?;
-    let mut model: Box<dyn LanguageModel> = if a.model.is_dir() {
-        let device = a.backend.device()?;
-        Box::new(
-            cloud_train::eval::BurnModel::load(&a.model, &device)
-                .with_context(|| format!("loading {}", a.model.display()))?,
-        )
-    } else if a.model.extension().is_some_and(|e| e == "gguf") {
-        Box::new(EdgeModel::load(&a.model, a.ctx, a.threads)?)
-    } else {
-        bail!(
-            "{}: not a checkpoint directory nor a .gguf file",
-            a.model.display()
-        );
-    };
+    let mut model = load(&a.model, &a)?;
+    let mut judge = a.judge.as_deref().map(|j| load(j, &a)).transpose()?;
     eprintln!(
         "eval: {} on {} from {}{}",
         model.name(),
@@ -94,12 +140,18 @@ pub fn run(a: EvalArgs) -> Result<()> {
         exec_timeout: Duration::from_secs_f64(a.exec_timeout),
         exec_threads: a.threads.max(1),
         log_samples: a.log_samples,
-        prompting: llm_eval::tasks::Prompting {
-            shots: a.shots,
-            chat: a.chat,
-        },
+        prompting: prompting(&a.shots, a.chat)?,
     };
-    let report = llm_eval::evaluate(model.as_mut(), &tasks, &a.data_dir, &opts)?;
+    if let Some(j) = &judge {
+        eprintln!("eval: judged tasks judged by {}", j.name());
+    }
+    let report = llm_eval::evaluate_judged(
+        model.as_mut(),
+        judge.as_deref_mut(),
+        &tasks,
+        &a.data_dir,
+        &opts,
+    )?;
     report.write(&a.out)?;
     for (name, r) in &report.tasks {
         let m: Vec<String> = r

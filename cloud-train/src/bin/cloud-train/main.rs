@@ -8,6 +8,7 @@ mod cpt;
 mod data;
 mod data_convert;
 mod eval;
+mod eval_report;
 mod eval_table;
 mod frontier;
 mod init;
@@ -59,6 +60,9 @@ enum Command {
     Pipeline(pipeline::PipelineArgs),
     /// One markdown table (rows = models, columns = benchmarks) from several `eval` results.
     EvalTable(eval_table::TableArgs),
+    /// The paper's Tables 3-5 (Markdown, CSV) and a grouped bar chart (PNG) from several `eval`
+    /// results, with reference numbers beside them.
+    EvalReport(eval_report::ReportArgs),
     /// A config's memory per GPU at every ZeRO stage (weights, gradients, optimizer,
     /// activations, buffers), the smallest world that fits, and the expected throughput.
     Plan(plan::PlanArgs),
@@ -87,6 +91,7 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Pipeline(args) => pipeline::run(args),
         Command::EvalTable(args) => eval_table::run(args),
+        Command::EvalReport(args) => eval_report::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Score(args) => score::run(args),

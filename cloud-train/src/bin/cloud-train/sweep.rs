@@ -33,8 +33,9 @@ pub struct SweepArgs {
     /// Write a Slurm job array (sweep.sbatch and one config per run) instead of running here.
     #[arg(long)]
     emit_slurm: bool,
-    /// Evaluate each finished run on these tasks (comma-separated, see `eval`) and write its
-    /// eval.json: the averaged-metric objective of the frontier.
+    /// Evaluate each finished run on these tasks (comma-separated, see `eval`; `eq4`: the
+    /// paper's Eq. 4 set, Table 3's benchmarks with BBH) and write its eval.json: the
+    /// averaged-metric objective of the frontier.
     #[arg(long, value_delimiter = ',')]
     eval_tasks: Vec<String>,
     /// The benchmarks' data for --eval-tasks.
