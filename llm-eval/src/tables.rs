@@ -148,12 +148,7 @@ fn row(
 
 /// The tables, each with the rows that have at least one of its cells.
 pub fn build(reports: &[Report], reference: &[ReferenceCell]) -> Vec<Table> {
-    let mut ref_models: Vec<&str> = Vec::new();
-    for c in reference {
-        if !ref_models.contains(&c.model.as_str()) {
-            ref_models.push(&c.model);
-        }
-    }
+    let ref_models = reference_models(reference);
     let ref_cells: BTreeMap<(&str, &str, &str), f64> = reference
         .iter()
         .map(|c| {
@@ -257,10 +252,13 @@ impl Table {
     }
 }
 
-/// How many models a reference file names.
-pub fn distinct_reference_models(reference: &[ReferenceCell]) -> usize {
-    let mut v: Vec<&str> = reference.iter().map(|c| c.model.as_str()).collect();
-    v.sort_unstable();
-    v.dedup();
-    v.len()
+/// The models a reference file names, in file order.
+pub fn reference_models(reference: &[ReferenceCell]) -> Vec<&str> {
+    let mut models: Vec<&str> = Vec::new();
+    for c in reference {
+        if !models.contains(&c.model.as_str()) {
+            models.push(&c.model);
+        }
+    }
+    models
 }

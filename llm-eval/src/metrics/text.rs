@@ -74,6 +74,11 @@ pub fn gsm8k_gold(answer: &str) -> Option<String> {
 
 /// A CJK ideograph (the URO, extensions A-F, compatibility ideographs) or CJK punctuation /
 /// fullwidth form: what counts as "Chinese" in generated text.
+/// Whether `s` has any CJK character (`is_cjk`): the tasks ask such a text in Chinese.
+pub fn has_cjk(s: &str) -> bool {
+    s.chars().any(is_cjk)
+}
+
 pub fn is_cjk(c: char) -> bool {
     matches!(c,
         '\u{4e00}'..='\u{9fff}'

@@ -150,25 +150,26 @@ struct RawTask {
     examples: Vec<RawExample>,
 }
 
-/// BBH's layout of a multiple-choice example: (input with its options, target).
-pub fn multiple_choice(input: &str, options: &[(String, f64)]) -> Option<(String, String)> {
+/// BBH's layout of a multiple-choice example: (input with its options, target, the first
+/// option of the highest score). `options` is not empty.
+pub fn multiple_choice(input: &str, options: &[(String, f64)]) -> (String, String) {
     let best = options
         .iter()
         .enumerate()
-        .max_by(|a, b| a.1 .1.total_cmp(&b.1 .1).then(b.0.cmp(&a.0)))?
-        .0;
+        .max_by(|a, b| a.1 .1.total_cmp(&b.1 .1).then(b.0.cmp(&a.0)))
+        .map_or(0, |(i, _)| i);
     let words = options.len() == 2 && options.iter().all(|(o, _)| !o.trim().contains(' '));
     let mut s = format!("{}\nOptions:", input.trim_end());
     if words {
         for (o, _) in options {
             s.push_str(&format!("\n- {}", o.trim()));
         }
-        return Some((s, options[best].0.trim().to_string()));
+        return (s, options[best].0.trim().to_string());
     }
     for (i, (o, _)) in options.iter().enumerate() {
         s.push_str(&format!("\n({}) {}", letter(i), o.trim()));
     }
-    Some((s, format!("({})", letter(best))))
+    (s, format!("({})", letter(best)))
 }
 
 fn letter(i: usize) -> char {
@@ -189,8 +190,7 @@ pub fn read_task(path: &Path, name: &str) -> Result<Task> {
         let input = ex.input.ok_or_else(|| bad("no `input`"))?;
         let example = match (ex.target, ex.target_scores) {
             (_, Some(OrderedScores(opts))) if !opts.is_empty() => {
-                let (input, target) =
-                    multiple_choice(&input, &opts).ok_or_else(|| bad("no options"))?;
+                let (input, target) = multiple_choice(&input, &opts);
                 Example {
                     input,
                     targets: vec![target],
@@ -388,7 +388,7 @@ mod tests {
     #[test]
     fn two_word_options_are_bulleted_and_longer_ones_lettered() {
         let yn = vec![("Yes".to_string(), 0.0), ("No".to_string(), 1.0)];
-        let (input, target) = multiple_choice("Is it?", &yn).unwrap();
+        let (input, target) = multiple_choice("Is it?", &yn);
         assert_eq!(input, "Is it?\nOptions:\n- Yes\n- No");
         assert_eq!(target, "No");
         let abc = vec![
@@ -396,7 +396,7 @@ mod tests {
             ("blue".to_string(), 0.0),
             ("green".to_string(), 1.0),
         ];
-        let (input, target) = multiple_choice("Which?", &abc).unwrap();
+        let (input, target) = multiple_choice("Which?", &abc);
         assert_eq!(input, "Which?\nOptions:\n(A) red ball\n(B) blue\n(C) green");
         assert_eq!(target, "(C)");
     }

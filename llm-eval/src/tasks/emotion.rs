@@ -58,7 +58,7 @@ fn items(dir: &Path, labels: &[(String, String)]) -> Result<Vec<(String, usize, 
                         format!("record {}: label {label:?} is not in labels.tsv", i + 1),
                     )
                 })?;
-            let zh = text.chars().any(crate::metrics::text::is_cjk);
+            let zh = crate::metrics::text::has_cjk(&text);
             Ok((text, gold, zh))
         })
         .collect()

@@ -26,7 +26,11 @@ pub fn read_json(path: &Path) -> Result<Value> {
 
 /// JSON lines (blank lines skipped); the error names the line.
 pub fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
-    let text = read_text(path)?;
+    parse_jsonl(&read_text(path)?, path)
+}
+
+/// JSON lines already read from `path` (named in errors).
+pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Value>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())

@@ -27,9 +27,10 @@ use std::path::Path;
 use llama_spec::chat::Message;
 use serde_json::{json, Value};
 
-use super::io::{read_jsonl, read_text};
+use super::io::{parse_jsonl, read_jsonl, read_text};
 use crate::backend::LanguageModel;
 use crate::error::{EvalError, Result};
+use crate::metrics::text::has_cjk;
 
 /// Real lines kept before the model takes over.
 pub const SEED_LINES: usize = 2;
@@ -52,10 +53,6 @@ pub enum JudgedItem {
         reference: String,
         category: String,
     },
-}
-
-fn has_cjk(s: &str) -> bool {
-    s.chars().any(crate::metrics::text::is_cjk)
 }
 
 pub fn turing(dir: &Path) -> Result<Vec<JudgedItem>> {
@@ -102,7 +99,7 @@ pub fn belle(dir: &Path) -> Result<Vec<JudgedItem>> {
         serde_json::from_str(&text)
             .map_err(|e| EvalError::data(&path, format!("invalid JSON: {e}")))?
     } else {
-        read_jsonl(&path)?
+        parse_jsonl(&text, &path)?
     };
     records
         .iter()

@@ -52,7 +52,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
     eprintln!(
         "eval-report: {} models, {} reference rows, {filled} of 3 tables -> {}",
         reports.len(),
-        tables::distinct_reference_models(&reference),
+        tables::reference_models(&reference).len(),
         a.out.display()
     );
     Ok(())
