@@ -1,15 +1,48 @@
-//! The grouped bar chart of `eval-report`: one panel per table (Tables 3-5), a group of bars
-//! per column (benchmark and metric), one bar per model in a fixed colour.
+//! What `eval-report` writes: Tables 3-5 as Markdown and CSV, and their grouped bar chart (one
+//! panel per table, a group of bars per column (benchmark and metric), one bar per model in a
+//! fixed colour).
 
 use std::path::Path;
 
-use llm_eval::tables::Table;
+use llm_eval::tables::{self, ReferenceCell, Table};
+use llm_eval::Report;
 use plotters::prelude::*;
 
 use crate::plot::{png_atomically, DrawError, PlotError};
 
 /// Pixels per panel.
 const PANEL: (u32, u32) = (1100, 360);
+
+/// Write `table{3,4,5}.{md,csv}`, `report.md` (the three tables) and `report.png` under `out`,
+/// each atomically; return the tables and report.md's text.
+pub fn write_report(
+    reports: &[Report],
+    reference: &[ReferenceCell],
+    out: &Path,
+) -> Result<(Vec<Table>, String), PlotError> {
+    let tables = tables::build(reports, reference);
+    std::fs::create_dir_all(out).map_err(|e| PlotError {
+        path: out.to_path_buf(),
+        message: format!("cannot create the folder: {e}"),
+    })?;
+    let write = |name: String, text: &str| {
+        let p = out.join(name);
+        llama_spec::atomic::write_atomic(&p, text.as_bytes()).map_err(|e| PlotError {
+            path: p,
+            message: e.to_string(),
+        })
+    };
+    let mut all = String::new();
+    for t in &tables {
+        write(format!("{}.md", t.layout.id), &t.markdown())?;
+        write(format!("{}.csv", t.layout.id), &t.csv())?;
+        all.push_str(&t.markdown());
+        all.push('\n');
+    }
+    write("report.md".into(), &all)?;
+    draw(&tables, &out.join("report.png"))?;
+    Ok((tables, all))
+}
 
 /// Draw the tables that have rows into one PNG at `out` (written atomically).
 pub fn draw(tables: &[Table], out: &Path) -> Result<(), PlotError> {
@@ -21,8 +54,15 @@ pub fn draw(tables: &[Table], out: &Path) -> Result<(), PlotError> {
         let size = (PANEL.0, PANEL.1 * shown.len() as u32);
         let root = BitMapBackend::new(tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(DrawError::of)?;
+        // One colour per model in every panel: its place in the order models first appear.
+        let mut models: Vec<(&str, bool)> = Vec::new();
+        for r in shown.iter().flat_map(|t| &t.rows) {
+            if !models.contains(&(r.model.as_str(), r.reference)) {
+                models.push((r.model.as_str(), r.reference));
+            }
+        }
         for (area, table) in root.split_evenly((shown.len(), 1)).iter().zip(&shown) {
-            panel(area, table)?;
+            panel(area, table, &models)?;
         }
         root.present().map_err(DrawError::of)
     })
@@ -31,6 +71,7 @@ pub fn draw(tables: &[Table], out: &Path) -> Result<(), PlotError> {
 fn panel(
     area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
     t: &Table,
+    all_models: &[(&str, bool)],
 ) -> Result<(), DrawError> {
     let cols = t.layout.columns.len();
     let models = t.rows.len();
@@ -70,7 +111,9 @@ fn panel(
         .map_err(DrawError::of)?;
     let width = 0.8 / models.max(1) as f64;
     for (m, row) in t.rows.iter().enumerate() {
-        let color = Palette99::pick(m).to_rgba();
+        let key = (row.model.as_str(), row.reference);
+        let color =
+            Palette99::pick(all_models.iter().position(|k| *k == key).unwrap_or(m)).to_rgba();
         let bars: Vec<Rectangle<(f64, f64)>> = row
             .cells
             .iter()

@@ -15,8 +15,9 @@ base_gguf = {gguf}
 quant = "q4_k_m"
 threads = 2
 eval_data = {data}
-eval_tasks = ["eprstmt"]
+eval_tasks = ["eprstmt", "emotion"]
 eval_limit = 2
+task_limits = {{ emotion = 3 }}
 
 [[corpus]]
 name = "en"
@@ -91,7 +92,7 @@ fn pipeline_runs_every_stage_and_resumes_after_a_failure() {
     for s in ["base", "data", "eval-before", "cpt", "sft", "csfte"] {
         assert!(text.contains(&format!("{s}: done already")), "{s}: {text}");
     }
-    for s in ["dpo", "export", "quantize", "eval-after"] {
+    for s in ["dpo", "export", "quantize", "eval-after", "report"] {
         assert!(text.contains(&format!(" {s}: done in")), "{s}: {text}");
     }
     for p in [
@@ -107,6 +108,11 @@ fn pipeline_runs_every_stage_and_resumes_after_a_failure() {
         "final-hf/model.safetensors",
         "final.Q4_K_M.gguf",
         "eval-after.json",
+        "csfte/eval-sft.json",
+        "csfte/eval-csfte.json",
+        "report/table4.md",
+        "report/table5.csv",
+        "report/report.png",
         "stages.json",
         "summary.md",
     ] {
@@ -115,7 +121,7 @@ fn pipeline_runs_every_stage_and_resumes_after_a_failure() {
     let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary");
     assert_eq!(
         summary.lines().filter(|l| l.starts_with("| ")).count(),
-        12,
+        13,
         "{summary}"
     );
     // C-SFT-E: 24 SFT and 72 emotional-support dialogues, the Chinese-token share before and
@@ -136,6 +142,37 @@ fn pipeline_runs_every_stage_and_resumes_after_a_failure() {
         csfte["zh_before"].is_number() && csfte["zh_after"].is_number(),
         "{csfte}"
     );
+    // ... and the emotional-intelligence task before and after it (its own limit: 3 items).
+    for when in ["ei_before", "ei_after"] {
+        let e = &csfte[when]["emotion"];
+        assert!(
+            e["acc"].is_number() && e["macro_f1"].is_number(),
+            "{when}: {csfte}"
+        );
+    }
+    assert!(summary.contains("emotion acc"), "{summary}");
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("eval-after.json")).expect("eval"))
+            .expect("json");
+    let n = |t: &str| after["tasks"][t]["n"].as_u64();
+    assert_eq!(
+        (n("eprstmt"), n("emotion"), n("zh-fraction")),
+        (Some(2), Some(3), Some(2))
+    );
+    // Tables 4 and 5 over the original, SFT, C-SFT-E and final models (Table 3: no task ran).
+    let table5 = std::fs::read_to_string(dir.join("report/table5.md")).expect("table5");
+    for model in [
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "sft.Q8_0.gguf",
+        "csfte.Q8_0.gguf",
+        "final.Q4_K_M.gguf",
+    ] {
+        assert!(
+            table5.contains(&format!("| {model} |")),
+            "{model}: {table5}"
+        );
+    }
+    assert_eq!(stages["report"]["tables"].as_u64(), Some(2), "{stages}");
     let dpo_state = std::fs::read_to_string(dir.join("dpo/metrics.jsonl")).expect("dpo metrics");
     assert!(!dpo_state.is_empty());
     assert!(summary.contains("emotional-support dialogues"), "{summary}");
@@ -147,7 +184,7 @@ fn pipeline_runs_every_stage_and_resumes_after_a_failure() {
 
     // Everything done: a third run trains nothing.
     let text = run_ok(cloud_train().args(["pipeline", "--config", cfg.to_str().expect("utf8")]));
-    assert_eq!(text.matches("done already").count(), 10, "{text}");
+    assert_eq!(text.matches("done already").count(), 11, "{text}");
 
     // The final GGUF chats through edge-runtime with its chat template.
     let (reply, pieces) = common::chat_gguf(&dir.join("final.Q4_K_M.gguf"), "我今天有点难过。", 16);

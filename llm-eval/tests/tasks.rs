@@ -43,8 +43,8 @@ fn every_task_loads_its_samples() {
         ("gsm8k", 3),
         ("triviaqa", 4),
         ("cloze", 48),
-        ("emotion", 14),
-        ("emotion-gen", 14),
+        ("emotion", 140),
+        ("emotion-gen", 140),
         ("zh-fraction", 200),
     ];
     for (t, n) in want {

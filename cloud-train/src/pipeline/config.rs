@@ -1,6 +1,8 @@
 //! The pipeline's config (configs/pipeline-demo.toml): the run directory, the starting GGUF,
-//! the corpora, and the CPT / SFT / DPO stage configs with their overrides.
+//! what is measured, the corpora, and the CPT / SFT / C-SFT-E / DPO stage configs with their
+//! overrides.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -42,6 +44,14 @@ pub struct CsfteConfig {
     pub emotion_share: f64,
     #[serde(default)]
     pub seed: u64,
+    /// Emotional-intelligence tasks scored on the SFT and C-SFT-E models (with the
+    /// Chinese-token fraction).
+    #[serde(default = "ei_tasks")]
+    pub ei_tasks: Vec<String>,
+}
+
+fn ei_tasks() -> Vec<String> {
+    vec!["emotion".into()]
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,8 +69,12 @@ pub struct PipelineConfig {
     pub eval_data: PathBuf,
     /// Sample tasks scored before and after (the Chinese-token fraction is always measured).
     pub eval_tasks: Vec<String>,
+    /// Items per task (the first N); `None`: all.
     #[serde(default)]
     pub eval_limit: Option<usize>,
+    /// Items for the tasks named here, instead of `eval_limit` (`"zh-fraction" = 200`).
+    #[serde(default)]
+    pub task_limits: BTreeMap<String, usize>,
     #[serde(default = "val_fraction")]
     pub val_fraction: f64,
     pub corpus: Vec<Corpus>,
@@ -120,6 +134,8 @@ impl PipelineConfig {
             {
                 return Err(bad(format!("[csfte] data file {} not found", f.display())));
             }
+            llm_eval::tasks::resolve(&c.ei_tasks)
+                .map_err(|e| bad(format!("[csfte] ei_tasks: {e}")))?;
             if c.sft_data.is_empty() || c.emotion_data.is_empty() {
                 return Err(bad("[csfte] give sft_data and emotion_data".into()));
             }
@@ -132,6 +148,9 @@ impl PipelineConfig {
                 )));
             }
         }
+        llm_eval::tasks::resolve(&cfg.eval_tasks).map_err(|e| bad(format!("eval_tasks: {e}")))?;
+        let named: Vec<String> = cfg.task_limits.keys().cloned().collect();
+        llm_eval::tasks::resolve(&named).map_err(|e| bad(format!("task_limits: {e}")))?;
         if cfg.corpus.is_empty() || cfg.eval_tasks.is_empty() {
             return Err(bad("give at least one [[corpus]] and one eval task".into()));
         }

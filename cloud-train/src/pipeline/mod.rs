@@ -1,7 +1,7 @@
 //! The end-to-end pipeline: from a GGUF and sample corpora to a quantized chatbot in one run
 //! directory. Its stages are data ([`STAGES`]: a name and a function over the config); each
 //! calls the library (GGUF to HF, data preparation, CPT, SFT, C-SFT-E, DPO, export, quantization,
-//! evaluation) and reports what it measured. Each finished stage is recorded in `stages.json`;
+//! evaluation, the report's tables) and reports what it measured. Each finished stage is recorded in `stages.json`;
 //! a re-run skips those and resumes the failed one (the training stages resume from their own
 //! checkpoints).
 
@@ -45,6 +45,8 @@ pub enum PipelineError {
     Eval(#[from] llm_eval::EvalError),
     #[error(transparent)]
     Runtime(#[from] edge_runtime::Error),
+    #[error(transparent)]
+    Report(#[from] crate::plot::PlotError),
     #[error("pipeline stage {stage:?} failed (fix it and run the same command again: finished stages are skipped): {source}")]
     Stage {
         stage: &'static str,

@@ -16,6 +16,7 @@ use crate::data::prepare::{prepare, PrepareOptions};
 use crate::device::Backend;
 use crate::train::config::RunConfig;
 use crate::train::{Event, Resume};
+use llm_eval::LanguageModel;
 
 /// What a stage does: from the pipeline's config to the values it reports; training stages
 /// pass their events on.
@@ -27,7 +28,7 @@ pub struct Stage {
     pub run: StageFn,
 }
 
-pub const STAGES: [Stage; 10] = [
+pub const STAGES: [Stage; 11] = [
     Stage {
         name: "base",
         run: base,
@@ -68,6 +69,10 @@ pub const STAGES: [Stage; 10] = [
         name: "eval-after",
         run: eval_after,
     },
+    Stage {
+        name: "report",
+        run: report,
+    },
 ];
 
 /// The final quantized model of a pipeline run.
@@ -104,17 +109,37 @@ fn data(cfg: &PipelineConfig, _: &mut dyn FnMut(Event)) -> Result<Value, Pipelin
     Ok(json!({"tokens": tokens}))
 }
 
-fn evaluate(cfg: &PipelineConfig, gguf: &Path, out: &Path) -> Result<Value, PipelineError> {
+/// `tasks` and the Chinese-token fraction on a GGUF file (the first `eval_limit` items of each,
+/// or its own `task_limits`), as one report written to `out`.
+fn measure(
+    cfg: &PipelineConfig,
+    gguf: &Path,
+    tasks: &[String],
+    out: &Path,
+) -> Result<llm_eval::Report, PipelineError> {
     let mut m = llm_eval::EdgeModel::load(gguf, 2048, cfg.threads)?;
-    let mut tasks = llm_eval::tasks::resolve(&cfg.eval_tasks)?;
+    let mut tasks = llm_eval::tasks::resolve(tasks)?;
+    tasks.retain(|t| t != "zh-fraction");
     tasks.push("zh-fraction".into());
-    let opts = llm_eval::RunOptions {
-        limit: cfg.eval_limit,
-        exec_threads: cfg.threads,
-        ..llm_eval::RunOptions::default()
-    };
-    let r = llm_eval::evaluate(&mut m, &tasks, &cfg.eval_data, &opts)?;
+    let mut results = BTreeMap::new();
+    let mut seconds = 0.0;
+    for t in tasks {
+        let opts = llm_eval::RunOptions {
+            limit: cfg.task_limits.get(&t).copied().or(cfg.eval_limit),
+            exec_threads: cfg.threads,
+            ..llm_eval::RunOptions::default()
+        };
+        let r = llm_eval::evaluate(&mut m, &[t], &cfg.eval_data, &opts)?;
+        seconds += r.seconds;
+        results.extend(r.tasks);
+    }
+    let r = llm_eval::Report::new(m.name(), &cfg.eval_data, cfg.eval_limit, results, seconds);
     r.write(out)?;
+    Ok(r)
+}
+
+fn evaluate(cfg: &PipelineConfig, gguf: &Path, out: &Path) -> Result<Value, PipelineError> {
+    let r = measure(cfg, gguf, &cfg.eval_tasks, out)?;
     Ok(json!({"average": r.average, "zh_fraction": r.zh_fraction, "scores": r.scores}))
 }
 
@@ -212,8 +237,9 @@ fn sft_stage(cfg: &PipelineConfig, event: &mut dyn FnMut(Event)) -> Result<Value
 
 /// C-SFT-E: the SFT data and the emotional-support dialogues mixed at `emotion_share`
 /// (`csfte/train.jsonl`, `data::convert::mix`), SFT from the SFT checkpoint on it (`csfte/`);
-/// then the share of Chinese tokens in replies before (the SFT model) and after, each
-/// converted to Q8_0. Without `[csfte]`, nothing (DPO follows SFT).
+/// then the share of Chinese tokens in replies and the emotional-intelligence tasks before (the
+/// SFT model) and after, each converted to Q8_0 (`csfte/eval-{sft,csfte}.json`). Without
+/// `[csfte]`, nothing (DPO follows SFT).
 fn csfte_stage(cfg: &PipelineConfig, event: &mut dyn FnMut(Event)) -> Result<Value, PipelineError> {
     let Some(c) = &cfg.csfte else {
         return Ok(json!({"skipped": "no [csfte] in the pipeline config"}));
@@ -251,7 +277,7 @@ fn csfte_stage(cfg: &PipelineConfig, event: &mut dyn FnMut(Event)) -> Result<Val
     let extra = vec![format!("data.train=[{}]", quoted(&mixed))];
     let mut v = align_stage(cfg, align::Stage::Sft, &st, ("sft", "csfte"), extra, event)?;
     v["mix"] = json!({"sft": m.taken[0].1, "emotion": m.taken[1].1});
-    for (key, from) in [("zh_before", "sft"), ("zh_after", "csfte")] {
+    for (when, from) in [("before", "sft"), ("after", "csfte")] {
         let gguf = d.join("csfte").join(format!("{from}.Q8_0.gguf"));
         let opts = quantize::convert::ConvertOptions {
             ftype: quantize::policy::FileType::parse("q8_0").ok_or_else(|| {
@@ -265,14 +291,16 @@ fn csfte_stage(cfg: &PipelineConfig, event: &mut dyn FnMut(Event)) -> Result<Val
             progress: false,
         };
         quantize::convert::convert(&d.join(from).join("latest"), &gguf, &opts)?;
-        let mut model = llm_eval::EdgeModel::load(&gguf, 2048, cfg.threads)?;
-        let run = llm_eval::RunOptions {
-            limit: cfg.eval_limit,
-            progress: false,
-            ..llm_eval::RunOptions::default()
-        };
-        let r = llm_eval::evaluate(&mut model, &["zh-fraction".into()], &cfg.eval_data, &run)?;
-        v[key] = json!(r.zh_fraction);
+        let out = d.join("csfte").join(format!("eval-{from}.json"));
+        let r = measure(cfg, &gguf, &c.ei_tasks, &out)?;
+        v[format!("zh_{when}")] = json!(r.zh_fraction);
+        let ei: BTreeMap<&String, &BTreeMap<String, f64>> = r
+            .tasks
+            .iter()
+            .filter(|(t, _)| t.as_str() != "zh-fraction")
+            .map(|(t, res)| (t, &res.metrics))
+            .collect();
+        v[format!("ei_{when}")] = json!(ei);
         std::fs::remove_file(&gguf).map_err(PipelineError::io(&gguf))?;
     }
     Ok(v)
@@ -359,10 +387,50 @@ fn eval_after(cfg: &PipelineConfig, _: &mut dyn FnMut(Event)) -> Result<Value, P
     Ok(v)
 }
 
+/// Tables 3-5 and their chart (`report/`, as `eval-report` writes them) over every result the
+/// run wrote: the original GGUF, the SFT and C-SFT-E models, the final GGUF.
+fn report(cfg: &PipelineConfig, _: &mut dyn FnMut(Event)) -> Result<Value, PipelineError> {
+    let d = &cfg.dir;
+    let files = [
+        d.join("eval-before.json"),
+        d.join("csfte/eval-sft.json"),
+        d.join("csfte/eval-csfte.json"),
+        d.join("eval-after.json"),
+    ];
+    let reports = files
+        .iter()
+        .filter(|p| p.is_file())
+        .map(|p| llm_eval::Report::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = d.join("report");
+    let (tables, _) = crate::eval_chart::write_report(&reports, &[], &out)?;
+    let filled = tables.iter().filter(|t| !t.rows.is_empty()).count();
+    Ok(json!({"dir": out, "models": reports.len(), "tables": filled}))
+}
+
 fn f(v: &Value, k: &str, digits: usize) -> String {
     v.get(k)
         .and_then(Value::as_f64)
         .map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
+}
+
+/// Emotional-intelligence scores as `, emotion acc 30.0 / macro_f1 25.1`: each task's primary
+/// metric, then its macro-F1 when it has one.
+fn ei(tasks: &Value) -> String {
+    let Some(m) = tasks.as_object() else {
+        return String::new();
+    };
+    let mut s = String::new();
+    for (task, metrics) in m {
+        let Some(p) = llm_eval::tasks::primary_metric(task) else {
+            continue;
+        };
+        s.push_str(&format!(", {task} {p} {}", f(metrics, p, 1)));
+        if metrics.get("macro_f1").is_some() {
+            s.push_str(&format!(" / macro_f1 {}", f(metrics, "macro_f1", 1)));
+        }
+    }
+    s
 }
 
 /// The summary table: one row per stage from what it recorded.
@@ -382,14 +450,16 @@ pub(super) fn summary(done: &BTreeMap<String, Value>) -> String {
             }
             "csfte" => (
                 format!(
-                    "loss {}, zh tokens {} %",
+                    "loss {}, zh tokens {} %{}",
                     f(&v, "loss_first", 3),
-                    f(&v, "zh_before", 1)
+                    f(&v, "zh_before", 1),
+                    ei(&v["ei_before"])
                 ),
                 format!(
-                    "loss {}, zh tokens {} %",
+                    "loss {}, zh tokens {} %{}",
                     f(&v, "loss_last", 3),
-                    f(&v, "zh_after", 1)
+                    f(&v, "zh_after", 1),
+                    ei(&v["ei_after"])
                 ),
                 format!(
                     "val loss {} -> {}; {} SFT + {} emotional-support dialogues",
@@ -421,6 +491,11 @@ pub(super) fn summary(done: &BTreeMap<String, Value>) -> String {
                     (String::new(), format!("{avg}, {zh}"), decode)
                 }
             }
+            "report" => (
+                String::new(),
+                String::new(),
+                format!("{} models, {} tables in report/", v["models"], v["tables"]),
+            ),
             "quantize" => (
                 String::new(),
                 String::new(),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use llm_eval::tables;
 use llm_eval::Report;
@@ -31,22 +31,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
         Some(p) => tables::read_reference(p)?,
         None => Vec::new(),
     };
-    let tables = tables::build(&reports, &reference);
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let write = |name: String, text: &str| -> Result<()> {
-        let p = a.out.join(name);
-        llama_spec::atomic::write_atomic(&p, text.as_bytes())
-            .with_context(|| format!("writing {}", p.display()))
-    };
-    let mut all = String::new();
-    for t in &tables {
-        write(format!("{}.md", t.layout.id), &t.markdown())?;
-        write(format!("{}.csv", t.layout.id), &t.csv())?;
-        all.push_str(&t.markdown());
-        all.push('\n');
-    }
-    write("report.md".into(), &all)?;
-    cloud_train::eval_chart::draw(&tables, &a.out.join("report.png"))?;
+    let (tables, all) = cloud_train::eval_chart::write_report(&reports, &reference, &a.out)?;
     print!("{all}");
     let filled: usize = tables.iter().filter(|t| !t.rows.is_empty()).count();
     eprintln!(
