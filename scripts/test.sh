@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The project's test command, in two tiers (README, "Tests"):
 #
-#   scripts/test.sh          the CI tier (.ci/run runs exactly this; under 15 minutes from a
-#                            cold cache on 2 cores): fetch the real assets, install OpenMPI,
-#                            cargo fmt --check, clippy (with the MPI and NCCL features, so both
-#                            engines keep compiling), then every test of the workspace except
-#                            those marked #[ignore = "full tier: ..."].
+#   scripts/test.sh          the CI tier (.ci/run runs exactly this; the target is 15 minutes
+#                            from a cold cache on 2 cores, 16-20 measured): fetch the real
+#                            assets, install OpenMPI, cargo fmt --check, clippy (with the MPI
+#                            and NCCL features, so both engines keep compiling), then every
+#                            test of the workspace except those marked
+#                            #[ignore = "full tier: ..."].
 #   scripts/test.sh --full   the same, then the full tier too: the ignored (long) tests (the
 #                            whole pipeline, 4-rank runs, all of HumanEval, the scalar kernels
 #                            over whole generations, the openai client against edge-serve...) and the NEON kernels under
