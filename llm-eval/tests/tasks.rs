@@ -379,6 +379,15 @@ fn emotion_prompts_and_scores_are_as_documented() {
         "文本：他又一次当着所有人的面抢了我的功劳，我真的忍不下去了。\n这段文本表达的情绪是："
     );
     assert_eq!(c[1].choices[4], "悲伤");
+    // 140 items as configs/eval-data/README.md says: in every block of 14, each of the 7
+    // labels in order, an English text then a Chinese one (so a limit that is a multiple of 14
+    // keeps the classes and languages balanced).
+    assert_eq!(c.len(), 140);
+    for (i, item) in c.iter().enumerate() {
+        assert_eq!(item.gold, (i % 14) / 2, "item {i}: {}", item.context);
+        let zh = item.context.starts_with("文本：");
+        assert_eq!(zh, i % 2 == 1, "item {i}: {}", item.context);
+    }
     let Items::Gen(g) = tasks::load("emotion-gen", &data()).expect("emotion-gen") else {
         panic!("generation task")
     };
