@@ -138,14 +138,22 @@ pub fn budget(c: &LlamaConfig, shape: &RunShape, stage: u8, world: usize, reserv
         p.largest
     };
     let update = 3 * f32b * largest_owned;
-    // Stages 0-2: the collective engine stages the largest parameter twice (send and receive);
-    // ZeRO-2 also holds one layer's gradients until they are reduce-scattered. ZeRO-3: the
-    // gathered f32 weights of two layers (this one and the next), or of the embedding, and one
-    // layer's gradients; the collectives run in those buffers. One rank has no collectives.
+    // Stages 0-2: the collective engine stages the largest parameter twice (send and receive).
+    // ZeRO-2 also holds a pass's gradients until they are reduce-scattered: with
+    // `checkpoint_layers` one layer's, then the embedding's, head's and final norm's together;
+    // without, the whole model's. ZeRO-3: the gathered f32 weights of two layers (this one and
+    // the next), or of the embedding, and one layer's gradients; the collectives run in those
+    // buffers. One rank has no collectives.
+    let outside_layers = p.total - u64::from(c.num_hidden_layers) * p.per_layer;
+    let pass_grads = if shape.checkpoint_layers {
+        p.per_layer.max(outside_layers)
+    } else {
+        p.total
+    };
     let collective = match stage {
         _ if n == 1 => 0,
         0 | 1 => 2 * f32b * p.largest,
-        2 => 2 * f32b * p.largest + f32b * p.per_layer,
+        2 => 2 * f32b * p.largest + f32b * pass_grads,
         _ => f32b * (2 * p.per_layer.max(p.largest) + p.per_layer),
     };
     Budget {
@@ -355,6 +363,14 @@ fn host_memory() -> Option<u64> {
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Data parallelism over MPI with real processes (`mpirun -np 2/4` on loopback), against one
 //! process with the same global batch:
-//! - `cpt` on 2 ranks (replicated AdamW) and 4 ranks (ZeRO-1) gives the same weights, losses
+//! - `cpt` on 2 ranks (replicated AdamW) and 4 ranks (ZeRO-2) gives the same weights, losses
 //!   and optimizer state after 4 steps (within 1e-6), and the same realized ALMR;
-//! - a 4-rank checkpoint resumed on 2 ranks finishes equal to the uninterrupted run;
-//! - `sft` and `dpo` on 2 ranks equal one process;
+//! - a 4-rank ZeRO-2 checkpoint resumed on 2 ranks with ZeRO-1 finishes equal to the
+//!   uninterrupted run;
+//! - `sft` (ZeRO-1) and `dpo` (ZeRO-2, checkpointed layers) on 2 ranks equal one process;
+//! - under ZeRO-2 each rank holds 1/N of the gradient and of the AdamW state;
 //! - a killed rank ends the job (mpirun), a stopped (hung) rank too (our collective timeout).
 //!
 //! Needs `--features cloud-train/mpi` (scripts/test.sh turns it on and installs OpenMPI).
@@ -15,7 +17,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use cloud_train::dist::{DataParallel, Single, Update, ZeroStage};
 use cloud_train::model::params::{named_params, ParamValue};
-use cloud_train::train::{AdamW, AdamWSettings};
+use cloud_train::train::{AdamW, AdamWSettings, GradSink};
 use cloud_train::Llama;
 
 fn update(lr: f64, max_norm: Option<f64>) -> Update {
@@ -53,7 +55,14 @@ fn fake_grads(model: &Llama, seed: u64, device: &Device) -> GradientsParams {
 /// the plain AdamW, and its saved state loads into the plain AdamW (and back).
 #[test]
 fn sharded_adamw_on_one_rank_is_adamw() {
-    sharded_on_one_rank_is_plain(AdamWSettings::default(), 1e-7);
+    sharded_on_one_rank_is_plain(AdamWSettings::default(), ZeroStage::Sharded, 1e-7);
+}
+
+/// ZeRO-2 on one rank: the gradients go through the sharded buffer (one reduce-scatter per
+/// parameter group) and the updates are the plain AdamW's.
+#[test]
+fn sharded_gradients_on_one_rank_are_adamw() {
+    sharded_on_one_rank_is_plain(AdamWSettings::default(), ZeroStage::ShardedGrads, 1e-7);
 }
 
 /// The same with compensated updates: the compensations are sharded, gathered into the
@@ -67,25 +76,27 @@ fn sharded_compensated_adamw_on_one_rank_is_adamw() {
         compensated: true,
         ..AdamWSettings::default()
     };
-    sharded_on_one_rank_is_plain(settings, 2.0 * f32::EPSILON);
+    sharded_on_one_rank_is_plain(settings, ZeroStage::Sharded, 2.0 * f32::EPSILON);
 }
 
-/// ZeRO-1 on one rank against the plain optimizer: weights within `tol` after 3 steps, the
-/// state saved in the plain format, and a plain state loaded into ZeRO-1.
-fn sharded_on_one_rank_is_plain(settings: AdamWSettings, tol: f32) {
+/// One step of `dp` with `grads`, handed over as a backward pass does.
+fn dp_step(dp: &mut DataParallel, model: Llama, mut grads: GradientsParams, u: Update) -> Llama {
+    dp.sink()
+        .take(&model.params(), &mut grads, 1.0)
+        .expect("one rank");
+    dp.step(model, u).expect("finite").0
+}
+
+/// ZeRO-1 or -2 on one rank against the plain optimizer: weights within `tol` after 3 steps,
+/// the state saved in the plain format, and a plain state loaded into the sharded optimizer.
+fn sharded_on_one_rank_is_plain(settings: AdamWSettings, zero: ZeroStage, tol: f32) {
     let device = common::device();
     let config =
         llama_spec::LlamaConfig::from_file(common::root().join("configs/models/tiny.json"))
             .expect("config");
     let start = Llama::init(&config, 3, &device).train();
     let (mut plain, mut a) = (AdamW::new(settings.clone()), start.clone());
-    let mut sharded = DataParallel::new(
-        Box::new(Single),
-        settings.clone(),
-        ZeroStage::Sharded,
-        &start,
-        &device,
-    );
+    let mut sharded = DataParallel::new(Box::new(Single), settings.clone(), zero, &start, &device);
     let mut b = start.clone();
     for step in 0..3 {
         let lr = 1e-3 * (step + 1) as f64;
@@ -93,9 +104,12 @@ fn sharded_on_one_rank_is_plain(settings: AdamWSettings, tol: f32) {
         (a, na) = plain
             .step(a, fake_grads(&start, step, &device), lr, Some(0.5))
             .expect("finite");
-        (b, nb) = sharded
-            .step(b, fake_grads(&start, step, &device), update(lr, Some(0.5)))
-            .expect("finite");
+        let mut grads = fake_grads(&start, step, &device);
+        sharded
+            .sink()
+            .take(&b.params(), &mut grads, 1.0)
+            .expect("one rank");
+        (b, nb) = sharded.step(b, update(lr, Some(0.5))).expect("finite");
         assert!((na - nb).abs() <= 1e-6 * na, "norm {na} vs {nb}");
     }
     let mut worst = 0f32;
@@ -133,15 +147,20 @@ fn sharded_on_one_rank_is_plain(settings: AdamWSettings, tol: f32) {
     // And a plain state loads into the sharded optimizer, which then continues identically.
     let plain_path = tmp.path().join("plain.safetensors");
     plain.save(&a, &plain_path).expect("save plain");
-    let mut resumed =
-        DataParallel::new(Box::new(Single), settings, ZeroStage::Sharded, &a, &device);
+    let mut resumed = DataParallel::new(Box::new(Single), settings, zero, &a, &device);
     resumed
         .load_optimizer(&a, &plain_path, 3)
         .expect("load into sharded");
     assert_eq!(resumed.adam_step(), 3);
-    let (c, _) = resumed
-        .step(a.clone(), fake_grads(&a, 9, &device), update(1e-3, None))
-        .expect("finite");
+    let c = dp_step(
+        &mut resumed,
+        a.clone(),
+        fake_grads(&a, 9, &device),
+        update(1e-3, None),
+    );
+    let held = resumed.held();
+    let params = a.num_params();
+    assert_eq!((held.params, held.grads_peak), (params, params), "{held:?}");
     let (d, _) = plain
         .step(a, fake_grads(&start, 9, &device), 1e-3, None)
         .expect("finite");
@@ -336,17 +355,32 @@ mod mpi_ranks {
         (out, text)
     }
 
-    /// 4 ranks with ZeRO-1, then that checkpoint resumed on 2 ranks (the state re-sharded).
+    /// 4 ranks with ZeRO-2, then that checkpoint resumed on 2 ranks with ZeRO-1 (the state
+    /// re-sharded for another world size and stage).
     #[test]
     #[ignore = "full tier (scripts/test.sh --full): 4 ranks on 2 cores, ~25 s"]
-    fn four_ranks_zero1_and_resume_on_two_equal_one_process() {
+    fn four_ranks_zero2_and_resume_on_two_zero1_equal_one_process() {
         let tmp = tempfile::tempdir().expect("tmp");
         prepare(&tmp.path().join("data"));
-        let (one, _) = cpt_run(tmp.path(), "one", single(), &[], None);
-        let (four, _) = cpt_run(tmp.path(), "four", mpirun(4), &["train.zero_stage=1"], None);
+        let (one, one_text) = cpt_run(tmp.path(), "one", single(), &[], None);
+        let (four, four_text) =
+            cpt_run(tmp.path(), "four", mpirun(4), &["train.zero_stage=2"], None);
         same_metrics(&one, &four, &["loss", "almr", "val_loss_combined"]);
         for step in [2, 4] {
-            same_checkpoint(&one, &four, step, "cpt 4 ranks, ZeRO-1");
+            same_checkpoint(&one, &four, step, "cpt 4 ranks, ZeRO-2");
+        }
+        let (one_held, four_held) = (held(&one_text), held(&four_text));
+        assert_eq!(four_held.len(), 4, "{four_text}");
+        for h in &four_held {
+            assert_eq!(h.params, one_held[0].params);
+            assert_share(h.grads, one_held[0].grads, 4, "gradient", &four_text);
+            assert_share(
+                h.optimizer,
+                one_held[0].optimizer,
+                4,
+                "optimizer",
+                &four_text,
+            );
         }
         // The mixture is exact globally: 64 sequences at ALMR 0.33 hold round(21.12) = 21
         // Chinese ones, whatever the number of ranks.
@@ -364,7 +398,12 @@ mod mpi_ranks {
             Some(ckpt(&four, 2)),
         );
         assert!(text.contains("(2 this run)"), "{text}");
-        same_checkpoint(&one, &resumed, 4, "cpt 4 ranks -> resumed on 2 ranks");
+        same_checkpoint(
+            &one,
+            &resumed,
+            4,
+            "cpt 4 ranks ZeRO-2 -> resumed on 2 ranks ZeRO-1",
+        );
     }
 
     /// CPT on 2 ranks (replicated AdamW), then SFT and DPO on 2 ranks with ZeRO-1, each
@@ -407,44 +446,108 @@ mod mpi_ranks {
             std::fs::write(tmp.path().join(format!("{stage}.toml")), text.join("\n"))
                 .expect("config");
         }
-        let align = |stage: &str, model: &Path, out: &Path, c: &mut Command| {
+        let align = |stage: &str, model: &Path, out: &Path, c: &mut Command, extra: &[&str]| {
             c.arg(stage)
                 .arg("--config")
                 .arg(tmp.path().join(format!("{stage}.toml")));
-            for s in [
+            let mut sets = vec![
                 format!("model.path={model:?}"),
                 format!("output.dir={out:?}"),
                 "train.mbs=2".into(),
                 "train.gbs=8".into(),
                 "output.eval_every=3".into(),
-                "train.zero_stage=1".into(),
-            ] {
+            ];
+            sets.extend(extra.iter().map(|s| s.to_string()));
+            for s in sets {
                 c.arg("--set").arg(s);
             }
             let t0 = Instant::now();
-            run_ok(c);
+            let text = run_ok(c);
             println!(
                 "{stage} {}: {:.1} s",
                 out.display(),
                 t0.elapsed().as_secs_f64()
             );
+            text
         };
         let cpt_model = ckpt(&one, 4);
         let (sft1, sft2) = (tmp.path().join("sft1"), tmp.path().join("sft2"));
-        align("sft", &cpt_model, &sft1, &mut single());
-        align("sft", &cpt_model, &sft2, &mut mpirun(2));
+        let zero1 = ["train.zero_stage=1"];
+        align("sft", &cpt_model, &sft1, &mut single(), &zero1);
+        align("sft", &cpt_model, &sft2, &mut mpirun(2), &zero1);
         same_metrics(&sft1, &sft2, &["loss", "val_loss"]);
-        same_checkpoint(&sft1, &sft2, 3, "sft 2 ranks");
+        same_checkpoint(&sft1, &sft2, 3, "sft 2 ranks, ZeRO-1");
+        // DPO with ZeRO-2 and checkpointed layers: each layer's gradient is reduce-scattered
+        // as soon as its backward is done.
         let (dpo1, dpo2) = (tmp.path().join("dpo1"), tmp.path().join("dpo2"));
         let sft_model = ckpt(&sft1, 3);
-        align("dpo", &sft_model, &dpo1, &mut single());
-        align("dpo", &sft_model, &dpo2, &mut mpirun(2));
+        let layers = "train.checkpoint_layers=true";
+        let one_text = align("dpo", &sft_model, &dpo1, &mut single(), &[layers]);
+        let two_text = align(
+            "dpo",
+            &sft_model,
+            &dpo2,
+            &mut mpirun(2),
+            &[layers, "train.zero_stage=2"],
+        );
         same_metrics(&dpo1, &dpo2, &["loss", "val_loss", "rewards/margins"]);
-        same_checkpoint(&dpo1, &dpo2, 3, "dpo 2 ranks");
+        same_checkpoint(&dpo1, &dpo2, 3, "dpo 2 ranks, ZeRO-2");
+        // Each rank held half of the gradient and of the AdamW state.
+        let one = held(&one_text);
+        let two = held(&two_text);
+        assert_eq!(two.len(), 2, "{two_text}");
+        for h in &two {
+            assert_eq!(h.params, one[0].params);
+            assert_share(h.grads, one[0].grads, 2, "gradient", &two_text);
+            assert_share(h.optimizer, one[0].optimizer, 2, "optimizer", &two_text);
+        }
     }
 
-    /// Start a long 2-rank run logging to a file; wait until it has taken a step; the log
-    /// path, the child and rank 1's pid.
+    /// One rank's "held" line (`harness::held_line`).
+    #[derive(Debug, Clone, Copy)]
+    struct Held {
+        params: usize,
+        grads: usize,
+        optimizer: usize,
+    }
+
+    /// Every rank's "held" line in a run's output, by rank (ranks print at once, so one line
+    /// of the output may hold several).
+    fn held(text: &str) -> Vec<Held> {
+        let mut rows: Vec<(usize, Held)> = text
+            .split("rank ")
+            .filter(|part| part.contains(" held "))
+            .map(|part| {
+                let part = part.split("; peak").next().unwrap_or(part);
+                let n: Vec<usize> = part
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                assert!(n.len() >= 5, "a held line: {part}");
+                let held = Held {
+                    params: n[2],
+                    grads: n[3],
+                    optimizer: n[4],
+                };
+                (n[0], held)
+            })
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        rows.into_iter().map(|r| r.1).collect()
+    }
+
+    /// `part` is `whole / world`, to the rounding of each tensor's cut: configs/models/tiny.json
+    /// has 20 parameter tensors (tied embedding, final norm, 9 per layer x 2), each cut into
+    /// `world` parts of `ceil(numel / world)`, and the optimizer keeps 2 moments per tensor.
+    fn assert_share(part: usize, whole: usize, world: usize, what: &str, text: &str) {
+        let slack = 2 * 20;
+        let ideal = whole / world;
+        assert!(
+            part.abs_diff(ideal) <= slack,
+            "{what}: {part} held on a rank, {whole} by one process, over {world} ranks:\n{text}"
+        );
+    }
+
     fn start_long_run(dir: &Path, extra: &[&str]) -> (PathBuf, std::process::Child, i32) {
         let data = dir.join("data");
         prepare(&data);

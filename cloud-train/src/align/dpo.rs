@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 use super::config::DpoSection;
@@ -15,8 +14,7 @@ use crate::dist::{my_slice, Collective};
 use crate::model::Llama;
 use crate::train::dpo::{self, DpoMetrics, PairLogps};
 use crate::train::harness::{Metrics, StepContext, StepOutcome, TrainResult};
-use crate::train::optim::accumulate;
-use crate::train::{loss_and_grads_weighted, position_nll, TrainError};
+use crate::train::{loss_into_weighted, position_nll, TrainError};
 
 /// The file in the run directory that keeps the reference log-probabilities.
 pub const REFERENCE_LOGPS: &str = "reference_logps.json";
@@ -203,7 +201,7 @@ impl ChatLoss for Dpo {
 
     fn step(&mut self, ctx: &StepContext, batch: &[&Pair]) -> TrainResult<StepOutcome> {
         let (d, model) = (&self.settings, ctx.model);
-        let mut grads = GradientsParams::new();
+        let mut sink = ctx.dp.sink();
         let mean = d.loss.length_normalized();
         let (mut loss, mut read, mut sums) = (0.0, 0, [0.0; 4]);
         for group in my_slice(batch, ctx.rank(), ctx.world()).chunks(ctx.train.mbs) {
@@ -217,7 +215,7 @@ impl ChatLoss for Dpo {
                 .flat_map(|(ids, m)| (0..seq).map(move |t| t + 1 < ids.len() && m[t + 1]))
                 .collect();
             let mut result = None;
-            let out = loss_and_grads_weighted(model, &b, ctx.plan, |nll| {
+            let weights = |nll: &[f32]| {
                 let policy = dpo::sequence_logps(nll, seq, &n, false);
                 let pairs = pair_logps(group, &policy, &rows, mean);
                 let o = dpo::dpo(&pairs, d.beta, d.loss, d.label_smoothing, self.gbs as f64);
@@ -225,18 +223,17 @@ impl ChatLoss for Dpo {
                 let w = dpo::position_weights(&dl, seq, &response, &n, mean);
                 result = Some(o);
                 w
-            });
+            };
+            loss_into_weighted(model, &b, ctx.plan, weights, 1.0, &mut sink)?;
             if let Some(o) = result {
                 loss += o.loss;
                 for (s, v) in sums.iter_mut().zip(to_vec(o.sums)) {
                     *s += v;
                 }
             }
-            accumulate(model, &mut grads, out.grads, 1.0);
         }
         Ok(StepOutcome::Share {
             loss,
-            grads,
             tokens: read,
             sums: sums.to_vec(),
         })

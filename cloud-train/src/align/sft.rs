@@ -1,15 +1,12 @@
 //! Supervised fine-tuning: cross-entropy on the assistant tokens, the mean over the trained
 //! tokens of the whole global batch whichever rank computes a part.
 
-use burn::optim::GradientsParams;
-
 use super::data::Encoded;
 use super::examples::{batch_of, counts, rows_of, tokens};
 use super::objective::ChatLoss;
 use crate::dist::my_slice;
 use crate::train::harness::{Metrics, StepContext, StepOutcome, TrainResult};
-use crate::train::optim::accumulate;
-use crate::train::{loss_and_grads, position_nll};
+use crate::train::{loss_into, position_nll};
 
 /// The SFT loss.
 pub struct Sft;
@@ -21,7 +18,7 @@ impl ChatLoss for Sft {
 
     fn step(&mut self, ctx: &StepContext, batch: &[&Encoded]) -> TrainResult<StepOutcome> {
         let model = ctx.model;
-        let mut grads = GradientsParams::new();
+        let mut sink = ctx.dp.sink();
         // Token-weighted over the whole global batch, whichever rank computes a part.
         let total_trained: usize = counts(&rows_of(batch)).iter().sum();
         let (mut loss, mut read) = (0.0, 0);
@@ -29,14 +26,12 @@ impl ChatLoss for Sft {
             let rows = rows_of(group);
             let n: usize = counts(&rows).iter().sum();
             read += tokens(&rows);
-            let out = loss_and_grads(model, &batch_of(&rows, ctx.device), ctx.plan);
             let w = n as f64 / total_trained.max(1) as f64;
+            let out = loss_into(model, &batch_of(&rows, ctx.device), ctx.plan, w, &mut sink)?;
             loss += out.loss * w;
-            accumulate(model, &mut grads, out.grads, w);
         }
         Ok(StepOutcome::Share {
             loss,
-            grads,
             tokens: read,
             sums: Vec::new(),
         })

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde_json::Value;
 
@@ -18,9 +17,8 @@ use crate::train::config::RunConfig;
 use crate::train::harness::{
     self, Event, Metrics, Objective, RunSummary, StepContext, StepOutcome, TrainResult,
 };
-use crate::train::optim::accumulate;
 use crate::train::state::{Resume, TrainerState};
-use crate::train::{loss_and_grads, Batch, TrainError};
+use crate::train::{loss_into, Batch, TrainError};
 
 struct Corpus {
     name: String,
@@ -170,7 +168,7 @@ impl Objective for CptObjective<'_> {
             }
         }
         let micro_global = gbs / mbs;
-        let mut grads = GradientsParams::new();
+        let mut sink = ctx.dp.sink();
         let mut loss = 0.0;
         let mut tokens = 0u64;
         for group in my_slice(&draws, ctx.rank(), ctx.world()).chunks(mbs) {
@@ -192,13 +190,12 @@ impl Objective for CptObjective<'_> {
                 rows.push(self.window.clone());
             }
             tokens += (rows.len() * seq) as u64;
-            let out = loss_and_grads(model, &Batch::from_windows(&rows, ctx.device), ctx.plan);
-            loss += out.loss / micro_global as f64;
-            accumulate(model, &mut grads, out.grads, 1.0 / micro_global as f64);
+            let batch = Batch::from_windows(&rows, ctx.device);
+            let w = 1.0 / micro_global as f64;
+            loss += loss_into(model, &batch, ctx.plan, w, &mut sink)?.loss * w;
         }
         Ok(StepOutcome::Share {
             loss,
-            grads,
             tokens,
             sums: Vec::new(),
         })

@@ -27,9 +27,9 @@ mod watchdog;
 mod zero;
 
 pub use launch::{Launch, LaunchSource};
-pub use parallel::{DataParallel, DistSettings, Engine, ZeroStage};
+pub use parallel::{DataParallel, DistSettings, Engine, Held, StepSink, ZeroStage};
 pub use watchdog::{Watchdog, EXIT_CODE};
-pub use zero::{Layout, ShardedAdamW, StepError};
+pub use zero::{Layout, ShardGrads, ShardedAdamW, StepError};
 
 use crate::model::Llama;
 

@@ -1,15 +1,17 @@
 //! The data-parallel optimizer step, the same code on every engine.
 
+use std::cell::{Cell, RefCell, RefMut};
 use std::path::Path;
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
-use super::zero::{Layout, ShardedAdamW, StepError};
+use super::zero::{Layout, ShardGrads, ShardedAdamW, StepError};
 use super::{Collective, CommError, DistError, Single, Stepped, Update};
 use crate::error::CheckpointError;
+use crate::model::params::IdParam;
 use crate::model::Llama;
-use crate::train::{AdamW, AdamWSettings};
+use crate::train::{AdamW, AdamWSettings, FullGrads, GradSink};
 
 /// Which collective engine a multi-rank run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -23,14 +25,17 @@ pub enum Engine {
     Nccl,
 }
 
-/// How the AdamW state is kept across ranks.
+/// How the AdamW state and the gradients are kept across ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ZeroStage {
     /// Every rank holds the whole state and makes the same update.
     #[default]
     Replicated,
-    /// Each rank holds and updates 1/N of the state; parameters are all-gathered after.
+    /// ZeRO-1: each rank holds and updates 1/N of the state; parameters are all-gathered after.
     Sharded,
+    /// ZeRO-2: ZeRO-1, and each rank keeps only its 1/N of the gradient, reduce-scattered
+    /// layer by layer during the backward pass.
+    ShardedGrads,
 }
 
 impl ZeroStage {
@@ -38,8 +43,9 @@ impl ZeroStage {
         match stage {
             0 => Ok(ZeroStage::Replicated),
             1 => Ok(ZeroStage::Sharded),
+            2 => Ok(ZeroStage::ShardedGrads),
             s => Err(DistError::Unsupported(format!(
-                "zero_stage = {s}: stages 0 (replicated AdamW) and 1 (sharded AdamW state) are implemented; 2 and 3 are not (see docs/distributed.md)"
+                "zero_stage = {s}: stages 0 (replicated AdamW), 1 (sharded AdamW state) and 2 (sharded gradients too) are implemented; 3 is not (see docs/distributed.md)"
             ))),
         }
     }
@@ -70,6 +76,61 @@ enum Optimizer {
     Sharded(ShardedAdamW),
 }
 
+impl Optimizer {
+    fn layout(&self) -> &Layout {
+        match self {
+            Optimizer::Replicated { layout, .. } => layout,
+            Optimizer::Sharded(s) => &s.layout,
+        }
+    }
+}
+
+/// The step's gradient as the passes hand it over: whole (stages 0 and 1), or this rank's
+/// parts (stage 2).
+enum GradBuffer {
+    Full(FullGrads),
+    Shards(ShardGrads),
+}
+
+/// Elements of model state one rank holds: for memory reports and the ZeRO tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    pub params: usize,
+    /// The most gradient values held at once between passes (at the optimizer step).
+    pub grads_peak: usize,
+    /// AdamW moments (and compensations).
+    pub optimizer: usize,
+}
+
+impl Held {
+    pub fn total(&self) -> usize {
+        self.params + self.grads_peak + self.optimizer
+    }
+}
+
+/// A backward pass's [`GradSink`] into the step's buffer (see [`DataParallel::sink`]).
+pub struct StepSink<'a> {
+    comm: &'a dyn Collective,
+    layout: &'a Layout,
+    buffer: RefMut<'a, GradBuffer>,
+}
+
+impl GradSink for StepSink<'_> {
+    fn take(
+        &mut self,
+        params: &[IdParam],
+        grads: &mut GradientsParams,
+        weight: f64,
+    ) -> Result<(), CommError> {
+        match &mut *self.buffer {
+            GradBuffer::Full(full) => full.take(params, grads, weight),
+            GradBuffer::Shards(shards) => {
+                shards.take(self.comm, self.layout, params, grads, weight)
+            }
+        }
+    }
+}
+
 /// The collective, the layout of the model's parameters, and the optimizer, replicated or
 /// sharded. Each rank feeds it the gradients of its own slice of the global batch, summed
 /// (not averaged) over its micro-batches with weight `1 / global micro-batches`; the sum over
@@ -77,6 +138,8 @@ enum Optimizer {
 pub struct DataParallel {
     comm: Box<dyn Collective>,
     opt: Optimizer,
+    grads: RefCell<GradBuffer>,
+    grads_peak: Cell<usize>,
     device: Device,
 }
 
@@ -90,18 +153,24 @@ impl DataParallel {
         device: &Device,
     ) -> Self {
         let layout = Layout::new(model, &settings, comm.world());
+        let grads = match zero {
+            ZeroStage::ShardedGrads => GradBuffer::Shards(ShardGrads::new(&layout)),
+            _ => GradBuffer::Full(FullGrads::default()),
+        };
         let opt = match zero {
             ZeroStage::Replicated => Optimizer::Replicated {
                 adamw: AdamW::new(settings),
                 layout,
             },
-            ZeroStage::Sharded => {
+            ZeroStage::Sharded | ZeroStage::ShardedGrads => {
                 Optimizer::Sharded(ShardedAdamW::new(settings, layout, comm.rank()))
             }
         };
         Self {
             comm,
             opt,
+            grads: RefCell::new(grads),
+            grads_peak: Cell::new(0),
             device: device.clone(),
         }
     }
@@ -159,6 +228,25 @@ impl DataParallel {
         }
     }
 
+    /// What this rank holds: parameters, the gradient at its largest, the optimizer state.
+    pub fn held(&self) -> Held {
+        Held {
+            params: self.opt.layout().elements(),
+            grads_peak: self.grads_peak.get(),
+            optimizer: self.state_elements(),
+        }
+    }
+
+    /// Where a backward pass of this step puts its gradients. Every rank's passes must hand
+    /// over the same parameters in the same order (ZeRO-2 runs a collective per group).
+    pub fn sink(&self) -> StepSink<'_> {
+        StepSink {
+            comm: self.comm.as_ref(),
+            layout: self.opt.layout(),
+            buffer: self.grads.borrow_mut(),
+        }
+    }
+
     /// Sum over ranks (losses, counts); nothing on one rank.
     pub fn sum_f64(&self, v: &mut [f64]) -> Result<(), CommError> {
         self.comm.all_reduce_sum_f64(v)
@@ -188,8 +276,39 @@ impl DataParallel {
         Ok(())
     }
 
-    /// One optimizer step: gradients summed over ranks, the global norm, clipping, AdamW.
-    pub fn step(&mut self, model: Llama, grads: GradientsParams, update: Update) -> Stepped {
+    /// One optimizer step from the gradients the step's passes put into [`DataParallel::sink`]:
+    /// gradients summed over ranks, the global norm, clipping, AdamW.
+    pub fn step(&mut self, model: Llama, update: Update) -> Stepped {
+        let held = match &mut *self.grads.borrow_mut() {
+            GradBuffer::Full(full) => {
+                let grads = std::mem::take(&mut full.0);
+                let layout = self.opt.layout();
+                let n = (0..layout.slots.len())
+                    .filter(|&i| layout.has_grad(&grads, i))
+                    .map(|i| layout.slots[i].numel)
+                    .sum::<usize>();
+                (Some(grads), n)
+            }
+            GradBuffer::Shards(shards) => (None, shards.elements()),
+        };
+        self.grads_peak.set(self.grads_peak.get().max(held.1));
+        match held.0 {
+            Some(grads) => self.step_full(model, grads, update),
+            None => {
+                let Optimizer::Sharded(s) = &mut self.opt else {
+                    unreachable!("ZeRO-2 shards its optimizer")
+                };
+                let GradBuffer::Shards(shards) = &mut *self.grads.borrow_mut() else {
+                    unreachable!("checked above")
+                };
+                let parts = shards.finish(self.comm.as_ref(), &s.layout, self.comm.rank())?;
+                s.apply(self.comm.as_ref(), model, parts, update)
+            }
+        }
+    }
+
+    /// [`DataParallel::step`] from whole gradients (stages 0 and 1).
+    pub fn step_full(&mut self, model: Llama, grads: GradientsParams, update: Update) -> Stepped {
         let Update { lr, max_norm } = update;
         match &mut self.opt {
             Optimizer::Replicated { adamw, layout } => {

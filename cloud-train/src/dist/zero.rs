@@ -1,5 +1,7 @@
 //! The model's parameters in a fixed order (HF order, the same on every rank whatever the
-//! parameter ids), and ZeRO stage 1: AdamW state for this rank's 1/N of every parameter.
+//! parameter ids); ZeRO stage 1: AdamW state for this rank's 1/N of every parameter; and
+//! ZeRO stage 2: the gradient kept as this rank's 1/N too, reduce-scattered as the backward
+//! pass produces it ([`ShardGrads`]).
 //!
 //! Each parameter is cut into `world` equal parts (the last padded): rank `r` owns part `r` of
 //! every parameter, so the shards are balanced to one element per parameter, and every
@@ -19,7 +21,7 @@ use burn::tensor::DType;
 use super::{Collective, CommError, Stepped, Update};
 use crate::checkpoint::safetensors::{self, Dtype, SafetensorsFile};
 use crate::error::CheckpointError;
-use crate::model::params::{named_id_params, ParamValue};
+use crate::model::params::{named_id_params, IdParam, ParamValue};
 use crate::model::Llama;
 use crate::train::optim::{adamw_update, both_moments, AdamWSettings, Moments, STATE_SUFFIXES};
 
@@ -49,6 +51,7 @@ impl Slot {
 pub struct Layout {
     pub slots: Vec<Slot>,
     pub world: usize,
+    by_id: HashMap<ParamId, usize>,
 }
 
 impl Layout {
@@ -70,7 +73,22 @@ impl Layout {
                 part: numel.div_ceil(world),
             });
         }
-        Self { slots, world }
+        let by_id = slots.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        Self {
+            slots,
+            world,
+            by_id,
+        }
+    }
+
+    /// The slot of parameter `id`.
+    pub fn slot_of(&self, id: ParamId) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// Elements of all parameters.
+    pub fn elements(&self) -> usize {
+        self.slots.iter().map(|s| s.numel).sum()
     }
 
     /// One parameter's gradient as f32 values, if it has one.
@@ -82,6 +100,16 @@ impl Layout {
             grads.get::<2>(s.id).map(|g| g.into_data())
         };
         data.and_then(|d| d.convert::<f32>().try_into_vec::<f32>().ok())
+    }
+
+    /// Whether parameter `i` has a gradient in `grads`.
+    pub fn has_grad(&self, grads: &GradientsParams, i: usize) -> bool {
+        let s = &self.slots[i];
+        if s.dims.len() == 1 {
+            grads.get::<1>(s.id).is_some()
+        } else {
+            grads.get::<2>(s.id).is_some()
+        }
     }
 
     /// Register `values` as parameter `i`'s gradient.
@@ -112,14 +140,8 @@ impl Layout {
         model: Llama,
         values: impl FnMut(usize) -> Result<Option<Vec<f32>>, E>,
     ) -> Result<Llama, E> {
-        let by_id: HashMap<ParamId, usize> = self
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id, i))
-            .collect();
         let mut mapper = SetParams {
-            by_id,
+            by_id: self.by_id.clone(),
             values,
             error: None,
         };
@@ -217,9 +239,7 @@ impl ShardedAdamW {
     }
 
     /// One optimizer step from this rank's gradients (summed over its micro-batches):
-    /// reduce-scatter each parameter's gradient, the global norm from the parts, clipping, the
-    /// AdamW update of this rank's parts, and the parameters all-gathered again. Returns the
-    /// model and the norm before clipping.
+    /// reduce-scatter each parameter's gradient, then [`ShardedAdamW::apply`].
     pub fn step(
         &mut self,
         comm: &dyn Collective,
@@ -227,10 +247,9 @@ impl ShardedAdamW {
         grads: GradientsParams,
         update: Update,
     ) -> Stepped {
-        let Update { lr, max_norm } = update;
         let world = self.layout.world;
         let n = self.layout.slots.len();
-        // 1. This rank's part of every summed gradient.
+        // This rank's part of every summed gradient.
         let mut parts: Vec<Option<Vec<f32>>> = vec![None; n];
         let mut padded = Vec::new();
         for (i, part) in parts.iter_mut().enumerate() {
@@ -247,6 +266,23 @@ impl ShardedAdamW {
             *part = Some(mine);
         }
         drop(grads);
+        self.apply(comm, model, parts, update)
+    }
+
+    /// The update from this rank's part of each summed gradient (`None`: the parameter had no
+    /// gradient on any rank): the global norm from the parts, clipping, the AdamW update of
+    /// this rank's parts, and the parameters all-gathered again. Returns the model and the
+    /// norm before clipping.
+    pub fn apply(
+        &mut self,
+        comm: &dyn Collective,
+        model: Llama,
+        parts: Vec<Option<Vec<f32>>>,
+        update: Update,
+    ) -> Stepped {
+        let Update { lr, max_norm } = update;
+        let world = self.layout.world;
+        let n = self.layout.slots.len();
         // 2. The global norm, as clip_grad_norm_ computes it.
         let mut sq = [parts
             .iter()
@@ -434,6 +470,98 @@ impl ShardedAdamW {
         }
         self.step = step;
         Ok(())
+    }
+}
+
+/// ZeRO-2's gradient: this rank's part of every parameter's gradient, summed over ranks and
+/// over the passes of a step. Each [`ShardGrads::take`] reduce-scatters a group of parameters
+/// (a layer) as soon as its gradients are final, so the whole gradient never exists at once.
+pub struct ShardGrads {
+    /// By slot: this rank's part, `slot.part` values (padding included).
+    parts: Vec<Option<Vec<f32>>>,
+    /// By slot: this rank had a gradient for it in some pass of the step.
+    had: Vec<bool>,
+    padded: Vec<f32>,
+}
+
+impl ShardGrads {
+    pub fn new(layout: &Layout) -> Self {
+        Self {
+            parts: vec![None; layout.slots.len()],
+            had: vec![false; layout.slots.len()],
+            padded: Vec::new(),
+        }
+    }
+
+    /// Elements held (this rank's parts).
+    pub fn elements(&self) -> usize {
+        self.parts.iter().flatten().map(Vec::len).sum()
+    }
+
+    /// Add `weight x` the gradients of `params` (taken out of `grads`; zeros where absent) to
+    /// this rank's parts, each summed over ranks by one reduce-scatter.
+    pub fn take(
+        &mut self,
+        comm: &dyn Collective,
+        layout: &Layout,
+        params: &[IdParam],
+        grads: &mut GradientsParams,
+        weight: f64,
+    ) -> Result<(), CommError> {
+        let world = layout.world;
+        for p in params {
+            let Some(i) = layout.slot_of(p.id) else {
+                continue;
+            };
+            let slot = &layout.slots[i];
+            let data = match p.value {
+                ParamValue::D1(_) => grads.remove::<1>(p.id).map(|g| g.into_data()),
+                ParamValue::D2(_) => grads.remove::<2>(p.id).map(|g| g.into_data()),
+            };
+            let values = data.and_then(|d| d.convert::<f32>().try_into_vec::<f32>().ok());
+            self.padded.clear();
+            match values {
+                Some(v) => {
+                    self.had[i] = true;
+                    let w = weight as f32;
+                    self.padded
+                        .extend(v.iter().map(|&x| if weight == 1.0 { x } else { x * w }));
+                }
+                None => self.padded.resize(slot.numel, 0.0),
+            }
+            self.padded.resize(world * slot.part, 0.0);
+            let mut mine = vec![0f32; slot.part];
+            comm.reduce_scatter_sum(&self.padded, &mut mine)?;
+            match &mut self.parts[i] {
+                Some(acc) => acc.iter_mut().zip(&mine).for_each(|(a, b)| *a += b),
+                none => *none = Some(mine),
+            }
+        }
+        Ok(())
+    }
+
+    /// The parts for [`ShardedAdamW::apply`] (trimmed to this rank's range), `None` for the
+    /// parameters no rank had a gradient for; the buffer is left empty for the next step.
+    pub fn finish(
+        &mut self,
+        comm: &dyn Collective,
+        layout: &Layout,
+        rank: usize,
+    ) -> Result<Vec<Option<Vec<f32>>>, CommError> {
+        let mut had: Vec<f64> = self.had.iter().map(|&h| f64::from(u8::from(h))).collect();
+        comm.all_reduce_sum_f64(&mut had)?;
+        let parts = std::mem::replace(&mut self.parts, vec![None; layout.slots.len()]);
+        self.had.iter_mut().for_each(|h| *h = false);
+        Ok(parts
+            .into_iter()
+            .zip(had)
+            .enumerate()
+            .map(|(i, (part, h))| {
+                let mut part = part.filter(|_| h > 0.0)?;
+                part.truncate(layout.slots[i].range(rank).len());
+                Some(part)
+            })
+            .collect())
     }
 }
 

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde_json::Value;
 
@@ -49,13 +48,12 @@ pub enum Event {
 
 /// What an objective's [`Objective::step`] hands back.
 pub enum StepOutcome {
-    /// This rank's share of the step: its part of the loss (the parts sum to the step's loss)
-    /// and of the gradients (weighted so that the sum over ranks is the batch's gradient), the
-    /// tokens it read, and objective-specific sums (summed over ranks together with the loss
-    /// and given back to [`Objective::step_metrics`]).
+    /// This rank's share of the step: its part of the loss (the parts sum to the step's loss),
+    /// the tokens it read, and objective-specific sums (summed over ranks together with the
+    /// loss and given back to [`Objective::step_metrics`]). Its part of the gradients went to
+    /// `ctx.dp.sink()` (weighted so that the sum over ranks is the batch's gradient).
     Share {
         loss: f64,
-        grads: GradientsParams,
         tokens: u64,
         sums: Vec<f64>,
     },
@@ -353,13 +351,8 @@ pub fn run(
     while trainer.step < total {
         let t0 = Instant::now();
         let lr = schedule.lr(trainer.step);
-        let (loss, grads, tokens, sums) = match objective.step(&fixed.with(&model, &dp))? {
-            StepOutcome::Share {
-                loss,
-                grads,
-                tokens,
-                sums,
-            } => (loss, grads, tokens, sums),
+        let (loss, tokens, sums) = match objective.step(&fixed.with(&model, &dp))? {
+            StepOutcome::Share { loss, tokens, sums } => (loss, tokens, sums),
             StepOutcome::Exhausted(why) => {
                 summary.stopped = Some(why);
                 break;
@@ -379,7 +372,6 @@ pub fn run(
         (model, norm) = dp
             .step(
                 model,
-                grads,
                 Update {
                     lr,
                     max_norm: s.train.max_grad_norm,
@@ -442,11 +434,30 @@ pub fn run(
         summary.last_checkpoint = Some(dir.clone());
         event(Event::Saved(dir));
     }
+    event(Event::Note(held_line(&dp)));
     summary.steps = trainer.step;
     summary.tokens = trainer.tokens;
     summary.elapsed_s = trainer.elapsed_s;
     summary.tokens_per_s = tokens_run as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
     Ok(summary)
+}
+
+/// What this rank held of the model's state (values, not bytes: the dtypes vary by stage), and
+/// its peak resident memory.
+fn held_line(dp: &DataParallel) -> String {
+    let h = dp.held();
+    let rss = budget::peak_rss_bytes().map_or("unknown".into(), |b| {
+        format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64)
+    });
+    format!(
+        "rank {} of {} held {} parameter + {} gradient (at most) + {} optimizer values = {}; peak RSS {rss}",
+        dp.rank(),
+        dp.world(),
+        h.params,
+        h.grads_peak,
+        h.optimizer,
+        h.total(),
+    )
 }
 
 /// What stays the same through a run, for each call's [`StepContext`].

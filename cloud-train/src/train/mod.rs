@@ -20,5 +20,6 @@ pub use state::Resume;
 pub use optim::{AdamW, AdamWSettings};
 pub use schedule::{Decay, Schedule};
 pub use step::{
-    loss_and_grads, loss_and_grads_weighted, position_nll, Batch, LossGrads, MemoryPlan, IGNORE,
+    loss_and_grads, loss_and_grads_weighted, loss_into, loss_into_weighted, position_nll, Batch,
+    FullGrads, GradSink, LossGrads, MemoryPlan, PassLoss, IGNORE,
 };

@@ -14,8 +14,9 @@ use burn::tensor::DType;
 
 use crate::checkpoint::safetensors::{self, Dtype, SafetensorsFile};
 use crate::error::CheckpointError;
-use crate::model::params::{named_id_params, IdParam, ParamValue};
+use crate::model::params::{named_id_params, ParamValue};
 use crate::model::{scalar, Llama};
+use crate::train::step::{FullGrads, GradSink};
 
 /// AdamW hyper-parameters (the learning rate comes per step from the schedule).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -423,27 +424,10 @@ pub fn accumulate(
     mut from: GradientsParams,
     weight: f64,
 ) {
-    fn add<const D: usize>(
-        into: &mut GradientsParams,
-        from: &mut GradientsParams,
-        p: &IdParam,
-        w: f64,
-    ) {
-        if let Some(g) = from.remove::<D>(p.id) {
-            let g = if w == 1.0 { g } else { g.mul_scalar(w) };
-            let total = match into.remove::<D>(p.id) {
-                Some(prev) => prev + g,
-                None => g,
-            };
-            into.register(p.id, total);
-        }
-    }
-    for p in model.params() {
-        match p.value {
-            ParamValue::D1(_) => add::<1>(into, &mut from, &p, weight),
-            ParamValue::D2(_) => add::<2>(into, &mut from, &p, weight),
-        }
-    }
+    let mut full = FullGrads(std::mem::replace(into, GradientsParams::new()));
+    // FullGrads makes no collective call: it cannot fail.
+    let _ = full.take(&model.params(), &mut from, weight);
+    *into = full.0;
 }
 
 /// A parameter's two moments as read from an optimizer file: both, or neither (a parameter

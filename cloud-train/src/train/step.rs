@@ -14,14 +14,18 @@
 //! - with `checkpoint_layers` and `attention_block`, a layer's attention core is itself split
 //!   by blocks of queries: one block's `block x seq` probabilities at a time, never `seq x seq`.
 //!
-//! Gradients of every segment are accumulated per parameter id into one `GradientsParams`.
+//! Each parameter's gradient goes to a [`GradSink`] as soon as it is final: a checkpointed
+//! layer's right after its backward, the rest at the end of the pass. The sink either adds it
+//! to the whole gradient ([`FullGrads`]) or, under ZeRO-2, reduce-scatters it across ranks and
+//! keeps only this rank's part, so that a whole gradient never exists at once.
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::DType;
 
+use crate::dist::CommError;
 use crate::model::llama::{causal_attention, rms_norm, ForwardCtx};
-use crate::model::params::{absorb, absorb_value, IdParam};
+use crate::model::params::{absorb, absorb_value, IdParam, ParamValue};
 use crate::model::{scalar, Llama};
 use crate::train::cross_entropy::{self, RowWeights};
 
@@ -159,6 +163,58 @@ pub struct MemoryPlan {
     pub bf16: bool,
 }
 
+/// Where a backward pass puts its gradients.
+///
+/// `take` is called once per pass for each group of parameters whose gradients are final (a
+/// checkpointed layer right after its backward, everything else at the end), the groups in
+/// the same order on every rank, so a sink may run one collective per call.
+pub trait GradSink {
+    /// Take `weight x` the gradients of `params` out of `grads`; a parameter absent from
+    /// `grads` had no gradient in this pass.
+    fn take(
+        &mut self,
+        params: &[IdParam],
+        grads: &mut GradientsParams,
+        weight: f64,
+    ) -> Result<(), CommError>;
+}
+
+/// The whole gradient, summed (with weights) over passes.
+#[derive(Default)]
+pub struct FullGrads(pub GradientsParams);
+
+impl GradSink for FullGrads {
+    fn take(
+        &mut self,
+        params: &[IdParam],
+        grads: &mut GradientsParams,
+        weight: f64,
+    ) -> Result<(), CommError> {
+        fn add<const D: usize>(
+            into: &mut GradientsParams,
+            from: &mut GradientsParams,
+            id: burn::module::ParamId,
+            w: f64,
+        ) {
+            if let Some(g) = from.remove::<D>(id) {
+                let g = if w == 1.0 { g } else { g.mul_scalar(w) };
+                let total = match into.remove::<D>(id) {
+                    Some(prev) => prev + g,
+                    None => g,
+                };
+                into.register(id, total);
+            }
+        }
+        for p in params {
+            match p.value {
+                ParamValue::D1(_) => add::<1>(&mut self.0, grads, p.id, weight),
+                ParamValue::D2(_) => add::<2>(&mut self.0, grads, p.id, weight),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The result of [`loss_and_grads`].
 pub struct LossGrads {
     /// Mean cross-entropy over the predicted positions.
@@ -168,11 +224,55 @@ pub struct LossGrads {
     pub grads: GradientsParams,
 }
 
+/// A pass's loss, its gradients having gone to a [`GradSink`].
+#[derive(Debug, Clone, Copy)]
+pub struct PassLoss {
+    /// Mean cross-entropy over the predicted positions (weighted losses: `sum_t w_t * nll_t`).
+    pub loss: f64,
+    /// Positions that had a target.
+    pub predicted: usize,
+}
+
 /// Loss and gradients of every trainable parameter for one batch. `model` must have autodiff
 /// enabled (`Module::train`). The numbers are those of `Llama::loss` + `backward`, whatever the
 /// plan (to f32 rounding; BF16 changes them as mixed precision does).
 pub fn loss_and_grads(model: &Llama, batch: &Batch, plan: &MemoryPlan) -> LossGrads {
-    segmented(model, batch, plan, None)
+    into_full(|sink| segmented(model, batch, plan, None, 1.0, sink))
+}
+
+/// [`loss_and_grads`] with the gradients, times `weight`, handed to `sink`.
+pub fn loss_into(
+    model: &Llama,
+    batch: &Batch,
+    plan: &MemoryPlan,
+    weight: f64,
+    sink: &mut dyn GradSink,
+) -> Result<PassLoss, CommError> {
+    segmented(model, batch, plan, None, weight, sink)
+}
+
+/// [`loss_and_grads_weighted`] with the gradients, times `weight`, handed to `sink`.
+pub fn loss_into_weighted(
+    model: &Llama,
+    batch: &Batch,
+    plan: &MemoryPlan,
+    weights: impl FnOnce(&[f32]) -> Vec<f32>,
+    weight: f64,
+    sink: &mut dyn GradSink,
+) -> Result<PassLoss, CommError> {
+    segmented(model, batch, plan, Some(Box::new(weights)), weight, sink)
+}
+
+fn into_full(pass: impl FnOnce(&mut dyn GradSink) -> Result<PassLoss, CommError>) -> LossGrads {
+    let mut full = FullGrads::default();
+    match pass(&mut full) {
+        Ok(PassLoss { loss, predicted }) => LossGrads {
+            loss,
+            predicted,
+            grads: full.0,
+        },
+        Err(e) => unreachable!("FullGrads makes no collective call: {e}"),
+    }
 }
 
 /// Gradients of `sum_t w_t * nll_t` over the positions `t` of the batch (row-major,
@@ -187,7 +287,7 @@ pub fn loss_and_grads_weighted(
     plan: &MemoryPlan,
     weights: impl FnOnce(&[f32]) -> Vec<f32>,
 ) -> LossGrads {
-    segmented(model, batch, plan, Some(Box::new(weights)))
+    into_full(|sink| segmented(model, batch, plan, Some(Box::new(weights)), 1.0, sink))
 }
 
 type WeightFn<'a> = Box<dyn FnOnce(&[f32]) -> Vec<f32> + 'a>;
@@ -197,7 +297,9 @@ fn segmented(
     batch: &Batch,
     plan: &MemoryPlan,
     weight_fn: Option<WeightFn<'_>>,
-) -> LossGrads {
+    weight: f64,
+    sink: &mut dyn GradSink,
+) -> Result<PassLoss, CommError> {
     let [b, s] = batch.ids.dims();
     let device = batch.ids.device();
     let dtype = if plan.bf16 { DType::BF16 } else { DType::F32 };
@@ -301,10 +403,11 @@ fn segmented(
     }
     let mut g_top = Tensor::cat(d_rows, 0).reshape([b, s, hidden]);
 
-    // 3. body backward.
-    if !plan.checkpoint_layers {
+    // 3. body backward; each checkpointed layer's gradients leave as soon as they are final.
+    let rest = if !plan.checkpoint_layers {
         let g = (top * g_top).sum().backward();
         absorb(&mut grads, &model.params(), &g);
+        model.params()
     } else {
         for (layer, x_in) in model.layers.iter().zip(inputs).rev() {
             let x = x_in.autodiff().require_grad();
@@ -319,16 +422,20 @@ fn segmented(
                     layer_backward_blocked(layer, x, g_top, block, model, &ctx, &mut grads)
                 }
             };
+            sink.take(&layer.params(), &mut grads, weight)?;
         }
         let emb = model.embed(batch.ids.clone(), &ctx);
         let g = (emb * g_top).sum().backward();
         absorb(&mut grads, &[IdParam::two(&model.embed_tokens)], &g);
-    }
-    LossGrads {
+        let mut rest = vec![IdParam::two(&model.embed_tokens), IdParam::one(&model.norm)];
+        rest.extend(model.lm_head.as_ref().map(IdParam::two));
+        rest
+    };
+    sink.take(&rest, &mut grads, weight)?;
+    Ok(PassLoss {
         loss: loss_sum,
         predicted,
-        grads,
-    }
+    })
 }
 
 /// Backward of one checkpointed layer with the attention core split by query blocks.

@@ -66,17 +66,9 @@ struct BenchReport {
     mfu: Option<f64>,
 }
 
-/// Peak resident memory of this process (Linux `VmHWM`), MiB; 0 where unknown.
+/// Peak resident memory of this process, MiB; 0 where unknown.
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    cloud_train::budget::peak_rss_bytes().map_or(0.0, |b| b as f64 / (1u64 << 20) as f64)
 }
 
 fn bench_step(
@@ -118,7 +110,7 @@ fn bench_step(
         let out = loss_and_grads(&model, &data, plan);
         let t = Instant::now();
         model = optim
-            .step(
+            .step_full(
                 model,
                 out.grads,
                 Update {
