@@ -40,6 +40,23 @@ grep -v -e '^#' -e '^[[:space:]]*$' tests/allowed-skips.txt >&2 || echo "   (non
 if [ -n "${CI:-}" ]; then
     export CARGO_INCREMENTAL=0
 fi
+# The workspace's tests: `default` (the CI tier) or `all` (with the full tier's ignored tests).
+# cargo-nextest, which this kind of machine has, runs each test in its own process, two at a
+# time across all test binaries (cargo test runs one binary after another, so a binary's
+# last long test leaves a core idle); the doc tests, which nextest does not run, follow.
+# Without nextest, cargo test runs the same tests.
+run_tests() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --workspace --locked --features cloud-train/mpi --no-fail-fast \
+            --run-ignored "$1"
+        cargo test --doc --workspace --locked --features cloud-train/mpi
+    elif [ "$1" = all ]; then
+        cargo test --workspace --locked --features cloud-train/mpi -- --include-ignored
+    else
+        cargo test --workspace --locked --features cloud-train/mpi
+    fi
+}
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
@@ -52,15 +69,15 @@ if [ "$full" = 1 ]; then
         target/venv-openai/bin/pip install --quiet openai
     fi
     export OPENAI_PYTHON="$PWD/target/venv-openai/bin/python"
-    step "cargo test (CI tier and full tier)"
-    cargo test --workspace --locked --features cloud-train/mpi -- --include-ignored
+    step "tests (CI tier and full tier)"
+    run_tests all
     step "NEON kernels under qemu-aarch64"
     scripts/test-aarch64.sh
     # The laptop-GPU backend must keep compiling (Vulkan is loaded at run time; no GPU needed).
     step "cargo check --features wgpu"
     cargo check --locked -p cloud-train --features wgpu
 else
-    step "cargo test (CI tier)"
-    cargo test --workspace --locked --features cloud-train/mpi
+    step "tests (CI tier)"
+    run_tests default
 fi
 step "done: $([ "$full" = 1 ] && echo "CI and full tiers" || echo "CI tier") passed in $(($(date +%s) - start)) s"

@@ -1,6 +1,6 @@
 /* edge_runtime.h: the C ABI of edge-runtime (libedge_runtime.so / .dylib / .dll).
  *
- * Kept in sync with src/ffi.rs; tests/c_abi.rs checks that every exported function is declared
+ * Kept in sync with src/ffi.rs; tests/it/c_abi.rs checks that every exported function is declared
  * here and compiles and runs tests/c/test_api.c against the library.
  *
  * Errors: functions return NULL or -1; edge_last_error() gives the message (per thread).

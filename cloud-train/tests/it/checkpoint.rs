@@ -1,7 +1,7 @@
 //! HF checkpoint save/load: round trips, sharding, dtypes, and clear errors on bad input that
 //! leave no partial output behind.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

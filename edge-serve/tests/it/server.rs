@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-mod common;
+use crate::common;
 
 use common::{
     alone, alone_with, chat_body, content, session, sse_data, start, streamed_content, PROMPTS,

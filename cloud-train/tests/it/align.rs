@@ -3,7 +3,7 @@
 //! test does not need a CPT run first); each checkpoint goes through `quantize convert` into a
 //! GGUF that edge-runtime loads and chats with, with the same chat template.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

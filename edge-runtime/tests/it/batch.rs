@@ -3,7 +3,7 @@
 //! greedy and seeded sampling alike; a shared system prompt is computed once; cancelling and
 //! stop strings end a request without disturbing the others.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! Token ids equal the references on a 300+ string corpus (tests/fixtures/tokenizer/corpus.json):
 //! HF `tokenizers` for llama3-tokenizer.json, llama.cpp for SmolLM2's GGUF-embedded tokenizer.
 
-mod common;
+use crate::common;
 
 use llama_spec::gguf::{GgufFile, MetadataValue};
 use llama_spec::tokenizer::{self, keys, GgufVocab, PreTokenizer};

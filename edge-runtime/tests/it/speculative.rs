@@ -3,7 +3,7 @@
 //! time, never the reply: token for token the plain one, greedy and seeded sampling alike,
 //! and the session's cache ends where plain decoding leaves it.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

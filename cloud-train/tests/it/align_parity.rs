@@ -3,7 +3,7 @@
 //! losses within 3e-7 relative, reward metrics within 2e-5, gradients within 4e-6 relative;
 //! and the masking property.
 
-mod common;
+use crate::common;
 
 use burn::module::Module;
 use cloud_train::model::params::named_id_params;

@@ -5,7 +5,7 @@
 //! divergence is accepted only where `ALLOWED_DIVERGENCES` lists it, with its reason (a
 //! documented near tie, both logits written down); any other divergence fails.
 
-mod common;
+use crate::common;
 
 use edge_runtime::{argmax, Session, SessionOptions};
 

@@ -10,7 +10,7 @@
 //!
 //! Needs `--features cloud-train/mpi` (scripts/test.sh turns it on and installs OpenMPI).
 
-mod common;
+use crate::common;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;

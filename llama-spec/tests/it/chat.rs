@@ -1,7 +1,7 @@
 //! Chat templates render exactly what HF `apply_chat_template` renders
 //! (tests/fixtures/chat/cases.json, made by make_chat_fixtures.py).
 
-mod common;
+use crate::common;
 
 use llama_spec::chat::{ChatTemplate, Message, CHATML_TEMPLATE, LLAMA3_TEMPLATE};
 use llama_spec::gguf::GgufFile;

@@ -1,7 +1,7 @@
 //! Parity with HF transformers (fixtures from tests/fixtures/make_train_fixtures.py): logits,
 //! loss and gradients of the burn model on the CPU (flex) backend, f32.
 
-mod common;
+use crate::common;
 
 use burn::module::Module;
 use cloud_train::checkpoint::{self, ParamValue};

@@ -2,7 +2,7 @@
 //! checkpoint converted by `quantize`, and a run killed with SIGKILL then resumed, whose loss
 //! sequence must equal the uninterrupted run's exactly.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

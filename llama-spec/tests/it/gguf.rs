@@ -1,6 +1,6 @@
 //! GGUF reader/writer against the real SmolLM2 file and gguf-py's dequantization.
 
-mod common;
+use crate::common;
 
 use llama_spec::gguf::{
     ArrayValue, FormatError, GgmlType, GgufFile, GgufWriter, Metadata, MetadataValue, TensorSpec,

@@ -11,7 +11,7 @@
 //!
 //! Q5_K matches once its `summs += dmin * hsum` is an FMA, as GCC contracts it in ggml's build.
 
-mod common;
+use crate::common;
 
 use edge_runtime::kernels::{quantize_q8, quantize_q8k, scalar, BlockQ8, BlockQ8K, Isa, RowDot};
 use llama_spec::gguf::GgmlType;

@@ -3,7 +3,7 @@
 //! with a byte-level tokenizer), and the same tasks give the same answers through the burn
 //! model and through edge-runtime on the F16 GGUF export of the checkpoint.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! the real SmolLM2 GGUF: every stage's output exists, a failed stage says which and why, the
 //! re-run resumes there, and the final Q4_K_M GGUF chats through edge-runtime.
 
-mod common;
+use crate::common;
 
 use common::{cloud_train, root, run_ok};
 

@@ -3,7 +3,7 @@
 //! The averaged metric comes from the evaluation harness: first synthetic `eval.json` scores
 //! peaking on a known line (the frontier must find it), then the real harness on each run.
 
-mod common;
+use crate::common;
 
 use cloud_train::train::RunConfig;
 use std::path::{Path, PathBuf};

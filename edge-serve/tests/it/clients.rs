@@ -2,7 +2,7 @@
 //! (full tier; `scripts/test.sh --full` installs it), each running a streamed and a
 //! non-streamed chat whose replies must equal edge-runtime's for the same request alone.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

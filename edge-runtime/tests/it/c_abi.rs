@@ -1,7 +1,7 @@
 //! The C ABI: include/edge_runtime.h declares every exported function, and a C program
 //! (tests/c/test_api.c) compiled with the system C compiler links libedge_runtime and runs.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

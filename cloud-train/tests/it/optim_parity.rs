@@ -2,7 +2,7 @@
 //! (fixtures: tests/fixtures/make_optim_fixtures.py), and an exact resume through the saved
 //! optimizer state.
 
-mod common;
+use crate::common;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;

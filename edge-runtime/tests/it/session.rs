@@ -1,7 +1,7 @@
 //! The Session API on the real SmolLM2 model: streaming, multi-turn cache reuse, cancellation,
 //! stop strings, seeded sampling, context limits, sharing one Model between threads.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,0 +1,5 @@
+//! The integration tests of `quantize`, one module per area, in one test binary: each test
+//! binary links every dependency again, and CI builds them all from a cold cache.
+
+mod convert;
+mod inspect;
