@@ -2,7 +2,7 @@
 # The project's test command, in two tiers (README, "Tests"):
 #
 #   scripts/test.sh          the CI tier (.ci/run runs exactly this; the target is 15 minutes
-#                            from a cold cache on 2 cores, 16-20 measured): fetch the real
+#                            from a cold cache on 2 cores, 19-29 measured): fetch the real
 #                            assets, install OpenMPI, cargo fmt --check, clippy (with the MPI
 #                            and NCCL features, so both engines keep compiling), then every
 #                            test of the workspace except those marked
