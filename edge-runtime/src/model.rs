@@ -20,7 +20,7 @@ pub struct LoadOptions {
     /// Touch every weight page at load time (slower start, no page faults later).
     pub prefault: bool,
     /// Multiply straight from the file's layout: no [`repack`](kernels::repack)ed copies
-    /// (faster load, and no copy in memory; slower AVX-512 decode).
+    /// (faster load, and no copy in memory; slower decode on x86).
     pub keep_file_layout: bool,
 }
 

@@ -24,6 +24,8 @@ pub(crate) mod x86_512;
 mod x86_base;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquant;
+#[cfg(target_arch = "x86_64")]
+mod x86_packed;
 
 use llama_spec::gguf::GgmlType;
 
@@ -276,6 +278,10 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if self.avx512 {
             return x86_512::packed16(ty);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            return x86_packed::packed16(ty);
         }
         let _ = ty;
         None

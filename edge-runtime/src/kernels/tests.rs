@@ -345,6 +345,31 @@ fn avx512_16_row_kernels_equal_scalar_bit_for_bit() {
     assert_eq!(packed.len(), 8, "packed kernels tested: {packed:?}");
 }
 
+/// The AVX2 kernels over packed groups of 16 rows (Q4_0, Q4_K, the types llama.cpp repacks on
+/// AVX2) give each (activation row, weight row) exactly their scalar twin's result.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_packed_kernels_equal_scalar_bit_for_bit() {
+    let isa = Isa::detect().without_avx512();
+    if !isa.avx2 {
+        return test_support::skip(
+            "edge-runtime::avx2_packed_kernels_equal_scalar_bit_for_bit",
+            "this CPU has no AVX2/FMA/F16C",
+        );
+    }
+    let packed = check_all16(|ty| isa.packed16(ty), true);
+    assert_eq!(
+        packed,
+        [
+            GgmlType::Q4_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K
+        ],
+        "packed AVX2 kernels tested"
+    );
+}
+
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {

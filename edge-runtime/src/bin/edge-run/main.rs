@@ -49,7 +49,7 @@ pub struct Common {
     #[arg(short, long)]
     pub threads: Option<usize>,
     /// Multiply from the file's layout: no repacked weight copies (faster load, less memory,
-    /// slower decode on AVX-512 CPUs).
+    /// slower decode on x86 CPUs with AVX2 or AVX-512).
     #[arg(long)]
     pub keep_file_layout: bool,
 }

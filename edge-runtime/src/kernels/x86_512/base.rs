@@ -7,6 +7,7 @@
 
 use std::arch::x86_64::*;
 
+pub(super) use super::super::x86_base::prefetch_next;
 use super::super::{BlockQ8, ROWS16 as ROWS};
 
 #[inline]
@@ -66,22 +67,6 @@ pub(super) fn block_dwords(w: &[u8], rb: usize, bs: usize, i: usize) -> __m512i 
 #[target_feature(enable = "avx512f")]
 pub(super) fn f16_lo(v: __m512i) -> __m512 {
     _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v))
-}
-
-/// Prefetches step `i`'s share (of `nb` steps) of the 16 rows after `w` (adjacent in the
-/// matrix, where there are any) while these are read: rows are short and read 16 at a time,
-/// which the hardware prefetcher does not follow. Kernels with large blocks (K-quants) take
-/// several steps a block: a burst of 50 prefetches stalls the core on its miss buffers, which
-/// halved Q6_K decode from memory (18 against 37 GB/s on one thread, measured).
-#[inline]
-#[target_feature(enable = "avx512f")]
-pub(super) fn prefetch_next(w: &[u8], rb: usize, i: usize, nb: usize) {
-    let next = w.as_ptr().wrapping_add(ROWS * rb);
-    let lines = (ROWS * rb).div_ceil(64);
-    for l in i * lines / nb..(i + 1) * lines / nb {
-        // A hint: it never faults, whatever the address.
-        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * l).cast());
-    }
 }
 
 /// The dword at `p + r * rb` for the 16 rows `r`: 16 plain loads, which beat `vpgatherdd`
