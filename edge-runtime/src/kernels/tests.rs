@@ -364,6 +364,7 @@ fn avx2_packed_kernels_equal_scalar_bit_for_bit() {
             GgmlType::Q4_0,
             GgmlType::Q8_0,
             GgmlType::Q4_K,
+            GgmlType::Q5_K,
             GgmlType::Q6_K
         ],
         "packed AVX2 kernels tested"

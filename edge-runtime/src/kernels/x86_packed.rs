@@ -40,6 +40,11 @@ pub fn packed16(ty: GgmlType) -> Option<Dot16> {
             four: q4_k_4,
             decode: true,
         }),
+        GgmlType::Q5_K => Dot16::Q8K(Rows16 {
+            one: q5_k_1,
+            four: q5_k_4,
+            decode: true,
+        }),
         GgmlType::Q6_K => Dot16::Q8K(Rows16 {
             one: q6_k_1,
             four: q6_k_4,
@@ -332,6 +337,93 @@ fn q4_k_rows<const N: usize, const H: usize>(
     (acc, acc_min)
 }
 
+/// Bit `B` of each byte of `qh`, moved to bit 4 (Q5_K's fifth bit).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn fifth_bit<const B: i32>(qh: __m256i) -> __m256i {
+    // Shifts by 16-bit lanes: the bits carried across a byte boundary are masked off.
+    let v = match B {
+        0 => _mm256_slli_epi16::<4>(qh),
+        1 => _mm256_slli_epi16::<3>(qh),
+        2 => _mm256_slli_epi16::<2>(qh),
+        3 => _mm256_slli_epi16::<1>(qh),
+        4 => qh,
+        5 => _mm256_srli_epi16::<1>(qh),
+        6 => _mm256_srli_epi16::<2>(qh),
+        _ => _mm256_srli_epi16::<3>(qh),
+    };
+    _mm256_and_si256(v, _mm256_set1_epi8(0x10))
+}
+
+/// Q5_K in ggml's 8-lane arithmetic (`scalar::dot_q5_k`), rows `8 * half..8 * half + 8`, lane
+/// by lane as [`q6_k_rows`]: lane `k` takes word `4 + k` of the fifth bits and word
+/// `12 + 8j + k` of the nibbles of each 64-element part `j`. The min term is folded in per
+/// super-block with one FMA, as GCC contracts ggml's `summs += dmin * hsum`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_k_rows<const N: usize>(
+    w: &[u8],
+    rb: usize,
+    acts: [&[BlockQ8K]; N],
+    half: usize,
+) -> [__m256; N] {
+    let nb = rb / 176;
+    assert!(rb == nb * 176 && w.len() >= ROWS * rb, "16 whole rows");
+    assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
+    assert!(half < 2, "two halves");
+    let mut acc = [[_mm256_setzero_ps(); 8]; N];
+    let mut summs = [_mm256_setzero_ps(); N];
+    for i in 0..nb {
+        // Block i's 44 words of the 16 rows, this half's 32 bytes of each.
+        let p = w.as_ptr().wrapping_add(ROWS * 176 * i + 4 * HALF * half);
+        // SAFETY: words 0..44 of block i lie inside the group (checked above).
+        let word = |k: usize| unsafe { load32(p.add(64 * k)) };
+        let (dw, mw) = f16_pairs(word(0));
+        let (sc, mnp) = k4_scales_mins([word(1), word(2), word(3)]);
+        for t in 0..N {
+            let y = &acts[t][i];
+            let dmin = _mm256_mul_ps(_mm256_set1_ps(-y.d), mw);
+            let mins = _mm256_cvtepi32_ps(k4_mins_dot(&mnp, y));
+            summs[t] = _mm256_fmadd_ps(dmin, mins, summs[t]);
+        }
+        for k in 0..8 {
+            if half == 0 {
+                prefetch_next(w, rb, 8 * i + k, 8 * nb);
+            }
+            let qh = word(4 + k);
+            let hb = [
+                fifth_bit::<0>(qh),
+                fifth_bit::<1>(qh),
+                fifth_bit::<2>(qh),
+                fifth_bit::<3>(qh),
+                fifth_bit::<4>(qh),
+                fifth_bit::<5>(qh),
+                fifth_bit::<6>(qh),
+                fifth_bit::<7>(qh),
+            ];
+            let mut vals = [_mm256_setzero_si256(); 8];
+            for j in 0..4 {
+                let (lo, hi) = nibbles(word(12 + 8 * j + k));
+                vals[2 * j] = _mm256_or_si256(lo, hb[2 * j]);
+                vals[2 * j + 1] = _mm256_or_si256(hi, hb[2 * j + 1]);
+            }
+            for t in 0..N {
+                let y = &acts[t][i];
+                let mut lane = _mm256_setzero_si256();
+                for c in 0..8 {
+                    // Part c / 2, its low (even c) or high 32 elements.
+                    let a = bcast4(&y.qs[32 * c..32 * c + 32], k);
+                    let s = _mm256_maddubs_epi16(vals[c], a);
+                    lane = _mm256_add_epi32(lane, _mm256_madd_epi16(s, sc[c]));
+                }
+                let d = _mm256_mul_ps(_mm256_set1_ps(y.d), dw);
+                acc[t][k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane), acc[t][k]);
+            }
+        }
+    }
+    std::array::from_fn(|t| _mm256_add_ps(hsum8_lanes(&acc[t]), summs[t]))
+}
+
 /// Byte `b` of each 32-bit lane, sign-extended, as an i16 pair `(s, s)`; with `pair`, bytes
 /// `b` and `b + 1` as the pair.
 #[inline]
@@ -565,6 +657,36 @@ fn q8_0_4(w: &[u8], rb: usize, a: [&[BlockQ8]; 4]) -> [[f32; ROWS]; 4] {
         let mut out = [[0f32; ROWS]; 4];
         for h in 0..2 {
             let v = q8_0_rows::<4>(w, rb, a, h);
+            for t in 0..4 {
+                store_half(&mut out[t], h, v[t]);
+            }
+        }
+        out
+    }
+    // SAFETY: as above.
+    unsafe { inner(w, rb, a) }
+}
+
+fn q5_k_1(w: &[u8], rb: usize, a: &[BlockQ8K]) -> [f32; ROWS] {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn inner(w: &[u8], rb: usize, a: &[BlockQ8K]) -> [f32; ROWS] {
+        let mut out = [0f32; ROWS];
+        for h in 0..2 {
+            let [v] = q5_k_rows::<1>(w, rb, [a], h);
+            store_half(&mut out, h, v);
+        }
+        out
+    }
+    // SAFETY: as above.
+    unsafe { inner(w, rb, a) }
+}
+
+fn q5_k_4(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn inner(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
+        let mut out = [[0f32; ROWS]; 4];
+        for h in 0..2 {
+            let v = q5_k_rows::<4>(w, rb, a, h);
             for t in 0..4 {
                 store_half(&mut out[t], h, v[t]);
             }
