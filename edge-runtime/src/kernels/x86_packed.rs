@@ -1,15 +1,17 @@
-//! AVX2 kernels over packed groups of 16 rows ([`super::repack`]), for the types llama.cpp
-//! repacks on AVX2 (Q4_0, Q4_K). A 256-bit load of a packed block's word `j` gives 8 rows of
-//! that word, lane `r` holding row `r`, so the group is read as two halves (rows 0..8 at the
-//! word's first 32 bytes, rows 8..16 at the next 32) with plain sequential loads and no
-//! horizontal sums: `vpmaddubsw` multiplies each lane's 4 weight bytes by 4 activation bytes
-//! broadcast to every lane. Per row and block the integer dots are exact and are folded in as
-//! llama.cpp's repacked kernels fold them (one FMA per block, in block order), so each row's
-//! result is bit for bit its scalar twin's (`scalar::dot_q4_0`, `scalar::dot_q4_k_seq`).
+//! AVX2 kernels over packed groups of 16 rows ([`super::repack`]): Q4_0, Q8_0, Q4_K, Q5_K,
+//! Q6_K. A 256-bit load of a packed block's word `j` gives 8 rows of that word, lane `r`
+//! holding row `r`, so the group is read as two halves (rows 0..8 at the word's first 32 bytes,
+//! rows 8..16 at the next 32) with plain sequential loads and no horizontal sums:
+//! `vpmaddubsw` multiplies each lane's 4 weight bytes by 4 activation bytes broadcast to every
+//! lane. Per row the integer sums are exact and are folded in as llama.cpp folds them on AVX2,
+//! so each row's result is bit for bit its scalar twin's: one FMA per block for the types it
+//! repacks (Q4_0, Q4_K: `scalar::dot_q4_0`, `scalar::dot_q4_k_seq`), ggml's 8 lanes of 4-byte
+//! sums for the others (`scalar::dot_q8_0`, `dot_q5_k`, `dot_q6_k`), one accumulator vector
+//! per lane for the 8 rows.
 //!
-//! Decode takes both halves in one pass over the blocks; the 4-token kernels take one half at
-//! a time (the second pass reads the group from cache), which keeps their accumulators in
-//! registers.
+//! Q4_0 and Q4_K decode both halves in one pass over the blocks; the others (8 lane
+//! accumulators per row) and every 4-token kernel take one half a pass, the second pass reading
+//! the group from cache.
 
 // Index loops over the words of a block mirror its layout.
 #![allow(clippy::needless_range_loop)]
@@ -607,92 +609,45 @@ fn q4_k_4(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
     unsafe { inner(w, rb, a) }
 }
 
-fn q6_k_1(w: &[u8], rb: usize, a: &[BlockQ8K]) -> [f32; ROWS] {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(w: &[u8], rb: usize, a: &[BlockQ8K]) -> [f32; ROWS] {
-        let mut out = [0f32; ROWS];
-        for h in 0..2 {
-            let [v] = q6_k_rows::<1>(w, rb, [a], h);
-            store_half(&mut out, h, v);
-        }
-        out
-    }
-    // SAFETY: as above.
-    unsafe { inner(w, rb, a) }
-}
-
-fn q6_k_4(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
-        let mut out = [[0f32; ROWS]; 4];
-        for h in 0..2 {
-            let v = q6_k_rows::<4>(w, rb, a, h);
-            for t in 0..4 {
-                store_half(&mut out[t], h, v[t]);
+/// Entry points of the kernels that take one half of the group a pass
+/// (`$rows::<N>(w, rb, acts, half)`; their 8 lane accumulators per row fill the registers).
+macro_rules! by_halves {
+    ($($a:ty: $rows:ident, $one:ident, $four:ident;)*) => {$(
+        fn $one(w: &[u8], rb: usize, a: &[$a]) -> [f32; ROWS] {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            fn inner(w: &[u8], rb: usize, a: &[$a]) -> [f32; ROWS] {
+                let mut out = [0f32; ROWS];
+                for h in 0..2 {
+                    let [v] = $rows::<1>(w, rb, [a], h);
+                    store_half(&mut out, h, v);
+                }
+                out
             }
+            // SAFETY: handed out by `packed16` only after `Isa::detect` confirmed AVX2, FMA
+            // and F16C.
+            unsafe { inner(w, rb, a) }
         }
-        out
-    }
-    // SAFETY: as above.
-    unsafe { inner(w, rb, a) }
-}
 
-fn q8_0_1(w: &[u8], rb: usize, a: &[BlockQ8]) -> [f32; ROWS] {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(w: &[u8], rb: usize, a: &[BlockQ8]) -> [f32; ROWS] {
-        let mut out = [0f32; ROWS];
-        for h in 0..2 {
-            let [v] = q8_0_rows::<1>(w, rb, [a], h);
-            store_half(&mut out, h, v);
-        }
-        out
-    }
-    // SAFETY: as above.
-    unsafe { inner(w, rb, a) }
-}
-
-fn q8_0_4(w: &[u8], rb: usize, a: [&[BlockQ8]; 4]) -> [[f32; ROWS]; 4] {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(w: &[u8], rb: usize, a: [&[BlockQ8]; 4]) -> [[f32; ROWS]; 4] {
-        let mut out = [[0f32; ROWS]; 4];
-        for h in 0..2 {
-            let v = q8_0_rows::<4>(w, rb, a, h);
-            for t in 0..4 {
-                store_half(&mut out[t], h, v[t]);
+        fn $four(w: &[u8], rb: usize, a: [&[$a]; 4]) -> [[f32; ROWS]; 4] {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            fn inner(w: &[u8], rb: usize, a: [&[$a]; 4]) -> [[f32; ROWS]; 4] {
+                let mut out = [[0f32; ROWS]; 4];
+                for h in 0..2 {
+                    let v = $rows::<4>(w, rb, a, h);
+                    for t in 0..4 {
+                        store_half(&mut out[t], h, v[t]);
+                    }
+                }
+                out
             }
+            // SAFETY: as above.
+            unsafe { inner(w, rb, a) }
         }
-        out
-    }
-    // SAFETY: as above.
-    unsafe { inner(w, rb, a) }
+    )*};
 }
 
-fn q5_k_1(w: &[u8], rb: usize, a: &[BlockQ8K]) -> [f32; ROWS] {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(w: &[u8], rb: usize, a: &[BlockQ8K]) -> [f32; ROWS] {
-        let mut out = [0f32; ROWS];
-        for h in 0..2 {
-            let [v] = q5_k_rows::<1>(w, rb, [a], h);
-            store_half(&mut out, h, v);
-        }
-        out
-    }
-    // SAFETY: as above.
-    unsafe { inner(w, rb, a) }
-}
-
-fn q5_k_4(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
-        let mut out = [[0f32; ROWS]; 4];
-        for h in 0..2 {
-            let v = q5_k_rows::<4>(w, rb, a, h);
-            for t in 0..4 {
-                store_half(&mut out[t], h, v[t]);
-            }
-        }
-        out
-    }
-    // SAFETY: as above.
-    unsafe { inner(w, rb, a) }
+by_halves! {
+    BlockQ8: q8_0_rows, q8_0_1, q8_0_4;
+    BlockQ8K: q5_k_rows, q5_k_1, q5_k_4;
+    BlockQ8K: q6_k_rows, q6_k_1, q6_k_4;
 }
