@@ -19,7 +19,7 @@
 use std::arch::x86_64::*;
 
 use super::x86_base::prefetch_next;
-use super::{BlockQ8, BlockQ8K, Dot16, Rows16, ROWS16 as ROWS};
+use super::{BlockQ8, BlockQ8K, Dot16, Rows16, Rows16x4, ROWS16 as ROWS};
 use llama_spec::gguf::GgmlType;
 
 /// Rows per 256-bit vector: half a packed group.
@@ -27,33 +27,22 @@ const HALF: usize = 8;
 
 pub fn packed16(ty: GgmlType) -> Option<Dot16> {
     Some(match ty {
-        GgmlType::Q4_0 => Dot16::Q8(Rows16 {
-            one: q4_0_1,
-            four: q4_0_4,
-            decode: true,
-        }),
-        GgmlType::Q8_0 => Dot16::Q8(Rows16 {
-            one: q8_0_1,
-            four: q8_0_4,
-            decode: true,
-        }),
-        GgmlType::Q4_K => Dot16::Q8K(Rows16 {
-            one: q4_k_1,
-            four: q4_k_4,
-            decode: true,
-        }),
-        GgmlType::Q5_K => Dot16::Q8K(Rows16 {
-            one: q5_k_1,
-            four: q5_k_4,
-            decode: true,
-        }),
-        GgmlType::Q6_K => Dot16::Q8K(Rows16 {
-            one: q6_k_1,
-            four: q6_k_4,
-            decode: true,
-        }),
+        GgmlType::Q4_0 => Dot16::Q8(kernels(q4_0_1, q4_0_4)),
+        GgmlType::Q8_0 => Dot16::Q8(kernels(q8_0_1, q8_0_4)),
+        GgmlType::Q4_K => Dot16::Q8K(kernels(q4_k_1, q4_k_4)),
+        GgmlType::Q5_K => Dot16::Q8K(kernels(q5_k_1, q5_k_4)),
+        GgmlType::Q6_K => Dot16::Q8K(kernels(q6_k_1, q6_k_4)),
         _ => return None,
     })
+}
+
+/// One type's pair of kernels (packed ones serve decode and prefill alike).
+fn kernels<A>(one: fn(&[u8], usize, &[A]) -> [f32; ROWS], four: Rows16x4<A>) -> Rows16<A> {
+    Rows16 {
+        one,
+        four,
+        decode: true,
+    }
 }
 
 /// 4 activation bytes `qs[4k..4k+4]` broadcast to every 32-bit lane.
