@@ -9,9 +9,8 @@
 //! sums for the others (`scalar::dot_q8_0`, `dot_q5_k`, `dot_q6_k`), one accumulator vector
 //! per lane for the 8 rows.
 //!
-//! Q4_0 and Q4_K decode both halves in one pass over the blocks; the others (8 lane
-//! accumulators per row) and every 4-token kernel take one half a pass, the second pass reading
-//! the group from cache.
+//! Q4_0 and Q4_K take both halves in one pass over the blocks; the others (8 lane accumulators
+//! per row) take one half a pass, the second pass reading the group from cache.
 
 // Index loops over the words of a block mirror its layout.
 #![allow(clippy::needless_range_loop)]
@@ -122,9 +121,12 @@ fn q4_0_rows<const N: usize, const H: usize>(
                     s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo[g], bcast4(&y.qs, g)));
                     s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[g], bcast4(&y.qs, 4 + g)));
                 }
-                let isum =
-                    _mm256_sub_epi32(_mm256_madd_epi16(s, ones), _mm256_set1_epi32(8 * y.sum));
-                let d = _mm256_mul_ps(dw, _mm256_set1_ps(y.d));
+                // Vector broadcasts and a vector shift (the scalar `8 * sum` and two `set1`s
+                // cost a few more ops a token).
+                let sum8 =
+                    _mm256_slli_epi32::<3>(_mm256_broadcastd_epi32(_mm_cvtsi32_si128(y.sum)));
+                let isum = _mm256_sub_epi32(_mm256_madd_epi16(s, ones), sum8);
+                let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&y.d));
                 acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[t][h]);
             }
         }
@@ -556,10 +558,10 @@ fn q4_0_4(w: &[u8], rb: usize, a: [&[BlockQ8]; 4]) -> [[f32; ROWS]; 4] {
     #[target_feature(enable = "avx2,fma,f16c")]
     fn inner(w: &[u8], rb: usize, a: [&[BlockQ8]; 4]) -> [[f32; ROWS]; 4] {
         let mut out = [[0f32; ROWS]; 4];
-        for h in 0..2 {
-            let acc = q4_0_rows::<4, 1>(w, rb, a, h);
-            for t in 0..4 {
-                store_half(&mut out[t], h, acc[t][0]);
+        let acc = q4_0_rows::<4, 2>(w, rb, a, 0);
+        for t in 0..4 {
+            for h in 0..2 {
+                store_half(&mut out[t], h, acc[t][h]);
             }
         }
         out
@@ -586,10 +588,10 @@ fn q4_k_4(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
     #[target_feature(enable = "avx2,fma,f16c")]
     fn inner(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
         let mut out = [[0f32; ROWS]; 4];
-        for h in 0..2 {
-            let (acc, acc_min) = q4_k_rows::<4, 1>(w, rb, a, h);
-            for t in 0..4 {
-                store_half(&mut out[t], h, _mm256_sub_ps(acc[t][0], acc_min[t][0]));
+        let (acc, acc_min) = q4_k_rows::<4, 2>(w, rb, a, 0);
+        for t in 0..4 {
+            for h in 0..2 {
+                store_half(&mut out[t], h, _mm256_sub_ps(acc[t][h], acc_min[t][h]));
             }
         }
         out
