@@ -1,8 +1,8 @@
-//! Weight matrices re-laid out once at load for the 16-row AVX-512 kernels, as llama.cpp
-//! repacks Q4_0/Q4_K into interleaved row groups: reading 16 rows' blocks straight from the
-//! file's layout takes 16 strided loads and an in-register transpose per block, which costs
-//! more than the arithmetic at decode. Packed, the same bytes come in a few aligned sequential
-//! loads.
+//! Weight matrices re-laid out once at load for the packed 16-row kernels (AVX-512, and AVX2
+//! as two halves of 8 rows), as llama.cpp repacks Q4_0/Q4_K into interleaved row groups:
+//! reading 16 rows' blocks straight from the file's layout takes 16 strided loads and an
+//! in-register transpose per block, which costs more than the arithmetic at decode. Packed, the
+//! same bytes come in a few aligned sequential loads.
 //!
 //! Layout of one group of 16 consecutive rows (its size is that of the 16 rows in the file, so
 //! group `g` starts at `g * 16 * row_bytes`): first every block's *head* bytes (the f16 scale,
