@@ -9,8 +9,9 @@
 //! sums for the others (`scalar::dot_q8_0`, `dot_q5_k`, `dot_q6_k`), one accumulator vector
 //! per lane for the 8 rows.
 //!
-//! Q4_0 and Q4_K take both halves in one pass over the blocks; the others (8 lane accumulators
-//! per row) take one half a pass, the second pass reading the group from cache.
+//! Decode takes both halves in one pass over the blocks, so that all the arithmetic overlaps
+//! the stream from memory. With 4 tokens, the kernels with 8 lane accumulators per row take one
+//! half a pass (the second reading the group from cache); Q4_0 and Q4_K take both.
 
 // Index loops over the words of a block mirror its layout.
 #![allow(clippy::needless_range_loop)]
@@ -140,44 +141,48 @@ fn q4_0_rows<const N: usize, const H: usize>(
 /// given the weights' signs).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q8_0_rows<const N: usize>(
+fn q8_0_rows<const N: usize, const H: usize>(
     w: &[u8],
     rb: usize,
     acts: [&[BlockQ8]; N],
-    half: usize,
-) -> [__m256; N] {
+    h0: usize,
+) -> [[__m256; H]; N] {
     let nb = rb / 34;
     assert!(rb == nb * 34 && w.len() >= ROWS * rb, "16 whole rows");
     assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
-    assert!(half < 2, "two halves");
+    assert!(h0 + H <= 2, "two halves");
     let ones = _mm256_set1_epi16(1);
     // Heads: 16 f16 scales per block; then the bodies, 8 words x 16 rows per block.
     let heads = w.as_ptr();
     let bodies = heads.wrapping_add(ROWS * 2 * nb);
-    let mut acc = [[_mm256_setzero_ps(); 8]; N];
+    let mut acc = [[[_mm256_setzero_ps(); 8]; H]; N];
     for i in 0..nb {
-        if half == 0 {
+        if h0 == 0 {
             prefetch_next(w, rb, i, nb);
         }
-        // SAFETY: block i's 16 scales (32 bytes at heads + 32i) and body (512 bytes at
-        // bodies + 512i) lie inside the group's 16 * rb bytes of `w` (checked above).
-        let dw =
-            _mm256_cvtph_ps(unsafe { _mm_loadu_si128(heads.add(32 * i + 2 * HALF * half).cast()) });
-        let p = bodies.wrapping_add(ROWS * 32 * i + 4 * HALF * half);
-        let d: [__m256; N] =
-            std::array::from_fn(|t| _mm256_mul_ps(dw, _mm256_set1_ps(acts[t][i].d)));
-        for k in 0..8 {
-            // SAFETY: as above.
-            let wv = unsafe { load32(p.add(64 * k)) };
-            let aw = _mm256_sign_epi8(wv, wv);
-            for t in 0..N {
-                let a = _mm256_sign_epi8(bcast4(&acts[t][i].qs, k), wv);
-                let lane = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, a), ones);
-                acc[t][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lane), d[t], acc[t][k]);
+        for h in 0..H {
+            let half = h0 + h;
+            // SAFETY: block i's 16 scales (32 bytes at heads + 32i) and body (512 bytes at
+            // bodies + 512i) lie inside the group's 16 * rb bytes of `w` (checked above).
+            let dw = _mm256_cvtph_ps(unsafe {
+                _mm_loadu_si128(heads.add(32 * i + 2 * HALF * half).cast())
+            });
+            let p = bodies.wrapping_add(ROWS * 32 * i + 4 * HALF * half);
+            let d: [__m256; N] =
+                std::array::from_fn(|t| _mm256_mul_ps(dw, _mm256_set1_ps(acts[t][i].d)));
+            for k in 0..8 {
+                // SAFETY: as above.
+                let wv = unsafe { load32(p.add(64 * k)) };
+                let aw = _mm256_sign_epi8(wv, wv);
+                for t in 0..N {
+                    let a = _mm256_sign_epi8(bcast4(&acts[t][i].qs, k), wv);
+                    let lane = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, a), ones);
+                    acc[t][h][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lane), d[t], acc[t][h][k]);
+                }
             }
         }
     }
-    std::array::from_fn(|t| hsum8_lanes(&acc[t]))
+    std::array::from_fn(|t| std::array::from_fn(|h| hsum8_lanes(&acc[t][h])))
 }
 
 /// The low and high f16 of each 32-bit lane, as floats (Q4_K's `d` and `dmin`).
@@ -354,67 +359,72 @@ fn fifth_bit<const B: i32>(qh: __m256i) -> __m256i {
 /// super-block with one FMA, as GCC contracts ggml's `summs += dmin * hsum`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q5_k_rows<const N: usize>(
+fn q5_k_rows<const N: usize, const H: usize>(
     w: &[u8],
     rb: usize,
     acts: [&[BlockQ8K]; N],
-    half: usize,
-) -> [__m256; N] {
+    h0: usize,
+) -> [[__m256; H]; N] {
     let nb = rb / 176;
     assert!(rb == nb * 176 && w.len() >= ROWS * rb, "16 whole rows");
     assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
-    assert!(half < 2, "two halves");
-    let mut acc = [[_mm256_setzero_ps(); 8]; N];
-    let mut summs = [_mm256_setzero_ps(); N];
+    assert!(h0 + H <= 2, "two halves");
+    let mut acc = [[[_mm256_setzero_ps(); 8]; H]; N];
+    let mut summs = [[_mm256_setzero_ps(); H]; N];
     for i in 0..nb {
-        // Block i's 44 words of the 16 rows, this half's 32 bytes of each.
-        let p = w.as_ptr().wrapping_add(ROWS * 176 * i + 4 * HALF * half);
-        // SAFETY: words 0..44 of block i lie inside the group (checked above).
-        let word = |k: usize| unsafe { load32(p.add(64 * k)) };
-        let (dw, mw) = f16_pairs(word(0));
-        let (sc, mnp) = k4_scales_mins([word(1), word(2), word(3)]);
-        for t in 0..N {
-            let y = &acts[t][i];
-            let dmin = _mm256_mul_ps(_mm256_set1_ps(-y.d), mw);
-            let mins = _mm256_cvtepi32_ps(k4_mins_dot(&mnp, y));
-            summs[t] = _mm256_fmadd_ps(dmin, mins, summs[t]);
-        }
-        for k in 0..8 {
-            if half == 0 {
-                prefetch_next(w, rb, 8 * i + k, 8 * nb);
-            }
-            let qh = word(4 + k);
-            let hb = [
-                fifth_bit::<0>(qh),
-                fifth_bit::<1>(qh),
-                fifth_bit::<2>(qh),
-                fifth_bit::<3>(qh),
-                fifth_bit::<4>(qh),
-                fifth_bit::<5>(qh),
-                fifth_bit::<6>(qh),
-                fifth_bit::<7>(qh),
-            ];
-            let mut vals = [_mm256_setzero_si256(); 8];
-            for j in 0..4 {
-                let (lo, hi) = nibbles(word(12 + 8 * j + k));
-                vals[2 * j] = _mm256_or_si256(lo, hb[2 * j]);
-                vals[2 * j + 1] = _mm256_or_si256(hi, hb[2 * j + 1]);
-            }
+        for h in 0..H {
+            let half = h0 + h;
+            // Block i's 44 words of the 16 rows, this half's 32 bytes of each.
+            let p = w.as_ptr().wrapping_add(ROWS * 176 * i + 4 * HALF * half);
+            // SAFETY: words 0..44 of block i lie inside the group (checked above).
+            let word = |k: usize| unsafe { load32(p.add(64 * k)) };
+            let (dw, mw) = f16_pairs(word(0));
+            let (sc, mnp) = k4_scales_mins([word(1), word(2), word(3)]);
             for t in 0..N {
                 let y = &acts[t][i];
-                let mut lane = _mm256_setzero_si256();
-                for c in 0..8 {
-                    // Part c / 2, its low (even c) or high 32 elements.
-                    let a = bcast4(&y.qs[32 * c..32 * c + 32], k);
-                    let s = _mm256_maddubs_epi16(vals[c], a);
-                    lane = _mm256_add_epi32(lane, _mm256_madd_epi16(s, sc[c]));
+                let dmin = _mm256_mul_ps(_mm256_set1_ps(-y.d), mw);
+                let mins = _mm256_cvtepi32_ps(k4_mins_dot(&mnp, y));
+                summs[t][h] = _mm256_fmadd_ps(dmin, mins, summs[t][h]);
+            }
+            for k in 0..8 {
+                if half == 0 {
+                    prefetch_next(w, rb, 8 * i + k, 8 * nb);
                 }
-                let d = _mm256_mul_ps(_mm256_set1_ps(y.d), dw);
-                acc[t][k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane), acc[t][k]);
+                let qh = word(4 + k);
+                let hb = [
+                    fifth_bit::<0>(qh),
+                    fifth_bit::<1>(qh),
+                    fifth_bit::<2>(qh),
+                    fifth_bit::<3>(qh),
+                    fifth_bit::<4>(qh),
+                    fifth_bit::<5>(qh),
+                    fifth_bit::<6>(qh),
+                    fifth_bit::<7>(qh),
+                ];
+                let mut vals = [_mm256_setzero_si256(); 8];
+                for j in 0..4 {
+                    let (lo, hi) = nibbles(word(12 + 8 * j + k));
+                    vals[2 * j] = _mm256_or_si256(lo, hb[2 * j]);
+                    vals[2 * j + 1] = _mm256_or_si256(hi, hb[2 * j + 1]);
+                }
+                for t in 0..N {
+                    let y = &acts[t][i];
+                    let mut lane = _mm256_setzero_si256();
+                    for c in 0..8 {
+                        // Part c / 2, its low (even c) or high 32 elements.
+                        let a = bcast4(&y.qs[32 * c..32 * c + 32], k);
+                        let s = _mm256_maddubs_epi16(vals[c], a);
+                        lane = _mm256_add_epi32(lane, _mm256_madd_epi16(s, sc[c]));
+                    }
+                    let d = _mm256_mul_ps(_mm256_set1_ps(y.d), dw);
+                    acc[t][h][k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane), acc[t][h][k]);
+                }
             }
         }
     }
-    std::array::from_fn(|t| _mm256_add_ps(hsum8_lanes(&acc[t]), summs[t]))
+    std::array::from_fn(|t| {
+        std::array::from_fn(|h| _mm256_add_ps(hsum8_lanes(&acc[t][h]), summs[t][h]))
+    })
 }
 
 /// Byte `b` of each 32-bit lane, sign-extended, as an i16 pair `(s, s)`; with `pair`, bytes
@@ -447,89 +457,100 @@ fn hsum8_lanes(a: &[__m256; 8]) -> __m256 {
 /// accumulator. The i16 pairs of `vpmaddubsw` cannot saturate: 2 products of at most 63 * 128.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q6_k_rows<const N: usize>(
+fn q6_k_rows<const N: usize, const H: usize>(
     w: &[u8],
     rb: usize,
     acts: [&[BlockQ8K]; N],
-    half: usize,
-) -> [__m256; N] {
+    h0: usize,
+) -> [[__m256; H]; N] {
     let nb = rb / 210;
     assert!(rb == nb * 210 && w.len() >= ROWS * rb, "16 whole rows");
     assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
-    assert!(half < 2, "two halves");
+    assert!(h0 + H <= 2, "two halves");
     let (m4, m30) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
     // Heads (the f16 `d`, at each block's end in the file): 16 per block; then the bodies,
     // 52 words x 16 rows per block.
     let heads = w.as_ptr();
     let bodies = heads.wrapping_add(ROWS * 2 * nb);
-    let mut acc = [[_mm256_setzero_ps(); 8]; N];
+    let mut acc = [[[_mm256_setzero_ps(); 8]; H]; N];
     for i in 0..nb {
-        let p = bodies.wrapping_add(ROWS * 208 * i + 4 * HALF * half);
-        // SAFETY: block i's 16 heads (32 bytes at heads + 32i) and its words (below 52) lie
-        // inside the group's 16 * rb bytes of `w` (checked above).
-        let word = |k: usize| unsafe { load32(p.add(64 * k)) };
-        // SAFETY: as above.
-        let dw =
-            _mm256_cvtph_ps(unsafe { _mm_loadu_si128(heads.add(32 * i + 2 * HALF * half).cast()) });
-        // The 16 scales (words 48..52), each as an i16 pair for `vpmaddwd`.
-        let sw = [word(48), word(49), word(50), word(51)];
-        let mut sc = [_mm256_setzero_si256(); 16];
-        for m in 0..4 {
-            sc[4 * m] = i8_pair::<0, false>(sw[m]);
-            sc[4 * m + 1] = i8_pair::<1, false>(sw[m]);
-            sc[4 * m + 2] = i8_pair::<2, false>(sw[m]);
-            sc[4 * m + 3] = i8_pair::<3, false>(sw[m]);
-        }
-        for k in 0..8 {
-            if half == 0 {
-                prefetch_next(w, rb, 8 * i + k, 8 * nb);
+        for h in 0..H {
+            let half = h0 + h;
+            let p = bodies.wrapping_add(ROWS * 208 * i + 4 * HALF * half);
+            // SAFETY: block i's 16 heads (32 bytes at heads + 32i) and its words (below 52) lie
+            // inside the group's 16 * rb bytes of `w` (checked above).
+            let word = |k: usize| unsafe { load32(p.add(64 * k)) };
+            // SAFETY: as above.
+            let dw = _mm256_cvtph_ps(unsafe {
+                _mm_loadu_si128(heads.add(32 * i + 2 * HALF * half).cast())
+            });
+            // The 16 scales (words 48..52), each as an i16 pair for `vpmaddwd`.
+            let sw = [word(48), word(49), word(50), word(51)];
+            let mut sc = [_mm256_setzero_si256(); 16];
+            for m in 0..4 {
+                sc[4 * m] = i8_pair::<0, false>(sw[m]);
+                sc[4 * m + 1] = i8_pair::<1, false>(sw[m]);
+                sc[4 * m + 2] = i8_pair::<2, false>(sw[m]);
+                sc[4 * m + 3] = i8_pair::<3, false>(sw[m]);
             }
-            // Chunk (h, q) = elements 128h + 32q + l: low 4 bits from ql (word 16h + k for
-            // q = 0, 2; 16h + 8 + k for q = 1, 3), 2 high bits from qh (word 32 + 8h + k).
-            let mut vals = [_mm256_setzero_si256(); 8];
-            for h in 0..2 {
-                let (qla, qlb, qh) = (word(16 * h + k), word(16 * h + 8 + k), word(32 + 8 * h + k));
-                vals[4 * h] = _mm256_or_si256(
-                    _mm256_and_si256(qla, m4),
-                    _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30),
-                );
-                vals[4 * h + 1] = _mm256_or_si256(
-                    _mm256_and_si256(qlb, m4),
-                    _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30),
-                );
-                vals[4 * h + 2] = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(qla), m4),
-                    _mm256_and_si256(qh, m30),
-                );
-                vals[4 * h + 3] = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(qlb), m4),
-                    _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
-                );
-            }
-            // Scales 2k and 2k + 1 as one i16 pair, for the offset.
-            let off_sc = if k % 2 == 0 {
-                i8_pair::<0, true>(sw[k / 2])
-            } else {
-                i8_pair::<2, true>(sw[k / 2])
-            };
-            for t in 0..N {
-                let y = &acts[t][i];
-                let mut lane = _mm256_setzero_si256();
-                for c in 0..8 {
-                    let (h, q) = (c / 4, c % 4);
-                    let a = bcast4(&y.qs[128 * h + 32 * q..128 * h + 32 * q + 32], k);
-                    let s = _mm256_maddubs_epi16(vals[c], a);
-                    lane = _mm256_add_epi32(lane, _mm256_madd_epi16(s, sc[8 * h + 2 * q + k / 4]));
+            for k in 0..8 {
+                if half == 0 {
+                    prefetch_next(w, rb, 8 * i + k, 8 * nb);
                 }
-                let bs = (y.bsums[2 * k] as u16 as i32) | ((y.bsums[2 * k + 1] as i32) << 16);
-                let off = _mm256_madd_epi16(off_sc, _mm256_set1_epi32(bs));
-                lane = _mm256_sub_epi32(lane, _mm256_slli_epi32::<5>(off));
-                let d = _mm256_mul_ps(_mm256_set1_ps(y.d), dw);
-                acc[t][k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane), acc[t][k]);
+                // Chunk (h, q) = elements 128h + 32q + l: low 4 bits from ql (word 16h + k for
+                // q = 0, 2; 16h + 8 + k for q = 1, 3), 2 high bits from qh (word 32 + 8h + k).
+                let mut vals = [_mm256_setzero_si256(); 8];
+                for ph in 0..2 {
+                    let (qla, qlb, qh) = (
+                        word(16 * ph + k),
+                        word(16 * ph + 8 + k),
+                        word(32 + 8 * ph + k),
+                    );
+                    vals[4 * ph] = _mm256_or_si256(
+                        _mm256_and_si256(qla, m4),
+                        _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30),
+                    );
+                    vals[4 * ph + 1] = _mm256_or_si256(
+                        _mm256_and_si256(qlb, m4),
+                        _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30),
+                    );
+                    vals[4 * ph + 2] = _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(qla), m4),
+                        _mm256_and_si256(qh, m30),
+                    );
+                    vals[4 * ph + 3] = _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(qlb), m4),
+                        _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
+                    );
+                }
+                // Scales 2k and 2k + 1 as one i16 pair, for the offset.
+                let off_sc = if k % 2 == 0 {
+                    i8_pair::<0, true>(sw[k / 2])
+                } else {
+                    i8_pair::<2, true>(sw[k / 2])
+                };
+                for t in 0..N {
+                    let y = &acts[t][i];
+                    let mut lane = _mm256_setzero_si256();
+                    for c in 0..8 {
+                        let (ph, q) = (c / 4, c % 4);
+                        let a = bcast4(&y.qs[128 * ph + 32 * q..128 * ph + 32 * q + 32], k);
+                        let s = _mm256_maddubs_epi16(vals[c], a);
+                        lane = _mm256_add_epi32(
+                            lane,
+                            _mm256_madd_epi16(s, sc[8 * ph + 2 * q + k / 4]),
+                        );
+                    }
+                    let bs = (y.bsums[2 * k] as u16 as i32) | ((y.bsums[2 * k + 1] as i32) << 16);
+                    let off = _mm256_madd_epi16(off_sc, _mm256_set1_epi32(bs));
+                    lane = _mm256_sub_epi32(lane, _mm256_slli_epi32::<5>(off));
+                    let d = _mm256_mul_ps(_mm256_set1_ps(y.d), dw);
+                    acc[t][h][k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane), acc[t][h][k]);
+                }
             }
         }
     }
-    std::array::from_fn(|t| hsum8_lanes(&acc[t]))
+    std::array::from_fn(|t| std::array::from_fn(|h| hsum8_lanes(&acc[t][h])))
 }
 
 /// Rows `8 * half..8 * half + 8` of `out` from 8 lanes.
@@ -600,17 +621,20 @@ fn q4_k_4(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
     unsafe { inner(w, rb, a) }
 }
 
-/// Entry points of the kernels that take one half of the group a pass
-/// (`$rows::<N>(w, rb, acts, half)`; their 8 lane accumulators per row fill the registers).
+/// Entry points of the kernels with 8 lane accumulators per row (`$rows::<N, H>(w, rb, acts,
+/// h0)`, halves `h0..h0 + H`): decode takes both halves in one pass over the blocks, so that
+/// all the arithmetic overlaps the stream from memory; 4 tokens take one half a pass (their
+/// accumulators would not fit the registers twice), the second pass reading the group from
+/// cache.
 macro_rules! by_halves {
     ($($a:ty: $rows:ident, $one:ident, $four:ident;)*) => {$(
         fn $one(w: &[u8], rb: usize, a: &[$a]) -> [f32; ROWS] {
             #[target_feature(enable = "avx2,fma,f16c")]
             fn inner(w: &[u8], rb: usize, a: &[$a]) -> [f32; ROWS] {
+                let [v] = $rows::<1, 2>(w, rb, [a], 0);
                 let mut out = [0f32; ROWS];
                 for h in 0..2 {
-                    let [v] = $rows::<1>(w, rb, [a], h);
-                    store_half(&mut out, h, v);
+                    store_half(&mut out, h, v[h]);
                 }
                 out
             }
@@ -624,9 +648,9 @@ macro_rules! by_halves {
             fn inner(w: &[u8], rb: usize, a: [&[$a]; 4]) -> [[f32; ROWS]; 4] {
                 let mut out = [[0f32; ROWS]; 4];
                 for h in 0..2 {
-                    let v = $rows::<4>(w, rb, a, h);
+                    let v = $rows::<4, 1>(w, rb, a, h);
                     for t in 0..4 {
-                        store_half(&mut out[t], h, v[t]);
+                        store_half(&mut out[t], h, v[t][0]);
                     }
                 }
                 out
