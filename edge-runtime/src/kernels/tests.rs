@@ -345,8 +345,8 @@ fn avx512_16_row_kernels_equal_scalar_bit_for_bit() {
     assert_eq!(packed.len(), 8, "packed kernels tested: {packed:?}");
 }
 
-/// The AVX2 kernels over packed groups of 16 rows (Q4_0, Q4_K, the types llama.cpp repacks on
-/// AVX2) give each (activation row, weight row) exactly their scalar twin's result.
+/// The AVX2 kernels over packed groups of 16 rows (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K) give each
+/// (activation row, weight row) exactly their scalar twin's result, for 1 and 4 tokens.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx2_packed_kernels_equal_scalar_bit_for_bit() {

@@ -66,6 +66,17 @@ unsafe fn load32(p: *const u8) -> __m256i {
     unsafe { _mm256_loadu_si256(p.cast()) }
 }
 
+/// Checks the shapes the kernels' unsafe loads rely on (16 whole rows of `bs`-byte blocks in
+/// `w`, an activation block per weight block, halves up to `end` of the two); returns the
+/// blocks per row.
+fn check<A>(w: &[u8], rb: usize, bs: usize, acts: &[&[A]], end: usize) -> usize {
+    let nb = rb / bs;
+    assert!(rb == nb * bs && w.len() >= ROWS * rb, "16 whole rows");
+    assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
+    assert!(end <= 2, "two halves");
+    nb
+}
+
 /// Low and high nibbles of each byte (unsigned 0..16).
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -77,7 +88,7 @@ fn nibbles(b: __m256i) -> (__m256i, __m256i) {
     )
 }
 
-/// Q4_0, rows `8 * (h0 + h)..` for `h < H`, against `N` activation rows: per block and row the
+/// Q4_0, halves `h0..h0 + H` (rows `8 * h..8 * h + 8` each), against `N` activation rows: per block and row the
 /// exact `sum((n - 8) q) = sum(n q) - 8 sum(q)` (nibbles `n` are the unsigned operand), then one
 /// FMA by `d_w * d_a`. The i16 sums cannot wrap: 8 pairs of products of at most 15 * 127.
 #[inline]
@@ -88,10 +99,7 @@ fn q4_0_rows<const N: usize, const H: usize>(
     acts: [&[BlockQ8]; N],
     h0: usize,
 ) -> [[__m256; H]; N] {
-    let nb = rb / 18;
-    assert!(rb == nb * 18 && w.len() >= ROWS * rb, "16 whole rows");
-    assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
-    assert!(h0 + H <= 2, "two halves");
+    let nb = check(w, rb, 18, &acts, h0 + H);
     let ones = _mm256_set1_epi16(1);
     // Heads: 16 f16 scales per block; then the bodies, 4 words x 16 rows per block.
     let heads = w.as_ptr();
@@ -135,7 +143,7 @@ fn q4_0_rows<const N: usize, const H: usize>(
     acc
 }
 
-/// Q8_0 in ggml's 8-lane arithmetic (`scalar::dot_q8_0`), rows `8 * half..8 * half + 8`: lane
+/// Q8_0 in ggml's 8-lane arithmetic (`scalar::dot_q8_0`), halves `h0..h0 + H`: lane
 /// `k` of ggml's vectors (bytes `4k..4k+4` of the block) is the block's packed word `k`, which
 /// keeps its own accumulator; ggml's sign trick (`|w|` the unsigned operand, the activations
 /// given the weights' signs).
@@ -147,10 +155,7 @@ fn q8_0_rows<const N: usize, const H: usize>(
     acts: [&[BlockQ8]; N],
     h0: usize,
 ) -> [[__m256; H]; N] {
-    let nb = rb / 34;
-    assert!(rb == nb * 34 && w.len() >= ROWS * rb, "16 whole rows");
-    assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
-    assert!(h0 + H <= 2, "two halves");
+    let nb = check(w, rb, 34, &acts, h0 + H);
     let ones = _mm256_set1_epi16(1);
     // Heads: 16 f16 scales per block; then the bodies, 8 words x 16 rows per block.
     let heads = w.as_ptr();
@@ -267,7 +272,7 @@ fn k4_mins_dot(mnp: &[__m256i; 4], y: &BlockQ8K) -> __m256i {
     mins
 }
 
-/// Q4_K in llama.cpp's repacked arithmetic (`scalar::dot_q4_k_seq`): per super-block and row
+/// Q4_K in llama.cpp's repacked arithmetic (`scalar::dot_q4_k_seq`), halves `h0..h0 + H`: per super-block and row
 /// the exact `sum_j sc_j * dot_j` and `sum_j mn_j * bsum_j`, each folded in with one FMA. The
 /// i16 sums of 8 `vpmaddubsw` cannot wrap: 16 products of at most 15 * 128.
 #[inline]
@@ -277,11 +282,8 @@ fn q4_k_rows<const N: usize, const H: usize>(
     rb: usize,
     acts: [&[BlockQ8K]; N],
     h0: usize,
-) -> ([[__m256; H]; N], [[__m256; H]; N]) {
-    let nb = rb / 144;
-    assert!(rb == nb * 144 && w.len() >= ROWS * rb, "16 whole rows");
-    assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
-    assert!(h0 + H <= 2, "two halves");
+) -> [[__m256; H]; N] {
+    let nb = check(w, rb, 144, &acts, h0 + H);
     let mut acc = [[_mm256_setzero_ps(); H]; N];
     let mut acc_min = [[_mm256_setzero_ps(); H]; N];
     for i in 0..nb {
@@ -332,7 +334,7 @@ fn q4_k_rows<const N: usize, const H: usize>(
             }
         }
     }
-    (acc, acc_min)
+    std::array::from_fn(|t| std::array::from_fn(|h| _mm256_sub_ps(acc[t][h], acc_min[t][h])))
 }
 
 /// Bit `B` of each byte of `qh`, moved to bit 4 (Q5_K's fifth bit).
@@ -353,7 +355,7 @@ fn fifth_bit<const B: i32>(qh: __m256i) -> __m256i {
     _mm256_and_si256(v, _mm256_set1_epi8(0x10))
 }
 
-/// Q5_K in ggml's 8-lane arithmetic (`scalar::dot_q5_k`), rows `8 * half..8 * half + 8`, lane
+/// Q5_K in ggml's 8-lane arithmetic (`scalar::dot_q5_k`), halves `h0..h0 + H`, lane
 /// by lane as [`q6_k_rows`]: lane `k` takes word `4 + k` of the fifth bits and word
 /// `12 + 8j + k` of the nibbles of each 64-element part `j`. The min term is folded in per
 /// super-block with one FMA, as GCC contracts ggml's `summs += dmin * hsum`.
@@ -365,10 +367,7 @@ fn q5_k_rows<const N: usize, const H: usize>(
     acts: [&[BlockQ8K]; N],
     h0: usize,
 ) -> [[__m256; H]; N] {
-    let nb = rb / 176;
-    assert!(rb == nb * 176 && w.len() >= ROWS * rb, "16 whole rows");
-    assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
-    assert!(h0 + H <= 2, "two halves");
+    let nb = check(w, rb, 176, &acts, h0 + H);
     let mut acc = [[[_mm256_setzero_ps(); 8]; H]; N];
     let mut summs = [[_mm256_setzero_ps(); H]; N];
     for i in 0..nb {
@@ -450,7 +449,7 @@ fn hsum8_lanes(a: &[__m256; 8]) -> __m256 {
     _mm256_add_ps(_mm256_add_ps(r[0], r[2]), _mm256_add_ps(r[1], r[3]))
 }
 
-/// Q6_K in ggml's 8-lane arithmetic (`scalar::dot_q6_k`), rows `8 * half..8 * half + 8`.
+/// Q6_K in ggml's 8-lane arithmetic (`scalar::dot_q6_k`), halves `h0..h0 + H`.
 /// Lane `k` of ggml's vectors (bytes `4k..4k+4` of each 32-element chunk) is one packed word
 /// per chunk here, so the kernel goes lane by lane: the lane's exact integer sum for the 8
 /// rows, the `-32` offset taken out with the activation sums, then one FMA into that lane's
@@ -463,10 +462,7 @@ fn q6_k_rows<const N: usize, const H: usize>(
     acts: [&[BlockQ8K]; N],
     h0: usize,
 ) -> [[__m256; H]; N] {
-    let nb = rb / 210;
-    assert!(rb == nb * 210 && w.len() >= ROWS * rb, "16 whole rows");
-    assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
-    assert!(h0 + H <= 2, "two halves");
+    let nb = check(w, rb, 210, &acts, h0 + H);
     let (m4, m30) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
     // Heads (the f16 `d`, at each block's end in the file): 16 per block; then the bodies,
     // 52 words x 16 rows per block.
@@ -497,8 +493,9 @@ fn q6_k_rows<const N: usize, const H: usize>(
                 if half == 0 {
                     prefetch_next(w, rb, 8 * i + k, 8 * nb);
                 }
-                // Chunk (h, q) = elements 128h + 32q + l: low 4 bits from ql (word 16h + k for
-                // q = 0, 2; 16h + 8 + k for q = 1, 3), 2 high bits from qh (word 32 + 8h + k).
+                // Chunk (ph, q) = elements 128ph + 32q + l: low 4 bits from ql (word 16ph + k
+                // for q = 0, 2; 16ph + 8 + k for q = 1, 3), 2 high bits from qh (word
+                // 32 + 8ph + k).
                 let mut vals = [_mm256_setzero_si256(); 8];
                 for ph in 0..2 {
                     let (qla, qlb, qh) = (
@@ -561,73 +558,13 @@ fn store_half(out: &mut [f32; ROWS], half: usize, v: __m256) {
     unsafe { _mm256_storeu_ps(out[HALF * half..HALF * half + HALF].as_mut_ptr(), v) };
 }
 
-fn q4_0_1(w: &[u8], rb: usize, a: &[BlockQ8]) -> [f32; ROWS] {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(w: &[u8], rb: usize, a: &[BlockQ8]) -> [f32; ROWS] {
-        let [acc] = q4_0_rows::<1, 2>(w, rb, [a], 0);
-        let mut out = [0f32; ROWS];
-        for h in 0..2 {
-            store_half(&mut out, h, acc[h]);
-        }
-        out
-    }
-    // SAFETY: handed out by `packed16` only after `Isa::detect` confirmed AVX2, FMA and F16C.
-    unsafe { inner(w, rb, a) }
-}
-
-fn q4_0_4(w: &[u8], rb: usize, a: [&[BlockQ8]; 4]) -> [[f32; ROWS]; 4] {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(w: &[u8], rb: usize, a: [&[BlockQ8]; 4]) -> [[f32; ROWS]; 4] {
-        let mut out = [[0f32; ROWS]; 4];
-        let acc = q4_0_rows::<4, 2>(w, rb, a, 0);
-        for t in 0..4 {
-            for h in 0..2 {
-                store_half(&mut out[t], h, acc[t][h]);
-            }
-        }
-        out
-    }
-    // SAFETY: as above.
-    unsafe { inner(w, rb, a) }
-}
-
-fn q4_k_1(w: &[u8], rb: usize, a: &[BlockQ8K]) -> [f32; ROWS] {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(w: &[u8], rb: usize, a: &[BlockQ8K]) -> [f32; ROWS] {
-        let ([acc], [acc_min]) = q4_k_rows::<1, 2>(w, rb, [a], 0);
-        let mut out = [0f32; ROWS];
-        for h in 0..2 {
-            store_half(&mut out, h, _mm256_sub_ps(acc[h], acc_min[h]));
-        }
-        out
-    }
-    // SAFETY: as above.
-    unsafe { inner(w, rb, a) }
-}
-
-fn q4_k_4(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn inner(w: &[u8], rb: usize, a: [&[BlockQ8K]; 4]) -> [[f32; ROWS]; 4] {
-        let mut out = [[0f32; ROWS]; 4];
-        let (acc, acc_min) = q4_k_rows::<4, 2>(w, rb, a, 0);
-        for t in 0..4 {
-            for h in 0..2 {
-                store_half(&mut out[t], h, _mm256_sub_ps(acc[t][h], acc_min[t][h]));
-            }
-        }
-        out
-    }
-    // SAFETY: as above.
-    unsafe { inner(w, rb, a) }
-}
-
-/// Entry points of the kernels with 8 lane accumulators per row (`$rows::<N, H>(w, rb, acts,
-/// h0)`, halves `h0..h0 + H`): decode takes both halves in one pass over the blocks, so that
-/// all the arithmetic overlaps the stream from memory; 4 tokens take one half a pass (their
-/// accumulators would not fit the registers twice), the second pass reading the group from
-/// cache.
-macro_rules! by_halves {
-    ($($a:ty: $rows:ident, $one:ident, $four:ident;)*) => {$(
+/// Entry points of every kernel (`$rows::<N, H>(w, rb, acts, h0)`: halves `h0..h0 + H`).
+/// Decode takes both halves in one pass over the blocks, so that all the arithmetic overlaps
+/// the stream from memory. 4 tokens take `$halves4` halves a pass: 1 for the kernels with 8
+/// lane accumulators per row (they would not fit the registers twice; the second pass reads
+/// the group from cache), 2 for Q4_0 and Q4_K.
+macro_rules! entry_points {
+    ($($a:ty: $rows:ident, $halves4:literal, $one:ident, $four:ident;)*) => {$(
         fn $one(w: &[u8], rb: usize, a: &[$a]) -> [f32; ROWS] {
             #[target_feature(enable = "avx2,fma,f16c")]
             fn inner(w: &[u8], rb: usize, a: &[$a]) -> [f32; ROWS] {
@@ -647,10 +584,12 @@ macro_rules! by_halves {
             #[target_feature(enable = "avx2,fma,f16c")]
             fn inner(w: &[u8], rb: usize, a: [&[$a]; 4]) -> [[f32; ROWS]; 4] {
                 let mut out = [[0f32; ROWS]; 4];
-                for h in 0..2 {
-                    let v = $rows::<4, 1>(w, rb, a, h);
+                for h0 in (0..2).step_by($halves4) {
+                    let v = $rows::<4, $halves4>(w, rb, a, h0);
                     for t in 0..4 {
-                        store_half(&mut out[t], h, v[t][0]);
+                        for h in 0..$halves4 {
+                            store_half(&mut out[t], h0 + h, v[t][h]);
+                        }
                     }
                 }
                 out
@@ -661,8 +600,10 @@ macro_rules! by_halves {
     )*};
 }
 
-by_halves! {
-    BlockQ8: q8_0_rows, q8_0_1, q8_0_4;
-    BlockQ8K: q5_k_rows, q5_k_1, q5_k_4;
-    BlockQ8K: q6_k_rows, q6_k_1, q6_k_4;
+entry_points! {
+    BlockQ8: q4_0_rows, 2, q4_0_1, q4_0_4;
+    BlockQ8: q8_0_rows, 1, q8_0_1, q8_0_4;
+    BlockQ8K: q4_k_rows, 2, q4_k_1, q4_k_4;
+    BlockQ8K: q5_k_rows, 1, q5_k_1, q5_k_4;
+    BlockQ8K: q6_k_rows, 1, q6_k_1, q6_k_4;
 }
