@@ -9,9 +9,8 @@
 #
 #   scripts/gpu-check.sh [PEAK_TFLOPS]     (default 989: H100/H200 dense BF16)
 #
-# Needs CUDA's driver and NCCL (libnccl.so.2) at run time, and a build with `cuda,nccl`:
-# cubecl-cuda downloads an LLVM bundle while it builds, so build where the network allows it
-# (or carry a prebuilt target/release/cloud-train here).
+# Needs CUDA's driver, NVRTC (libnvrtc) and NCCL (libnccl.so.2) at run time, and a build with
+# `cuda,nccl`, which needs no network beyond the crates and no CUDA toolkit (vendor/README.md).
 # The 8B CPT itself needs 32 GPUs at ZeRO-1 (`cloud-train plan`; docs/distributed.md):
 #   sbatch configs/slurm/cpt-8b-4node-8gpu.sbatch
 set -euo pipefail
