@@ -64,6 +64,7 @@ pub fn find_library(names: &[&str]) -> Option<String> {
 }
 
 /// Every library in `libs` can be loaded, or the first that cannot, as an error.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 fn check_libraries(
     backend: &'static str,
     libs: &[(&'static str, &[&str])],

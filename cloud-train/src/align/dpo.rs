@@ -10,11 +10,11 @@ use super::config::DpoSection;
 use super::data::Encoded;
 use super::examples::{batch_of, counts, rows_of, tokens};
 use super::objective::ChatLoss;
-use crate::dist::{my_slice, Collective};
+use crate::dist::{my_slice, rounds, CommError, DataParallel};
 use crate::model::Llama;
 use crate::train::dpo::{self, DpoMetrics, PairLogps};
 use crate::train::harness::{Metrics, StepContext, StepOutcome, TrainResult};
-use crate::train::{loss_into_weighted, position_nll, TrainError};
+use crate::train::{loss_into_weighted, position_nll_from, ParamSource, TrainError};
 
 /// The file in the run directory that keeps the reference log-probabilities.
 pub const REFERENCE_LOGPS: &str = "reference_logps.json";
@@ -53,11 +53,25 @@ fn pair_rows(pairs: &[&Pair]) -> Vec<(Vec<u32>, Vec<bool>)> {
 
 /// Response-token log-probability sums of each row of `rows` (`pair_rows`: chosen rows,
 /// then rejected rows).
-fn logps(model: &Llama, rows: &[(Vec<u32>, Vec<bool>)], device: &Device, chunk: usize) -> Vec<f64> {
-    let b = batch_of(rows, device);
-    let seq = b.ids.dims()[1];
-    let nll = position_nll(model, &b, chunk);
-    dpo::sequence_logps(&nll, seq, &counts(rows), false)
+/// `None` rows: this rank has no group this round but takes part in ZeRO-3's gathers.
+fn logps(
+    source: &dyn ParamSource,
+    model: &Llama,
+    rows: Option<&[(Vec<u32>, Vec<bool>)]>,
+    device: &Device,
+    chunk: usize,
+) -> Result<Option<Vec<f64>>, CommError> {
+    let b = rows.map(|rows| batch_of(rows, device));
+    let nll = position_nll_from(source, model, b.as_ref(), chunk)?;
+    Ok(match (nll, rows, b) {
+        (Some(nll), Some(rows), Some(b)) => Some(dpo::sequence_logps(
+            &nll,
+            b.ids.dims()[1],
+            &counts(rows),
+            false,
+        )),
+        _ => None,
+    })
 }
 
 fn pair_logps(
@@ -110,14 +124,15 @@ fn insert(into: &mut Metrics, m: DpoMetrics, prefix: &str) {
 /// The reference log-probabilities of every pair, computed once with the starting model and
 /// kept in the run directory (a resumed run no longer has that model).
 fn reference_logps(
+    dp: &DataParallel,
     model: &Llama,
     sets: [&mut Vec<Pair>; 2],
     out: &Path,
     fingerprint: &str,
     (mbs, chunk): (usize, usize),
     device: &Device,
-    comm: &dyn Collective,
 ) -> Result<(), TrainError> {
+    let (source, comm) = (&dp.source(), dp.comm());
     let path = out.join(REFERENCE_LOGPS);
     let saved: Option<serde_json::Value> = std::fs::read_to_string(&path)
         .ok()
@@ -132,13 +147,13 @@ fn reference_logps(
                 // Groups dealt out to the ranks; the sum over ranks fills every value.
                 let mut flat = vec![0.0; 2 * set.len()];
                 let mbs = mbs.max(1);
-                for (g, group) in set.chunks(mbs).enumerate() {
-                    if g % comm.world() != comm.rank() {
+                let groups: Vec<&[Pair]> = set.chunks(mbs).collect();
+                for g in rounds(groups.len(), comm.rank(), comm.world()) {
+                    let rows = g.map(|g| pair_rows(&groups[g].iter().collect::<Vec<_>>()));
+                    let Some(l) = logps(source, model, rows.as_deref(), device, chunk)? else {
                         continue;
-                    }
-                    let refs: Vec<&Pair> = group.iter().collect();
-                    let l = logps(model, &pair_rows(&refs), device, chunk);
-                    let k = group.len();
+                    };
+                    let (g, k) = (g.unwrap_or_default(), l.len() / 2);
                     for i in 0..k {
                         flat[2 * (g * mbs + i)] = l[i];
                         flat[2 * (g * mbs + i) + 1] = l[k + i];
@@ -187,15 +202,14 @@ impl ChatLoss for Dpo {
         }
         let chunk = ctx.plan.ce_chunk.unwrap_or(4096);
         let geometry = (ctx.train.mbs, chunk);
-        let comm = ctx.dp.comm();
         reference_logps(
+            ctx.dp,
             ctx.model,
             sets,
             ctx.out,
             fingerprint,
             geometry,
             ctx.device,
-            comm,
         )
     }
 
@@ -252,14 +266,16 @@ impl ChatLoss for Dpo {
         let chunk = ctx.plan.ce_chunk.unwrap_or(4096);
         // The loss, then the four metric sums.
         let mut t = [0.0; 5];
-        for group in val
-            .chunks(ctx.train.mbs)
-            .skip(ctx.rank())
-            .step_by(ctx.world())
-        {
-            let refs: Vec<&Pair> = group.iter().collect();
-            let rows = pair_rows(&refs);
-            let policy = logps(ctx.model, &rows, ctx.device, chunk);
+        let groups: Vec<&[Pair]> = val.chunks(ctx.train.mbs.max(1)).collect();
+        let source = ctx.dp.source();
+        for g in rounds(groups.len(), ctx.rank(), ctx.world()) {
+            let refs: Vec<&Pair> = g.map_or(Vec::new(), |g| groups[g].iter().collect());
+            let rows = g.map(|_| pair_rows(&refs));
+            let Some(policy) = logps(&source, ctx.model, rows.as_deref(), ctx.device, chunk)?
+            else {
+                continue;
+            };
+            let rows = rows.unwrap_or_default();
             let pairs = pair_logps(&refs, &policy, &rows, mean);
             let o = dpo::dpo(&pairs, d.beta, d.loss, d.label_smoothing, val.len() as f64);
             t[0] += o.loss;

@@ -4,9 +4,9 @@
 use super::data::Encoded;
 use super::examples::{batch_of, counts, rows_of, tokens};
 use super::objective::ChatLoss;
-use crate::dist::my_slice;
+use crate::dist::{my_slice, rounds};
 use crate::train::harness::{Metrics, StepContext, StepOutcome, TrainResult};
-use crate::train::{loss_into, position_nll};
+use crate::train::{loss_into, position_nll_from};
 
 /// The SFT loss.
 pub struct Sft;
@@ -41,19 +41,15 @@ impl ChatLoss for Sft {
     fn validate(&mut self, ctx: &StepContext, val: &[Encoded]) -> TrainResult<Metrics> {
         let chunk = ctx.plan.ce_chunk.unwrap_or(4096);
         let (mut sum, mut n) = (0.0, 0usize);
-        for group in val
-            .chunks(ctx.train.mbs)
-            .skip(ctx.rank())
-            .step_by(ctx.world())
-        {
-            let refs: Vec<&Encoded> = group.iter().collect();
-            let rows = rows_of(&refs);
-            let b = batch_of(&rows, ctx.device);
-            sum += position_nll(ctx.model, &b, chunk)
-                .iter()
-                .map(|&v| f64::from(v))
-                .sum::<f64>();
-            n += counts(&rows).iter().sum::<usize>();
+        let groups: Vec<&[Encoded]> = val.chunks(ctx.train.mbs.max(1)).collect();
+        let source = ctx.dp.source();
+        for g in rounds(groups.len(), ctx.rank(), ctx.world()) {
+            let rows = g.map(|g| rows_of(&groups[g].iter().collect::<Vec<_>>()));
+            let b = rows.as_ref().map(|rows| batch_of(rows, ctx.device));
+            if let Some(nll) = position_nll_from(&source, ctx.model, b.as_ref(), chunk)? {
+                sum += nll.iter().map(|&v| f64::from(v)).sum::<f64>();
+            }
+            n += rows.map_or(0, |rows| counts(&rows).iter().sum::<usize>());
         }
         let mut t = [sum, n as f64];
         ctx.dp.sum_f64(&mut t)?;

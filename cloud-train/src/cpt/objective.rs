@@ -5,20 +5,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::Module;
-use burn::prelude::*;
 use serde_json::Value;
 
 use super::config::{CptConfig, Role};
 use crate::data::{Mixer, MixerCorpus, TokenStore, TokenStream};
-use crate::dist::my_slice;
-use crate::model::scalar;
+use crate::dist::{my_slice, rounds};
 use crate::train::config::RunConfig;
 use crate::train::harness::{
     self, Event, Metrics, Objective, RunSummary, StepContext, StepOutcome, TrainResult,
 };
 use crate::train::state::{Resume, TrainerState};
-use crate::train::{loss_into, Batch, TrainError};
+use crate::train::{loss_into, position_nll_from, Batch, TrainError};
 
 struct Corpus {
     name: String,
@@ -212,7 +209,7 @@ impl Objective for CptObjective<'_> {
     /// all-reduced.
     fn validate(&mut self, ctx: &StepContext) -> TrainResult<Metrics> {
         let seq = self.cfg.data.seq_len;
-        let frozen = ctx.model.valid();
+        let source = ctx.dp.source();
         let (rank, world) = (ctx.rank(), ctx.world());
         let counts: Vec<u64> = self
             .corpora
@@ -221,18 +218,24 @@ impl Objective for CptObjective<'_> {
             .collect();
         let mut sums = vec![0.0; self.corpora.len()];
         for ((c, &n), sum) in self.corpora.iter().zip(&counts).zip(&mut sums) {
-            let ids: Vec<u64> = (0..n).filter(|i| *i as usize % world == rank).collect();
-            for group in ids.chunks(ctx.train.mbs) {
-                let mut flat = Vec::with_capacity(group.len() * (seq + 1));
-                for &i in group {
-                    c.val.window(i, seq, &mut self.window);
-                    flat.extend(self.window.iter().map(|&t| i64::from(t)));
+            // Groups of mbs windows, one per rank per round.
+            let mbs = ctx.train.mbs.max(1) as u64;
+            let groups = n.div_ceil(mbs) as usize;
+            for g in rounds(groups, rank, world) {
+                let batch = g.map(|g| {
+                    let rows: Vec<Vec<u32>> = (g as u64 * mbs..((g as u64 + 1) * mbs).min(n))
+                        .map(|i| {
+                            c.val.window(i, seq, &mut self.window);
+                            self.window.clone()
+                        })
+                        .collect();
+                    Batch::from_windows(&rows, ctx.device)
+                });
+                let chunk = ctx.plan.ce_chunk.unwrap_or(4096);
+                if let Some(nll) = position_nll_from(&source, ctx.model, batch.as_ref(), chunk)? {
+                    // Each window's mean over its seq positions, summed.
+                    *sum += nll.iter().map(|&v| f64::from(v)).sum::<f64>() / seq as f64;
                 }
-                let t = Tensor::<2, Int>::from_data(
-                    TensorData::new(flat, [group.len(), seq + 1]),
-                    ctx.device,
-                );
-                *sum += scalar(frozen.loss(t)) * group.len() as f64;
             }
         }
         ctx.dp.sum_f64(&mut sums)?;

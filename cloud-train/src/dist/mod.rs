@@ -10,7 +10,9 @@
 //! The data-parallel logic ([`DataParallel`]) is the same code on every engine: each rank
 //! computes the gradients of its slice of the global batch, gradients are summed across ranks
 //! before the optimizer step, and the AdamW state is either replicated (ZeRO stage 0) or
-//! sharded 1/N per rank with the parameters all-gathered after the update (ZeRO stage 1).
+//! sharded 1/N per rank with the parameters all-gathered after the update (ZeRO stage 1);
+//! stage 2 shards the gradients too, stage 3 the parameters as well (gathered layer by layer
+//! as passes reach them).
 //!
 //! Every collective call runs under a [`Watchdog`]: a rank that waits longer than the
 //! configured timeout for the others (one died or hangs) prints which call it was waiting in
@@ -25,11 +27,13 @@ mod parallel;
 pub mod rendezvous;
 mod watchdog;
 mod zero;
+mod zero3;
 
 pub use launch::{Launch, LaunchSource};
-pub use parallel::{DataParallel, DistSettings, Engine, Held, StepSink, ZeroStage};
+pub use parallel::{DataParallel, DistSettings, Engine, Held, Source, StepSink, ZeroStage};
 pub use watchdog::{Watchdog, EXIT_CODE};
 pub use zero::{Layout, ShardGrads, ShardedAdamW, StepError};
+pub use zero3::Gatherer;
 
 use crate::model::Llama;
 
@@ -251,6 +255,14 @@ impl Ranks {
 pub fn my_slice<T>(all: &[T], rank: usize, world: usize) -> &[T] {
     let per = all.len() / world.max(1);
     &all[(rank * per).min(all.len())..((rank + 1) * per).min(all.len())]
+}
+
+/// Items `0..n` dealt out round-robin in rounds of one per rank: this rank's item of each
+/// round, `None` where it has none. Every rank sees the same number of rounds, so passes that
+/// make collective calls (ZeRO-3's gathers) stay in step even where the items do not divide.
+pub fn rounds(n: usize, rank: usize, world: usize) -> impl Iterator<Item = Option<usize>> {
+    let world = world.max(1);
+    (0..n.div_ceil(world)).map(move |r| Some(r * world + rank).filter(|&i| i < n))
 }
 
 /// The collective for this process: [`Single`] when the launcher started one process, else

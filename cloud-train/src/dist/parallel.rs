@@ -7,11 +7,12 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 use super::zero::{Layout, ShardGrads, ShardedAdamW, StepError};
+use super::zero3::Gatherer;
 use super::{Collective, CommError, DistError, Single, Stepped, Update};
 use crate::error::CheckpointError;
 use crate::model::params::IdParam;
 use crate::model::Llama;
-use crate::train::{AdamW, AdamWSettings, FullGrads, GradSink};
+use crate::train::{AdamW, AdamWSettings, FullGrads, GradSink, Local, ParamSource};
 
 /// Which collective engine a multi-rank run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -36,6 +37,10 @@ pub enum ZeroStage {
     /// ZeRO-2: ZeRO-1, and each rank keeps only its 1/N of the gradient, reduce-scattered
     /// layer by layer during the backward pass.
     ShardedGrads,
+    /// ZeRO-3: ZeRO-2, and each rank keeps only its 1/N of the parameters; a pass all-gathers
+    /// the root once and each decoder layer just before it runs (again in backward, where the
+    /// layer is recomputed), and drops it after.
+    ShardedParams,
 }
 
 impl ZeroStage {
@@ -44,8 +49,9 @@ impl ZeroStage {
             0 => Ok(ZeroStage::Replicated),
             1 => Ok(ZeroStage::Sharded),
             2 => Ok(ZeroStage::ShardedGrads),
+            3 => Ok(ZeroStage::ShardedParams),
             s => Err(DistError::Unsupported(format!(
-                "zero_stage = {s}: stages 0 (replicated AdamW), 1 (sharded AdamW state) and 2 (sharded gradients too) are implemented; 3 is not (see docs/distributed.md)"
+                "zero_stage = {s}: the stages are 0 (replicated AdamW), 1 (sharded AdamW state), 2 (sharded gradients too) and 3 (sharded parameters too)"
             ))),
         }
     }
@@ -95,7 +101,11 @@ enum GradBuffer {
 /// Elements of model state one rank holds: for memory reports and the ZeRO tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Held {
+    /// Parameter values kept between passes: the whole model, or (ZeRO-3) this rank's parts.
     pub params: usize,
+    /// ZeRO-3: the most whole parameter values a pass held gathered at once (the root and one
+    /// layer); 0 at other stages.
+    pub gathered: usize,
     /// The most gradient values held at once between passes (at the optimizer step).
     pub grads_peak: usize,
     /// AdamW moments (and compensations).
@@ -103,6 +113,8 @@ pub struct Held {
 }
 
 impl Held {
+    /// The state kept between passes: parameters, gradient, optimizer (without `gathered`,
+    /// which does not depend on the number of ranks).
     pub fn total(&self) -> usize {
         self.params + self.grads_peak + self.optimizer
     }
@@ -113,6 +125,31 @@ pub struct StepSink<'a> {
     comm: &'a dyn Collective,
     layout: &'a Layout,
     buffer: RefMut<'a, GradBuffer>,
+    source: Source<'a>,
+}
+
+/// Where a pass of this run reads the parameters: the model, or (ZeRO-3) the ranks' parts.
+pub struct Source<'a>(Option<Gatherer<'a>>);
+
+impl ParamSource for Source<'_> {
+    fn root<'m>(&self, model: &'m Llama) -> Result<std::borrow::Cow<'m, Llama>, CommError> {
+        match &self.0 {
+            Some(g) => g.root(model),
+            None => Local.root(model),
+        }
+    }
+    fn layer<'m>(
+        &self,
+        block: &'m crate::model::Block,
+    ) -> Result<std::borrow::Cow<'m, crate::model::Block>, CommError> {
+        match &self.0 {
+            Some(g) => g.layer(block),
+            None => Local.layer(block),
+        }
+    }
+    fn layer_by_layer(&self) -> bool {
+        self.0.is_some()
+    }
 }
 
 impl GradSink for StepSink<'_> {
@@ -129,6 +166,10 @@ impl GradSink for StepSink<'_> {
             }
         }
     }
+
+    fn source(&self) -> &dyn ParamSource {
+        &self.source
+    }
 }
 
 /// The collective, the layout of the model's parameters, and the optimizer, replicated or
@@ -140,6 +181,11 @@ pub struct DataParallel {
     opt: Optimizer,
     grads: RefCell<GradBuffer>,
     grads_peak: Cell<usize>,
+    /// ZeRO-3: values of the root gathered for the current pass, and the most whole parameter
+    /// values held at once.
+    gathered_root: Cell<usize>,
+    gathered_peak: Cell<usize>,
+    zero: ZeroStage,
     device: Device,
 }
 
@@ -154,7 +200,9 @@ impl DataParallel {
     ) -> Self {
         let layout = Layout::new(model, &settings, comm.world());
         let grads = match zero {
-            ZeroStage::ShardedGrads => GradBuffer::Shards(ShardGrads::new(&layout)),
+            ZeroStage::ShardedGrads | ZeroStage::ShardedParams => {
+                GradBuffer::Shards(ShardGrads::new(&layout))
+            }
             _ => GradBuffer::Full(FullGrads::default()),
         };
         let opt = match zero {
@@ -162,7 +210,7 @@ impl DataParallel {
                 adamw: AdamW::new(settings),
                 layout,
             },
-            ZeroStage::Sharded | ZeroStage::ShardedGrads => {
+            ZeroStage::Sharded | ZeroStage::ShardedGrads | ZeroStage::ShardedParams => {
                 Optimizer::Sharded(ShardedAdamW::new(settings, layout, comm.rank()))
             }
         };
@@ -171,7 +219,48 @@ impl DataParallel {
             opt,
             grads: RefCell::new(grads),
             grads_peak: Cell::new(0),
+            gathered_root: Cell::new(0),
+            gathered_peak: Cell::new(0),
+            zero,
             device: device.clone(),
+        }
+    }
+
+    /// The model the run's passes see: `model` itself, or under ZeRO-3 its shell, this rank
+    /// keeping only its part of every parameter.
+    pub fn shard(&mut self, model: Llama) -> Result<Llama, CommError> {
+        match (&mut self.opt, self.zero) {
+            (Optimizer::Sharded(s), ZeroStage::ShardedParams) => s.shard_params(model),
+            _ => Ok(model),
+        }
+    }
+
+    /// Where passes read the parameters (see [`crate::train::ParamSource`]).
+    pub fn source(&self) -> Source<'_> {
+        Source(self.gatherer())
+    }
+
+    fn gatherer(&self) -> Option<Gatherer<'_>> {
+        match &self.opt {
+            Optimizer::Sharded(s) if s.shards_params() => Some(Gatherer {
+                comm: self.comm.as_ref(),
+                opt: s,
+                root: &self.gathered_root,
+                peak: &self.gathered_peak,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The whole model (under ZeRO-3 gathered from the ranks' parts: every rank must call
+    /// this), for saving.
+    pub fn whole_model<'m>(
+        &self,
+        model: &'m Llama,
+    ) -> Result<std::borrow::Cow<'m, Llama>, CommError> {
+        match self.gatherer() {
+            Some(g) => Ok(std::borrow::Cow::Owned(g.whole(model)?)),
+            None => Ok(std::borrow::Cow::Borrowed(model)),
         }
     }
 
@@ -230,8 +319,13 @@ impl DataParallel {
 
     /// What this rank holds: parameters, the gradient at its largest, the optimizer state.
     pub fn held(&self) -> Held {
+        let params = match &self.opt {
+            Optimizer::Sharded(s) => s.param_elements(),
+            Optimizer::Replicated { layout, .. } => layout.elements(),
+        };
         Held {
-            params: self.opt.layout().elements(),
+            params,
+            gathered: self.gathered_peak.get(),
             grads_peak: self.grads_peak.get(),
             optimizer: self.state_elements(),
         }
@@ -244,6 +338,7 @@ impl DataParallel {
             comm: self.comm.as_ref(),
             layout: self.opt.layout(),
             buffer: self.grads.borrow_mut(),
+            source: self.source(),
         }
     }
 
@@ -296,7 +391,7 @@ impl DataParallel {
             Some(grads) => self.step_full(model, grads, update),
             None => {
                 let Optimizer::Sharded(s) = &mut self.opt else {
-                    unreachable!("ZeRO-2 shards its optimizer")
+                    unreachable!("ZeRO-2 and 3 shard their optimizer")
                 };
                 let GradBuffer::Shards(shards) = &mut *self.grads.borrow_mut() else {
                     unreachable!("checked above")

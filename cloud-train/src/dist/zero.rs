@@ -36,6 +36,8 @@ pub struct Slot {
     pub decay: bool,
     /// Elements per rank: `numel.div_ceil(world)`.
     pub part: usize,
+    /// Outside the decoder layers: the embedding, the final norm, the head.
+    pub root: bool,
 }
 
 impl Slot {
@@ -57,6 +59,11 @@ pub struct Layout {
 impl Layout {
     pub fn new(model: &Llama, settings: &AdamWSettings, world: usize) -> Self {
         let world = world.max(1);
+        let in_layers: std::collections::HashSet<ParamId> = model
+            .layers
+            .iter()
+            .flat_map(|b| b.params().into_iter().map(|p| p.id))
+            .collect();
         let mut slots = Vec::new();
         for (name, p) in named_id_params(model) {
             let (dims, rank2) = match &p.value {
@@ -71,6 +78,7 @@ impl Layout {
                 dims,
                 decay: settings.decay_norms || rank2,
                 part: numel.div_ceil(world),
+                root: !in_layers.contains(&p.id),
             });
         }
         let by_id = slots.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
@@ -135,13 +143,13 @@ impl Layout {
     /// Replace parameters by new values, one at a time in the module's visiting order (the
     /// same on every rank): `values(slot index)` gives a parameter's full new values, or
     /// `None` to keep it. The first error stops further replacements and is returned.
-    pub fn write_params<E>(
+    pub fn write_params<M: Module, E>(
         &self,
-        model: Llama,
+        model: M,
         values: impl FnMut(usize) -> Result<Option<Vec<f32>>, E>,
-    ) -> Result<Llama, E> {
+    ) -> Result<M, E> {
         let mut mapper = SetParams {
-            by_id: self.by_id.clone(),
+            layout: self,
             values,
             error: None,
         };
@@ -153,19 +161,19 @@ impl Layout {
     }
 }
 
-struct SetParams<F, E> {
-    by_id: HashMap<ParamId, usize>,
+struct SetParams<'l, F, E> {
+    layout: &'l Layout,
     values: F,
     error: Option<E>,
 }
 
-impl<F, E> ModuleMapper for SetParams<F, E>
+impl<F, E> ModuleMapper for SetParams<'_, F, E>
 where
     F: FnMut(usize) -> Result<Option<Vec<f32>>, E>,
 {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(&i) = self.by_id.get(&id) else {
+        let Some(i) = self.layout.slot_of(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         if self.error.is_some() {
@@ -179,22 +187,47 @@ where
                 return Param::from_mapped_value(id, tensor, mapper);
             }
         };
-        let require_grad = tensor.is_require_grad();
-        let checkpointing = tensor.gradient_checkpointing_strategy();
-        let dims = tensor.dims();
-        let inner = tensor.inner();
-        let master = inner.dtype();
-        let device = inner.device();
-        drop(inner);
-        let value: Tensor<D> = Tensor::from_data(TensorData::new(v, dims), &device);
-        let mut t = Tensor::from_inner(value.cast(master));
-        if let Some(strategy) = checkpointing {
-            t = t.with_gradient_checkpointing_strategy(strategy);
+        // The slot's shape, not the tensor's: a ZeRO-3 shell's placeholder becomes whole.
+        let dims = self.layout.slots[i].dims.clone();
+        Param::from_mapped_value(id, replaced(tensor, TensorData::new(v, dims)), mapper)
+    }
+}
+
+/// A tensor with `data` in place of `tensor`'s values, keeping its dtype, device and autodiff
+/// settings.
+fn replaced<const D: usize>(tensor: Tensor<D>, data: TensorData) -> Tensor<D> {
+    let require_grad = tensor.is_require_grad();
+    let checkpointing = tensor.gradient_checkpointing_strategy();
+    let inner = tensor.inner();
+    let master = inner.dtype();
+    let device = inner.device();
+    drop(inner);
+    let value: Tensor<D> = Tensor::from_data(data, &device);
+    let mut t = Tensor::from_inner(value.cast(master));
+    if let Some(strategy) = checkpointing {
+        t = t.with_gradient_checkpointing_strategy(strategy);
+    }
+    if require_grad {
+        t = t.require_grad();
+    }
+    t
+}
+
+/// Every parameter of a module replaced by a placeholder of one element per row (1-D: one
+/// element), keeping its id and autodiff settings: the shell of a ZeRO-3 model, whose row
+/// counts (the vocabulary) still read true.
+pub(super) struct Hollow;
+
+impl ModuleMapper for Hollow {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let mut shape = [1usize; D];
+        if D > 1 {
+            shape[0] = tensor.dims()[0];
         }
-        if require_grad {
-            t = t.require_grad();
-        }
-        Param::from_mapped_value(id, t, mapper)
+        let n = shape.iter().product();
+        let data = TensorData::new(vec![0f32; n], shape.to_vec());
+        Param::from_mapped_value(id, replaced(tensor, data), mapper)
     }
 }
 
@@ -219,6 +252,9 @@ pub struct ShardedAdamW {
     /// Slots with optimizer state somewhere (the same set on every rank, also where this
     /// rank's part of the parameter is empty).
     stepped: std::collections::BTreeSet<usize>,
+    /// ZeRO-3: this rank's part of every parameter, by slot (the f32 master values; the model
+    /// is then a shell, see [`ShardedAdamW::shard_params`]).
+    master: Option<Vec<Vec<f32>>>,
 }
 
 impl ShardedAdamW {
@@ -230,7 +266,49 @@ impl ShardedAdamW {
             rank,
             state: HashMap::new(),
             stepped: Default::default(),
+            master: None,
         }
+    }
+
+    /// ZeRO-3: keep this rank's part of every parameter of `model` and return its shell (every
+    /// parameter a placeholder, ids kept). From then on the updates apply to the parts, and
+    /// whole parameters exist only while a pass has gathered them ([`Gatherer`]).
+    pub fn shard_params(&mut self, model: Llama) -> Result<Llama, CommError> {
+        let values: HashMap<ParamId, ParamValue> = model
+            .params()
+            .into_iter()
+            .map(|p| (p.id, p.value))
+            .collect();
+        let mut master = Vec::with_capacity(self.layout.slots.len());
+        for slot in &self.layout.slots {
+            let all = values
+                .get(&slot.id)
+                .ok_or_else(|| CommError::Mismatch(format!("no parameter {}", slot.name)))?
+                .to_f32()
+                .map_err(|e| CommError::Mismatch(format!("{}: {e}", slot.name)))?;
+            master.push(all[slot.range(self.rank)].to_vec());
+        }
+        drop(values);
+        self.master = Some(master);
+        Ok(model.map(&mut Hollow))
+    }
+
+    /// Parameter values this rank keeps between passes: its parts under ZeRO-3, else all.
+    pub fn param_elements(&self) -> usize {
+        match &self.master {
+            Some(m) => m.iter().map(Vec::len).sum(),
+            None => self.layout.elements(),
+        }
+    }
+
+    /// This rank's part of parameter `i` (ZeRO-3; empty otherwise).
+    pub fn part(&self, i: usize) -> &[f32] {
+        self.master.as_ref().map_or(&[], |m| &m[i])
+    }
+
+    /// Whether the parameters are sharded too (ZeRO-3).
+    pub fn shards_params(&self) -> bool {
+        self.master.is_some()
     }
 
     /// Elements of AdamW state this rank holds (both moments, and compensations).
@@ -303,6 +381,7 @@ impl ShardedAdamW {
             .into_iter()
             .map(|p| (p.id, p.value))
             .collect();
+        let device = model.embed_tokens.val().device();
         let mut updated: Vec<Option<Vec<f32>>> = vec![None; n];
         for (i, part) in parts.into_iter().enumerate() {
             let Some(g) = part else {
@@ -315,19 +394,24 @@ impl ShardedAdamW {
                 updated[i] = Some(Vec::new());
                 continue;
             }
-            let Some(value) = values.get(&slot.id) else {
-                continue;
-            };
-            let p = match value {
-                ParamValue::D1(t) => {
+            let p = match (&self.master, values.get(&slot.id)) {
+                (Some(master), _) => Tensor::<2>::from_data(
+                    TensorData::new(master[i].clone(), [1, range.len()]),
+                    &device,
+                ),
+                (None, Some(ParamValue::D1(t))) => {
                     Tensor::<1>::from_inner(t.clone().inner()).reshape([1, slot.numel])
                 }
-                ParamValue::D2(t) => {
+                (None, Some(ParamValue::D2(t))) => {
                     Tensor::<2>::from_inner(t.clone().inner()).reshape([1, slot.numel])
                 }
+                (None, None) => continue,
             };
-            let p = p.cast(DType::F32).narrow(1, range.start, range.len());
-            let device = p.device();
+            let p = if self.master.is_some() {
+                p
+            } else {
+                p.cast(DType::F32).narrow(1, range.start, range.len())
+            };
             let g = Tensor::<2>::from_data(TensorData::new(g, [1, range.len()]), &device);
             let g = if coef == 1.0 { g } else { g.mul_scalar(coef) };
             let prev = self.state.remove(&i);
@@ -336,6 +420,15 @@ impl ShardedAdamW {
             updated[i] = Some(to_vec(p));
         }
         drop(values);
+        // ZeRO-3: the parts are the parameters; passes gather them when they need them.
+        if let Some(master) = &mut self.master {
+            for (i, u) in updated.into_iter().enumerate() {
+                if let Some(u) = u {
+                    master[i] = u;
+                }
+            }
+            return Ok((model, norm));
+        }
         // 4. Every rank gets every updated parameter back.
         let model = self
             .layout

@@ -279,7 +279,7 @@ pub fn run(
     )?;
     let (model, config, mut trainer) =
         starting_point(s, objective, from.as_deref(), &device, &mut event)?;
-    let mut model = model.train();
+    let model = model.train();
     objective.record(&mut trainer);
     if rank == 0 {
         state::truncate_metrics(&out.join(METRICS), trainer.step)
@@ -287,6 +287,8 @@ pub fn run(
     }
     let params = model.num_params();
     let mut dp = DataParallel::new(comm, s.train.adamw(), s.train.dist()?.zero, &model, &device);
+    // ZeRO-3: from here on this rank keeps its part of each parameter; `model` is a shell.
+    let mut model = dp.shard(model)?;
     if let Some(dir) = &from {
         dp.load_optimizer(&model, &dir.join(OPTIMIZER), trainer.adam_step)?;
     }
@@ -449,8 +451,16 @@ fn held_line(dp: &DataParallel) -> String {
     let rss = budget::peak_rss_bytes().map_or("unknown".into(), |b| {
         format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64)
     });
+    let gathered = if h.gathered > 0 {
+        format!(
+            ", and gathered at most {} parameter values for a pass",
+            h.gathered
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "rank {} of {} held {} parameter + {} gradient (at most) + {} optimizer values = {}; peak RSS {rss}",
+        "rank {} of {} held {} parameter + {} gradient (at most) + {} optimizer values = {}{gathered}; peak RSS {rss}",
         dp.rank(),
         dp.world(),
         h.params,

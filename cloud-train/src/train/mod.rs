@@ -9,6 +9,7 @@ pub mod error;
 pub mod harness;
 pub mod optim;
 pub mod schedule;
+pub mod source;
 pub mod state;
 pub mod step;
 
@@ -19,7 +20,8 @@ pub use state::Resume;
 
 pub use optim::{AdamW, AdamWSettings};
 pub use schedule::{Decay, Schedule};
+pub use source::{Local, ParamSource};
 pub use step::{
-    loss_and_grads, loss_and_grads_weighted, loss_into, loss_into_weighted, position_nll, Batch,
-    FullGrads, GradSink, LossGrads, MemoryPlan, PassLoss, IGNORE,
+    loss_and_grads, loss_and_grads_weighted, loss_into, loss_into_weighted, position_nll,
+    position_nll_from, Batch, FullGrads, GradSink, LossGrads, MemoryPlan, PassLoss, IGNORE,
 };

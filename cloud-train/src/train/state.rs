@@ -270,7 +270,29 @@ pub fn save_ranked(
 ) -> Result<PathBuf, TrainError> {
     // The other ranks wait while rank 0 writes the weights (minutes for 8B): not a hang.
     dp.comm().set_patience(SAVE_PATIENCE);
-    let result = if dp.is_main() {
+    // ZeRO-3: every rank takes part in gathering the whole model; rank 0 writes it.
+    let whole = dp.whole_model(model);
+    let result = whole
+        .map_err(TrainError::from)
+        .and_then(|model| save_whole(&model, config, dp, trainer, out, opts, keep_last));
+    // Every rank leaves the save together, so the wait for rank 0 is covered here too.
+    let synced = dp.comm().barrier();
+    dp.comm().set_patience(1);
+    let dir = result?;
+    synced?;
+    Ok(dir)
+}
+
+fn save_whole(
+    model: &Llama,
+    config: &LlamaConfig,
+    dp: &DataParallel,
+    trainer: &TrainerState,
+    out: &Path,
+    opts: &SaveOptions,
+    keep_last: usize,
+) -> Result<PathBuf, TrainError> {
+    if dp.is_main() {
         save(
             model,
             config,
@@ -287,13 +309,7 @@ pub fn save_ranked(
         dp.save_optimizer(model, None)
             .map(|()| checkpoint_dir(out, trainer.step))
             .map_err(TrainError::from)
-    };
-    // Every rank leaves the save together, so the wait for rank 0 is covered here too.
-    let synced = dp.comm().barrier();
-    dp.comm().set_patience(1);
-    let dir = result?;
-    synced?;
-    Ok(dir)
+    }
 }
 
 /// Point `out/latest` at the newest checkpoint (a relative symlink, replaced atomically), so

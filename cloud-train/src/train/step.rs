@@ -28,6 +28,7 @@ use crate::model::llama::{causal_attention, rms_norm, ForwardCtx};
 use crate::model::params::{absorb, absorb_value, IdParam, ParamValue};
 use crate::model::{scalar, Llama};
 use crate::train::cross_entropy::{self, RowWeights};
+use crate::train::source::{Local, ParamSource};
 
 /// Targets equal to this are not predicted (prompt tokens in SFT, padding).
 pub const IGNORE: i64 = -100;
@@ -119,9 +120,38 @@ impl Batch {
 /// `[batch * seq]`, without gradients, the loss head by chunks of `chunk` positions: for
 /// evaluation and for DPO's reference log-probabilities.
 pub fn position_nll(model: &Llama, batch: &Batch, chunk: usize) -> Vec<f32> {
-    let frozen = model.valid();
+    match position_nll_from(&Local, model, Some(batch), chunk) {
+        Ok(nll) => nll.unwrap_or_default(),
+        Err(e) => unreachable!("Local makes no collective call: {e}"),
+    }
+}
+
+/// [`position_nll`] with the parameters from `source`. Under ZeRO-3 every rank must make the
+/// same calls: a rank without a batch for this round passes `None` (it takes part in the
+/// gathers, computes nothing, and gets `None`).
+pub fn position_nll_from(
+    source: &dyn ParamSource,
+    model: &Llama,
+    batch: Option<&Batch>,
+    chunk: usize,
+) -> Result<Option<Vec<f32>>, CommError> {
+    let root = source.root(model)?;
+    let frozen = root.valid();
+    let dims = &model.dims;
+    // Layer by layer (one gathered layer at a time under ZeRO-3).
+    let mut x = batch.map(|b| {
+        let ctx = ForwardCtx::new(dims, b.ids.dims()[1], DType::F32, &b.ids.device());
+        (frozen.embed(b.ids.clone(), &ctx), ctx)
+    });
+    for shell in &model.layers {
+        let layer = source.layer(shell)?.valid();
+        x = x.map(|(x, ctx)| (layer.forward(x, dims, &ctx), ctx));
+    }
+    let (Some(batch), Some((x, _))) = (batch, x) else {
+        return Ok(None);
+    };
+    let h = rms_norm(x, &frozen.norm, dims.eps);
     let [b, s] = batch.ids.dims();
-    let h = frozen.hidden(batch.ids.clone());
     let hidden = h.dims()[2];
     let rows = h.reshape([b * s, hidden]);
     let targets = batch.targets.clone().reshape([b * s]);
@@ -143,7 +173,7 @@ pub fn position_nll(model: &Llama, batch: &Batch, chunk: usize) -> Vec<f32> {
         );
         at += len;
     }
-    out
+    Ok(Some(out))
 }
 
 /// Which memory savers to use (all off = one plain autodiff graph).
@@ -177,6 +207,10 @@ pub trait GradSink {
         grads: &mut GradientsParams,
         weight: f64,
     ) -> Result<(), CommError>;
+    /// Where the pass reads the parameters (ZeRO-3 gathers them layer by layer).
+    fn source(&self) -> &dyn ParamSource {
+        &Local
+    }
 }
 
 /// The whole gradient, summed (with weights) over passes.
@@ -303,6 +337,10 @@ fn segmented(
     let [b, s] = batch.ids.dims();
     let device = batch.ids.device();
     let dtype = if plan.bf16 { DType::BF16 } else { DType::F32 };
+    // The embedding, final norm and head for the whole pass; layers as they are reached.
+    let root = sink.source().root(model)?;
+    let model: &Llama = &root;
+    let checkpoint_layers = plan.checkpoint_layers || sink.source().layer_by_layer();
     let ctx = ForwardCtx::new(&model.dims, s, dtype, &device);
     let targets = batch.targets.clone().reshape([b * s]);
     let predicted = scalar(targets.clone().greater_equal_elem(0).float().sum()).max(0.0) as usize;
@@ -310,11 +348,11 @@ fn segmented(
 
     // 1. body forward: the final residual stream, with a graph or with saved layer inputs.
     let inputs: Vec<Tensor<3>>;
-    let top = if plan.checkpoint_layers {
-        let frozen = model.valid();
-        let mut x = frozen.embed(batch.ids.clone(), &ctx);
+    let top = if checkpoint_layers {
+        let mut x = model.valid().embed(batch.ids.clone(), &ctx);
         let mut saved = Vec::with_capacity(model.layers.len());
-        for layer in &frozen.layers {
+        for shell in &model.layers {
+            let layer = sink.source().layer(shell)?.valid();
             saved.push(x.clone());
             x = layer.forward(x, &model.dims, &ctx);
         }
@@ -404,12 +442,14 @@ fn segmented(
     let mut g_top = Tensor::cat(d_rows, 0).reshape([b, s, hidden]);
 
     // 3. body backward; each checkpointed layer's gradients leave as soon as they are final.
-    let rest = if !plan.checkpoint_layers {
+    let rest = if !checkpoint_layers {
         let g = (top * g_top).sum().backward();
         absorb(&mut grads, &model.params(), &g);
         model.params()
     } else {
-        for (layer, x_in) in model.layers.iter().zip(inputs).rev() {
+        for (shell, x_in) in model.layers.iter().zip(inputs).rev() {
+            let layer = sink.source().layer(shell)?;
+            let layer: &crate::model::Block = &layer;
             let x = x_in.autodiff().require_grad();
             g_top = match plan.attention_block {
                 None => {

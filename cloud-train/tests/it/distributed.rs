@@ -17,7 +17,9 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use cloud_train::dist::{DataParallel, Single, Update, ZeroStage};
 use cloud_train::model::params::{named_params, ParamValue};
-use cloud_train::train::{AdamW, AdamWSettings, GradSink};
+use cloud_train::train::{
+    loss_into, position_nll_from, AdamW, AdamWSettings, Batch, GradSink, MemoryPlan,
+};
 use cloud_train::Llama;
 
 fn update(lr: f64, max_norm: Option<f64>) -> Update {
@@ -77,6 +79,91 @@ fn sharded_compensated_adamw_on_one_rank_is_adamw() {
         ..AdamWSettings::default()
     };
     sharded_on_one_rank_is_plain(settings, ZeroStage::Sharded, 2.0 * f32::EPSILON);
+}
+
+/// ZeRO-3 on one rank, with real passes: the model becomes a shell (no parameter whole
+/// between passes), every pass gathers the root and each layer (forward, then again for the
+/// recomputed backward), the updates apply to the rank's parts, and after 3 steps the gathered
+/// model is bit for bit ZeRO-2's with the same recomputed-layer passes (ZeRO-2 equals plain
+/// AdamW: `sharded_gradients_on_one_rank_are_adamw`).
+#[test]
+fn sharded_parameters_on_one_rank_are_zero2() {
+    let device = common::device();
+    let config =
+        llama_spec::LlamaConfig::from_file(common::root().join("configs/models/tiny.json"))
+            .expect("config");
+    let start = Llama::init(&config, 3, &device).train();
+    let params = start.num_params();
+    let settings = AdamWSettings::default();
+    let plan = MemoryPlan {
+        checkpoint_layers: true,
+        ..MemoryPlan::default()
+    };
+    let mut plain = DataParallel::new(
+        Box::new(Single),
+        settings.clone(),
+        ZeroStage::ShardedGrads,
+        &start,
+        &device,
+    );
+    let mut a = start.clone();
+    let mut dp = DataParallel::new(
+        Box::new(Single),
+        settings,
+        ZeroStage::ShardedParams,
+        &start,
+        &device,
+    );
+    let mut b = dp.shard(start.clone()).expect("shard");
+    // The shell keeps ids and row counts (the vocabulary) and nothing else.
+    assert_eq!(b.embed_tokens.dims()[0], config.vocab_size as usize);
+    assert!(
+        b.num_params() < params / 20,
+        "{} of {params}",
+        b.num_params()
+    );
+    let ids: Vec<Vec<u32>> = (0..2)
+        .map(|r| (0..17).map(|t| (t * 7919 + r * 104729) % 5000).collect())
+        .collect();
+    let batch = Batch::from_windows(&ids, &device);
+    for step in 0..3 {
+        let u = update(1e-3 * (step + 1) as f64, Some(1.0));
+        let la = loss_into(&a, &batch, &plan, 1.0, &mut plain.sink()).expect("pass");
+        let lb = loss_into(&b, &batch, &plan, 1.0, &mut dp.sink()).expect("pass");
+        assert_eq!(la.loss, lb.loss, "step {step}");
+        (a, _) = plain.step(a, u).expect("finite");
+        (b, _) = dp.step(b, u).expect("finite");
+    }
+    let whole = dp.whole_model(&b).expect("gather").into_owned();
+    let mut worst = 0f32;
+    for ((name, x), (_, y)) in named_params(&a).into_iter().zip(named_params(&whole)) {
+        let (x, y) = (x.to_f32().expect("a"), y.to_f32().expect("b"));
+        assert_eq!(x.len(), y.len(), "{name}");
+        worst = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(worst, f32::max);
+    }
+    assert_eq!(worst, 0.0, "ZeRO-3 vs ZeRO-2 after 3 steps");
+    // Between passes the rank keeps its parts (here all of it, one rank); a pass held at most
+    // the root (tied embedding, final norm) and one layer gathered.
+    let held = dp.held();
+    let root =
+        config.vocab_size as usize * config.hidden_size as usize + config.hidden_size as usize;
+    let layer = (params - root) / config.num_hidden_layers as usize;
+    assert_eq!(
+        (held.params, held.gathered),
+        (params, root + layer),
+        "{held:?}"
+    );
+    // Validation passes gather too, and give the plain model's numbers.
+    let nll = |m: &Llama, dp: &DataParallel| {
+        position_nll_from(&dp.source(), m, Some(&batch), 8)
+            .expect("pass")
+            .expect("a batch")
+    };
+    assert!(nll(&a, &plain) == nll(&b, &dp), "validation passes differ");
 }
 
 /// One step of `dp` with `grads`, handed over as a backward pass does.
@@ -355,33 +442,51 @@ mod mpi_ranks {
         (out, text)
     }
 
-    /// 4 ranks with ZeRO-2, then that checkpoint resumed on 2 ranks with ZeRO-1 (the state
-    /// re-sharded for another world size and stage).
+    /// 4 ranks with ZeRO-2 and with ZeRO-3, then the ZeRO-3 checkpoint of step 2 resumed on 2
+    /// ranks with replicated AdamW (another world size and stage), each against one process;
+    /// the state each rank keeps, as a table.
     #[test]
-    #[ignore = "full tier (scripts/test.sh --full): 4 ranks on 2 cores, ~25 s"]
-    fn four_ranks_zero2_and_resume_on_two_zero1_equal_one_process() {
+    #[ignore = "full tier (scripts/test.sh --full): 4 ranks on 2 cores, ~50 s"]
+    fn four_ranks_zero2_zero3_and_resume_on_two_equal_one_process() {
         let tmp = tempfile::tempdir().expect("tmp");
         prepare(&tmp.path().join("data"));
         let (one, one_text) = cpt_run(tmp.path(), "one", single(), &[], None);
-        let (four, four_text) =
-            cpt_run(tmp.path(), "four", mpirun(4), &["train.zero_stage=2"], None);
-        same_metrics(&one, &four, &["loss", "almr", "val_loss_combined"]);
-        for step in [2, 4] {
-            same_checkpoint(&one, &four, step, "cpt 4 ranks, ZeRO-2");
-        }
-        let (one_held, four_held) = (held(&one_text), held(&four_text));
-        assert_eq!(four_held.len(), 4, "{four_text}");
-        for h in &four_held {
-            assert_eq!(h.params, one_held[0].params);
-            assert_share(h.grads, one_held[0].grads, 4, "gradient", &four_text);
-            assert_share(
-                h.optimizer,
-                one_held[0].optimizer,
-                4,
-                "optimizer",
-                &four_text,
+        let whole = held(&one_text)[0];
+        println!("| ranks | stage | parameters | gradient | AdamW | total | gathered |");
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let row = |world: usize, stage: u8, h: &Held| {
+            let total = h.params + h.grads + h.optimizer;
+            println!(
+                "| {world} | {stage} | {} | {} | {} | {total} | {} |",
+                h.params, h.grads, h.optimizer, h.gathered
             );
+        };
+        row(1, 0, &whole);
+        let mut four_runs = Vec::new();
+        for stage in [2u8, 3] {
+            let name = format!("four-zero{stage}");
+            let set = format!("train.zero_stage={stage}");
+            let (four, four_text) = cpt_run(tmp.path(), &name, mpirun(4), &[&set], None);
+            same_metrics(&one, &four, &["loss", "almr", "val_loss_combined"]);
+            for step in [2, 4] {
+                same_checkpoint(&one, &four, step, &format!("cpt 4 ranks, ZeRO-{stage}"));
+            }
+            let four_held = held(&four_text);
+            assert_eq!(four_held.len(), 4, "{four_text}");
+            for h in &four_held {
+                if stage == 3 {
+                    assert_share(h.params, whole.params, 4, "parameters", &four_text);
+                    assert_zero3_gathered(h.gathered, whole.params, &four_text);
+                } else {
+                    assert_eq!(h.params, whole.params);
+                }
+                assert_share(h.grads, whole.grads, 4, "gradient", &four_text);
+                assert_share(h.optimizer, whole.optimizer, 4, "optimizer", &four_text);
+            }
+            row(4, stage, &four_held[0]);
+            four_runs.push(four);
         }
+        let four = four_runs.pop().expect("the ZeRO-3 run");
         // The mixture is exact globally: 64 sequences at ALMR 0.33 hold round(21.12) = 21
         // Chinese ones, whatever the number of ranks.
         let last = metrics(&four).pop().expect("metrics");
@@ -394,7 +499,7 @@ mod mpi_ranks {
             tmp.path(),
             "resumed",
             mpirun(2),
-            &["train.zero_stage=1"],
+            &["train.zero_stage=0"],
             Some(ckpt(&four, 2)),
         );
         assert!(text.contains("(2 this run)"), "{text}");
@@ -402,7 +507,7 @@ mod mpi_ranks {
             &one,
             &resumed,
             4,
-            "cpt 4 ranks ZeRO-2 -> resumed on 2 ranks ZeRO-1",
+            "cpt 4 ranks ZeRO-3 -> resumed on 2 ranks replicated",
         );
     }
 
@@ -416,16 +521,32 @@ mod mpi_ranks {
         // CPT.
         let (one, text) = cpt_run(tmp.path(), "one", single(), &[], None);
         assert!(text.contains("cpt: 4 steps"), "{text}");
-        let (two, text) = cpt_run(tmp.path(), "two", mpirun(2), &["train.zero_stage=0"], None);
-        assert!(text.contains("rank 1 of 2 (mpi"), "{text}");
+        let (two, two_text) = cpt_run(tmp.path(), "two", mpirun(2), &["train.zero_stage=3"], None);
+        assert!(two_text.contains("rank 1 of 2 (mpi"), "{two_text}");
         assert_eq!(
-            text.matches("cpt: 4 steps").count(),
+            two_text.matches("cpt: 4 steps").count(),
             1,
-            "rank 0 alone reports:\n{text}"
+            "rank 0 alone reports:\n{two_text}"
         );
         same_metrics(&one, &two, &["loss", "almr", "val_loss_combined"]);
         for step in [2, 4] {
-            same_checkpoint(&one, &two, step, "cpt 2 ranks, replicated AdamW");
+            same_checkpoint(&one, &two, step, "cpt 2 ranks, ZeRO-3");
+        }
+        // Each rank held half of the parameters, of the gradient and of the AdamW state, and a
+        // pass gathered at most the root and one layer.
+        let (one_held, two_held) = (held(&text), held(&two_text));
+        assert_eq!(two_held.len(), 2, "{two_text}");
+        for h in &two_held {
+            assert_share(h.params, one_held[0].params, 2, "parameters", &two_text);
+            assert_zero3_gathered(h.gathered, one_held[0].params, &two_text);
+            assert_share(h.grads, one_held[0].grads, 2, "gradient", &two_text);
+            assert_share(
+                h.optimizer,
+                one_held[0].optimizer,
+                2,
+                "optimizer",
+                &two_text,
+            );
         }
 
         // SFT then DPO from the CPT model, one process vs 2 ranks with ZeRO-1.
@@ -509,6 +630,8 @@ mod mpi_ranks {
         params: usize,
         grads: usize,
         optimizer: usize,
+        /// ZeRO-3's gathered values (0 at other stages).
+        gathered: usize,
     }
 
     /// Every rank's "held" line in a run's output, by rank (ranks print at once, so one line
@@ -528,6 +651,7 @@ mod mpi_ranks {
                     params: n[2],
                     grads: n[3],
                     optimizer: n[4],
+                    gathered: n.get(6).copied().unwrap_or(0),
                 };
                 (n[0], held)
             })
@@ -546,6 +670,14 @@ mod mpi_ranks {
             part.abs_diff(ideal) <= slack,
             "{what}: {part} held on a rank, {whole} by one process, over {world} ranks:\n{text}"
         );
+    }
+
+    /// What a ZeRO-3 pass gathers at once: the root (configs/models/tiny.json: the tied
+    /// 128256 x 64 embedding and the final norm) and one of the 2 layers, whatever the world.
+    fn assert_zero3_gathered(gathered: usize, whole: usize, text: &str) {
+        let root = 128256 * 64 + 64;
+        let layer = (whole - root) / 2;
+        assert_eq!(gathered, root + layer, "{text}");
     }
 
     fn start_long_run(dir: &Path, extra: &[&str]) -> (PathBuf, std::process::Child, i32) {
