@@ -80,7 +80,7 @@ impl RunShape {
             rows_per_example,
             seq_len,
             bf16: train.precision == "bf16",
-            checkpoint_layers: train.checkpoint_layers,
+            checkpoint_layers: train.recomputes_layers(),
             attention_block: train.attention_block,
             ce_chunk: train.ce_chunk,
             compensated: train.adamw().compensated,

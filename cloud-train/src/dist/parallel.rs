@@ -92,7 +92,7 @@ impl Optimizer {
 }
 
 /// The step's gradient as the passes hand it over: whole (stages 0 and 1), or this rank's
-/// parts (stage 2).
+/// parts (stages 2 and 3).
 enum GradBuffer {
     Full(FullGrads),
     Shards(ShardGrads),

@@ -243,11 +243,17 @@ impl TrainSection {
 
     pub fn memory_plan(&self) -> MemoryPlan {
         MemoryPlan {
-            checkpoint_layers: self.checkpoint_layers,
+            checkpoint_layers: self.recomputes_layers(),
             attention_block: self.attention_block,
             ce_chunk: self.ce_chunk,
             bf16: self.precision == "bf16",
         }
+    }
+
+    /// Layers are recomputed in backward: `checkpoint_layers`, or ZeRO-3 (whose passes hold one
+    /// gathered layer at a time).
+    pub fn recomputes_layers(&self) -> bool {
+        self.checkpoint_layers || self.zero_stage >= 3
     }
 
     /// Warmup steps for a run of `total` steps.

@@ -1,11 +1,12 @@
 //! Data parallelism over MPI with real processes (`mpirun -np 2/4` on loopback), against one
 //! process with the same global batch:
-//! - `cpt` on 2 ranks (replicated AdamW) and 4 ranks (ZeRO-2) gives the same weights, losses
+//! - `cpt` on 2 ranks (ZeRO-3) and 4 ranks (ZeRO-2 and ZeRO-3) gives the same weights, losses
 //!   and optimizer state after 4 steps (within 1e-6), and the same realized ALMR;
-//! - a 4-rank ZeRO-2 checkpoint resumed on 2 ranks with ZeRO-1 finishes equal to the
+//! - a 4-rank ZeRO-3 checkpoint resumed on 2 ranks with replicated AdamW finishes equal to the
 //!   uninterrupted run;
 //! - `sft` (ZeRO-1) and `dpo` (ZeRO-2, checkpointed layers) on 2 ranks equal one process;
-//! - under ZeRO-2 each rank holds 1/N of the gradient and of the AdamW state;
+//! - under ZeRO-2 each rank holds 1/N of the gradient and of the AdamW state, under ZeRO-3 of
+//!   the parameters too;
 //! - a killed rank ends the job (mpirun), a stopped (hung) rank too (our collective timeout).
 //!
 //! Needs `--features cloud-train/mpi` (scripts/test.sh turns it on and installs OpenMPI).
@@ -511,8 +512,8 @@ mod mpi_ranks {
         );
     }
 
-    /// CPT on 2 ranks (replicated AdamW), then SFT and DPO on 2 ranks with ZeRO-1, each
-    /// against one process with the same global batch.
+    /// CPT on 2 ranks with ZeRO-3, SFT with ZeRO-1 and DPO with ZeRO-2, each against one
+    /// process with the same global batch.
     #[test]
     fn data_parallel_equals_one_process() {
         let tmp = tempfile::tempdir().expect("tmp");
