@@ -2,8 +2,10 @@
 //! `llama_spec::hf`): loading streams one tensor at a time from the mmap'd shards into the
 //! parameters, so the weights are never held twice; saving writes a new directory atomically.
 
+pub mod shards;
+
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Param;
 use burn::prelude::*;
@@ -16,28 +18,61 @@ use crate::error::CheckpointError;
 pub use crate::model::params::{named_params, ParamValue};
 use crate::model::{Block, Dims, Llama};
 
-/// Load an HF checkpoint directory into a model on `device` (without autodiff; call
-/// `Module::train` to train it).
+/// Load a checkpoint directory into a model on `device` (without autodiff; call
+/// `Module::train` to train it): HF safetensors, or a trainer's shards ([`shards`]).
 pub fn load(
     dir: impl AsRef<Path>,
     device: &Device,
 ) -> Result<(Llama, LlamaConfig), CheckpointError> {
+    let dir = dir.as_ref();
+    if shards::is_sharded(dir) {
+        let c = LlamaConfig::from_file(dir.join("config.json"))?;
+        let ckpt = shards::ShardedCheckpoint::open(dir)?;
+        let model = build(&c, device, |name, shape| {
+            let v = ckpt
+                .read(name)?
+                .ok_or_else(|| CheckpointError::format(ckpt.path(), format!("no tensor {name}")))?;
+            if v.len() != shape.iter().product::<usize>() {
+                return Err(CheckpointError::format(
+                    ckpt.path(),
+                    format!(
+                        "{name}: {} values, the config's shape is {shape:?}",
+                        v.len()
+                    ),
+                ));
+            }
+            Ok(v)
+        })?;
+        return Ok((model, c));
+    }
     let ckpt = HfCheckpoint::open(dir)?;
     ckpt.check_names()?;
     let c = ckpt.config.clone();
+    let model = build(&c, device, |name, shape| {
+        Ok(ckpt.tensor_f32(name, shape)?.0)
+    })?;
+    Ok((model, c))
+}
+
+/// The model of config `c`, each tensor's values from `fetch(hf name, shape)`.
+fn build(
+    c: &LlamaConfig,
+    device: &Device,
+    fetch: impl Fn(&str, &[usize]) -> Result<Vec<f32>, CheckpointError>,
+) -> Result<Llama, CheckpointError> {
     let p1 = |name: &str, shape: &[usize]| -> Result<Param<Tensor<1>>, CheckpointError> {
-        let (v, _) = ckpt.tensor_f32(name, shape)?;
+        let v = fetch(name, shape)?;
         Ok(Param::from_data(TensorData::new(v, [shape[0]]), device))
     };
     let p2 = |name: &str, shape: &[usize]| -> Result<Param<Tensor<2>>, CheckpointError> {
-        let (v, _) = ckpt.tensor_f32(name, shape)?;
+        let v = fetch(name, shape)?;
         Ok(Param::from_data(
             TensorData::new(v, [shape[0], shape[1]]),
             device,
         ))
     };
     let shape =
-        |t: TensorName| -> Vec<usize> { t.hf_shape(&c).into_iter().map(|d| d as usize).collect() };
+        |t: TensorName| -> Vec<usize> { t.hf_shape(c).into_iter().map(|d| d as usize).collect() };
     let named = |t: TensorName| (t.hf().unwrap_or_default(), shape(t));
     let mut layers = Vec::with_capacity(c.num_hidden_layers as usize);
     for i in 0..c.num_hidden_layers {
@@ -72,14 +107,51 @@ pub fn load(
         let (n, s) = named(TensorName::Output);
         Some(p2(&n, &s)?)
     };
-    let model = Llama {
+    Ok(Llama {
         embed_tokens,
         layers,
         norm,
         lm_head,
-        dims: Dims::new(&c),
-    };
-    Ok((model, c))
+        dims: Dims::new(c),
+    })
+}
+
+/// Named f32 tensors of a saved optimizer state: one safetensors file (by HF name, full
+/// shapes), or a sharded checkpoint's parts assembled.
+pub enum StateFile {
+    One(PathBuf, llama_spec::hf::safetensors::SafetensorsFile),
+    Shards(shards::ShardedCheckpoint),
+}
+
+impl StateFile {
+    /// `path`: a safetensors file, or a sharded checkpoint's directory.
+    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        if path.is_dir() && shards::is_sharded(path) {
+            return Ok(StateFile::Shards(shards::ShardedCheckpoint::open(path)?));
+        }
+        let file = llama_spec::hf::safetensors::SafetensorsFile::open(path)?;
+        Ok(StateFile::One(path.to_path_buf(), file))
+    }
+
+    /// Where the state is (for error messages).
+    pub fn path(&self) -> &Path {
+        match self {
+            StateFile::One(p, _) => p,
+            StateFile::Shards(s) => s.path(),
+        }
+    }
+
+    /// Tensor `key` whole, `None` if the state has none.
+    pub fn read(&self, key: &str) -> Result<Option<Vec<f32>>, CheckpointError> {
+        match self {
+            StateFile::One(_, file) => Ok(file.tensors.get(key).map(|entry| {
+                let mut v = Vec::new();
+                entry.dtype.to_f32(file.bytes(entry), &mut v);
+                v
+            })),
+            StateFile::Shards(s) => s.read(key),
+        }
+    }
 }
 
 /// Save `model` as an HF checkpoint in `out` (replacing any previous checkpoint there).

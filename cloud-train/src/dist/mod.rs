@@ -32,7 +32,7 @@ mod zero3;
 pub use launch::{Launch, LaunchSource};
 pub use parallel::{DataParallel, DistSettings, Engine, Held, Source, StepSink, ZeroStage};
 pub use watchdog::{Watchdog, EXIT_CODE};
-pub use zero::{Layout, ShardGrads, ShardedAdamW, StepError};
+pub use zero::{Layout, ShardGrads, ShardParts, ShardedAdamW, StepError};
 pub use zero3::Gatherer;
 
 use crate::model::Llama;

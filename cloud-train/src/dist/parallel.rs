@@ -235,6 +235,19 @@ impl DataParallel {
         }
     }
 
+    /// ZeRO-3 (parameters sharded): checkpoints are written as shards.
+    pub fn shards_params(&self) -> bool {
+        matches!(&self.opt, Optimizer::Sharded(s) if s.shards_params())
+    }
+
+    /// This rank's part of a sharded checkpoint (ZeRO-3).
+    pub fn shard_parts(&self) -> Option<super::zero::ShardParts> {
+        match &self.opt {
+            Optimizer::Sharded(s) if s.shards_params() => Some(s.shard_parts()),
+            _ => None,
+        }
+    }
+
     /// Where passes read the parameters (see [`crate::train::ParamSource`]).
     pub fn source(&self) -> Source<'_> {
         Source(self.gatherer())

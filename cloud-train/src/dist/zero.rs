@@ -19,7 +19,8 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use super::{Collective, CommError, Stepped, Update};
-use crate::checkpoint::safetensors::{self, Dtype, SafetensorsFile};
+use crate::checkpoint::safetensors::{self, Dtype};
+use crate::checkpoint::StateFile;
 use crate::error::CheckpointError;
 use crate::model::params::{named_id_params, IdParam, ParamValue};
 use crate::model::Llama;
@@ -231,6 +232,14 @@ impl ModuleMapper for Hollow {
     }
 }
 
+/// A rank's part of a sharded checkpoint ([`ShardedAdamW::shard_parts`]).
+pub struct ShardParts {
+    /// (name, this rank's values) of every parameter and optimizer tensor.
+    pub parts: Vec<(String, Vec<f32>)>,
+    /// Every tensor's full shape.
+    pub shapes: std::collections::BTreeMap<String, Vec<usize>>,
+}
+
 /// Why an optimizer step made no update.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -304,6 +313,37 @@ impl ShardedAdamW {
     /// This rank's part of parameter `i` (ZeRO-3; empty otherwise).
     pub fn part(&self, i: usize) -> &[f32] {
         self.master.as_ref().map_or(&[], |m| &m[i])
+    }
+
+    /// ZeRO-3's sharded checkpoint: this rank's part of every parameter and of its AdamW
+    /// state, by name, and every tensor's full shape (the same on every rank).
+    pub fn shard_parts(&self) -> ShardParts {
+        let suffixes = if self.settings.compensated {
+            &STATE_SUFFIXES[..]
+        } else {
+            &STATE_SUFFIXES[..2]
+        };
+        let mut parts = Vec::new();
+        let mut shapes = std::collections::BTreeMap::new();
+        for (i, slot) in self.layout.slots.iter().enumerate() {
+            parts.push((slot.name.clone(), self.part(i).to_vec()));
+            shapes.insert(slot.name.clone(), slot.dims.clone());
+            if !self.stepped.contains(&i) {
+                continue;
+            }
+            let named = self.state.get(&i).map(Moments::named).unwrap_or_default();
+            for &suffix in suffixes {
+                let key = format!("{}.{suffix}", slot.name);
+                let values = named
+                    .iter()
+                    .find(|(s, _)| *s == suffix)
+                    .map(|(_, t)| to_vec((*t).clone()))
+                    .unwrap_or_default();
+                parts.push((key.clone(), values));
+                shapes.insert(key, slot.dims.clone());
+            }
+        }
+        ShardParts { parts, shapes }
     }
 
     /// Whether the parameters are sharded too (ZeRO-3).
@@ -522,18 +562,16 @@ impl ShardedAdamW {
     /// Read a state written by `AdamW::save` or [`ShardedAdamW::save`] (at any world size):
     /// this rank keeps its parts.
     pub fn load(&mut self, path: &Path, step: u64, device: &Device) -> Result<(), CheckpointError> {
-        let file = SafetensorsFile::open(path)?;
+        let file = StateFile::open(path)?;
         self.state.clear();
         self.stepped.clear();
-        let mut v = Vec::new();
         for (i, slot) in self.layout.slots.iter().enumerate() {
             let range = slot.range(self.rank);
-            let mut read = |suffix: &str| -> Result<Option<Vec<f32>>, CheckpointError> {
+            let read = |suffix: &str| -> Result<Option<Vec<f32>>, CheckpointError> {
                 let key = format!("{}.{suffix}", slot.name);
-                let Some(entry) = file.tensors.get(&key) else {
+                let Some(v) = file.read(&key)? else {
                     return Ok(None);
                 };
-                entry.dtype.to_f32(file.bytes(entry), &mut v);
                 if v.len() != slot.numel {
                     return Err(CheckpointError::format(
                         path,

@@ -290,7 +290,12 @@ pub fn run(
     // ZeRO-3: from here on this rank keeps its part of each parameter; `model` is a shell.
     let mut model = dp.shard(model)?;
     if let Some(dir) = &from {
-        dp.load_optimizer(&model, &dir.join(OPTIMIZER), trainer.adam_step)?;
+        let state = if checkpoint::shards::is_sharded(dir) {
+            dir.clone()
+        } else {
+            dir.join(OPTIMIZER)
+        };
+        dp.load_optimizer(&model, &state, trainer.adam_step)?;
     }
     // gbs = mbs x accumulation x world; each rank takes its gbs / world of a step.
     let (gbs, mbs) = (s.train.gbs, s.train.mbs);

@@ -12,7 +12,8 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use crate::checkpoint::safetensors::{self, Dtype, SafetensorsFile};
+use crate::checkpoint::safetensors::{self, Dtype};
+use crate::checkpoint::StateFile;
 use crate::error::CheckpointError;
 use crate::model::params::{named_id_params, ParamValue};
 use crate::model::{scalar, Llama};
@@ -295,17 +296,15 @@ impl AdamW {
 
     /// Read a state written by [`AdamW::save`] for `model` (same architecture, any ids).
     pub fn load(&mut self, model: &Llama, path: &Path, step: u64) -> Result<(), CheckpointError> {
-        let file = SafetensorsFile::open(path)?;
+        let file = StateFile::open(path)?;
         self.state.clear();
         for (name, p) in named_id_params(model) {
             let numel = p.value.numel();
             let read = |suffix: &str| -> Result<Option<Tensor<2>>, CheckpointError> {
                 let key = format!("{name}.{suffix}");
-                let Some(entry) = file.tensors.get(&key) else {
+                let Some(v) = file.read(&key)? else {
                     return Ok(None);
                 };
-                let mut v = Vec::new();
-                entry.dtype.to_f32(file.bytes(entry), &mut v);
                 if v.len() != numel {
                     return Err(CheckpointError::format(
                         path,

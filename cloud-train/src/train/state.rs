@@ -9,7 +9,7 @@ use llama_spec::LlamaConfig;
 
 use super::config::{ModelSection, OutputSection};
 use super::error::TrainError;
-use crate::checkpoint::{self, safetensors::Dtype, SaveOptions};
+use crate::checkpoint::{self, safetensors::Dtype, shards, SaveOptions};
 use crate::dist::DataParallel;
 use crate::model::Llama;
 
@@ -270,16 +270,72 @@ pub fn save_ranked(
 ) -> Result<PathBuf, TrainError> {
     // The other ranks wait while rank 0 writes the weights (minutes for 8B): not a hang.
     dp.comm().set_patience(SAVE_PATIENCE);
-    // ZeRO-3: every rank takes part in gathering the whole model; rank 0 writes it.
-    let whole = dp.whole_model(model);
-    let result = whole
-        .map_err(TrainError::from)
-        .and_then(|model| save_whole(&model, config, dp, trainer, out, opts, keep_last));
+    let result = if dp.shards_params() {
+        save_sharded(config, dp, trainer, out, opts, keep_last)
+    } else {
+        save_whole(model, config, dp, trainer, out, opts, keep_last)
+    };
     // Every rank leaves the save together, so the wait for rank 0 is covered here too.
     let synced = dp.comm().barrier();
     dp.comm().set_patience(1);
     let dir = result?;
     synced?;
+    Ok(dir)
+}
+
+/// ZeRO-3: every rank writes its part of the parameters and of the AdamW state (f32) into a
+/// side directory, then rank 0 moves them into the new checkpoint with the manifest, the config,
+/// the tokenizer files and the trainer state, and the checkpoint appears at once.
+fn save_sharded(
+    config: &LlamaConfig,
+    dp: &DataParallel,
+    trainer: &TrainerState,
+    out: &Path,
+    opts: &SaveOptions,
+    keep_last: usize,
+) -> Result<PathBuf, TrainError> {
+    let dir = checkpoint_dir(out, trainer.step);
+    let side = out.join(format!(".{}.shards", PREFIX.trim_end_matches('-')));
+    let prepared = if dp.is_main() && side.exists() {
+        std::fs::remove_dir_all(&side).map_err(TrainError::io(&side))
+    } else {
+        Ok(())
+    };
+    dp.comm().barrier()?;
+    let parts = dp
+        .shard_parts()
+        .unwrap_or_else(|| unreachable!("ZeRO-3 keeps parts"));
+    let wrote = prepared.and_then(|()| {
+        shards::write_shard(&side, dp.rank(), dp.world(), &parts.parts)?;
+        Ok(())
+    });
+    // Rank 0 writes the manifest only once every rank's file is there.
+    dp.comm().barrier()?;
+    wrote?;
+    if !dp.is_main() {
+        return Ok(dir);
+    }
+    // The shards are f32 whatever `save_dtype` says: a resume from them is exact.
+    let mut state = trainer.clone();
+    state.weights_dtype = "f32".into();
+    let json = serde_json::to_string_pretty(&state).unwrap_or_default();
+    llama_spec::hf::write_checkpoint_dir(
+        &dir,
+        config,
+        opts,
+        |staging| {
+            let target = staging.join(shards::SHARDS);
+            std::fs::rename(&side, &target).map_err(crate::CheckpointError::io(&target))?;
+            shards::write_manifest(&target, dp.world(), parts.shapes.clone())
+        },
+        |staging| {
+            let p = staging.join(TRAINER_STATE);
+            llama_spec::atomic::write_atomic(&p, format!("{json}\n").as_bytes())
+                .map_err(|source| crate::CheckpointError::Io { path: p, source })
+        },
+    )?;
+    link_latest(out, &dir)?;
+    prune(out, keep_last).map_err(TrainError::io(out))?;
     Ok(dir)
 }
 

@@ -282,6 +282,7 @@ mod mpi_ranks {
     use std::time::{Duration, Instant};
 
     use super::common::{cloud_train, prepare_corpora as prepare, root, run_ok};
+    use cloud_train::checkpoint::shards;
     use llama_spec::hf::safetensors::SafetensorsFile;
 
     const TOL: f64 = 1e-6;
@@ -335,7 +336,10 @@ mod mpi_ranks {
         }
     }
 
-    fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    /// Tensors by name, in name order.
+    type Named = Vec<(String, Vec<f32>)>;
+
+    fn tensors(path: &Path) -> Named {
         let f = SafetensorsFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         f.tensors
             .iter()
@@ -347,9 +351,33 @@ mod mpi_ranks {
             .collect()
     }
 
-    /// Largest absolute difference between two safetensors files with the same tensors.
-    fn max_diff(a: &Path, b: &Path) -> f64 {
-        let (ta, tb) = (tensors(a), tensors(b));
+    /// A checkpoint's weights and optimizer state, by name: from its safetensors files, or
+    /// assembled from its shards (ZeRO-3).
+    fn saved(dir: &Path) -> (Named, Named) {
+        if !shards::is_sharded(dir) {
+            let state = dir.join("optimizer.safetensors");
+            let state = if state.exists() {
+                tensors(&state)
+            } else {
+                Vec::new()
+            };
+            return (tensors(&dir.join("model.safetensors")), state);
+        }
+        let ckpt = shards::ShardedCheckpoint::open(dir).expect("shards");
+        let (mut weights, mut state) = (Vec::new(), Vec::new());
+        for name in ckpt.manifest.tensors.keys() {
+            let v = ckpt.read(name).expect("read").expect("saved");
+            if name.ends_with(".weight") {
+                weights.push((name.clone(), v));
+            } else {
+                state.push((name.clone(), v));
+            }
+        }
+        (weights, state)
+    }
+
+    /// Largest absolute difference between two sets of the same tensors.
+    fn max_diff((a, ta): (&Path, Named), (b, tb): (&Path, Named)) -> f64 {
         assert_eq!(
             ta.iter().map(|t| &t.0).collect::<Vec<_>>(),
             tb.iter().map(|t| &t.0).collect::<Vec<_>>(),
@@ -410,14 +438,10 @@ mod mpi_ranks {
 
     /// Weights and optimizer state of two runs' checkpoints at `step`: their max differences.
     fn same_checkpoint(a: &Path, b: &Path, step: u64, what: &str) {
-        let w = max_diff(
-            &ckpt(a, step).join("model.safetensors"),
-            &ckpt(b, step).join("model.safetensors"),
-        );
-        let o = max_diff(
-            &ckpt(a, step).join("optimizer.safetensors"),
-            &ckpt(b, step).join("optimizer.safetensors"),
-        );
+        let (a, b) = (ckpt(a, step), ckpt(b, step));
+        let ((wa, oa), (wb, ob)) = (saved(&a), saved(&b));
+        let w = max_diff((&a, wa), (&b, wb));
+        let o = max_diff((&a, oa), (&b, ob));
         println!("{what}: step {step}: weights max |diff| {w:.3e}, AdamW moments {o:.3e}");
         assert!(w <= TOL, "{what}: weights differ by {w}");
         assert!(o <= TOL, "{what}: optimizer state differs by {o}");
@@ -533,6 +557,21 @@ mod mpi_ranks {
         for step in [2, 4] {
             same_checkpoint(&one, &two, step, "cpt 2 ranks, ZeRO-3");
         }
+        // ZeRO-3 checkpoints are one file per rank and a manifest.
+        let manifest = shards::ShardedCheckpoint::open(&ckpt(&two, 4)).expect("sharded");
+        assert_eq!(manifest.manifest.world, 2);
+        assert!(!ckpt(&two, 4).join("model.safetensors").exists());
+        // `resave` turns it into an HF checkpoint with the same weights.
+        let hf = tmp.path().join("two-hf");
+        run_ok(
+            cloud_train()
+                .args(["resave", "--dtype", "f32", "--model"])
+                .arg(ckpt(&two, 4))
+                .arg("--out")
+                .arg(&hf),
+        );
+        let w = max_diff((&hf, saved(&hf).0), (&two, saved(&ckpt(&two, 4)).0));
+        assert_eq!(w, 0.0, "resaved weights");
         // Each rank held half of the parameters, of the gradient and of the AdamW state, and a
         // pass gathered at most the root and one layer.
         let (one_held, two_held) = (held(&text), held(&two_text));

@@ -285,36 +285,59 @@ pub fn write_checkpoint_with(
             last.push((name, shape));
         }
     }
+    write_checkpoint_dir(
+        out,
+        config,
+        opts,
+        |staging| {
+            let n = shards.len();
+            let mut weight_map = serde_json::Map::new();
+            let mut total = 0u64;
+            for (i, shard) in shards.iter().enumerate() {
+                let file = if n == 1 {
+                    SINGLE.to_string()
+                } else {
+                    format!("model-{:05}-of-{n:05}.safetensors", i + 1)
+                };
+                for (name, shape) in shard {
+                    weight_map.insert(name.clone(), file.clone().into());
+                    total += (shape.iter().product::<usize>() * opts.dtype.size()) as u64;
+                }
+                let mut buf = Vec::new();
+                safetensors::write(&staging.join(&file), opts.dtype, shard, |name| {
+                    let values = fetch(name)?;
+                    opts.dtype.from_f32(&values, &mut buf);
+                    Ok(std::mem::take(&mut buf))
+                })?;
+            }
+            if n > 1 {
+                let index = serde_json::json!({
+                    "metadata": { "total_size": total },
+                    "weight_map": weight_map,
+                });
+                let p = staging.join(INDEX);
+                write_atomic(&p, format!("{index:#}\n").as_bytes()).map_err(HfError::io(&p))?;
+            }
+            Ok(())
+        },
+        extra,
+    )
+}
+
+/// A checkpoint directory written atomically: `weights(staging_dir)` writes the weights in
+/// whatever layout (HF safetensors, or a trainer's per-rank shards), then the config (with
+/// `torch_dtype`), the tokenizer files and `opts.extra_files`, then `extra(staging_dir)`, and
+/// the directory replaces `out`.
+pub fn write_checkpoint_dir(
+    out: &Path,
+    config: &LlamaConfig,
+    opts: &WriteOptions,
+    weights: impl FnOnce(&Path) -> Result<(), HfError>,
+    extra: impl FnOnce(&Path) -> Result<(), HfError>,
+) -> Result<(), HfError> {
     let staging = staging_dir(out, "tmp").map_err(HfError::io(out))?;
     let result = (|| {
-        let n = shards.len();
-        let mut weight_map = serde_json::Map::new();
-        let mut total = 0u64;
-        for (i, shard) in shards.iter().enumerate() {
-            let file = if n == 1 {
-                SINGLE.to_string()
-            } else {
-                format!("model-{:05}-of-{n:05}.safetensors", i + 1)
-            };
-            for (name, shape) in shard {
-                weight_map.insert(name.clone(), file.clone().into());
-                total += (shape.iter().product::<usize>() * opts.dtype.size()) as u64;
-            }
-            let mut buf = Vec::new();
-            safetensors::write(&staging.join(&file), opts.dtype, shard, |name| {
-                let values = fetch(name)?;
-                opts.dtype.from_f32(&values, &mut buf);
-                Ok(std::mem::take(&mut buf))
-            })?;
-        }
-        if n > 1 {
-            let index = serde_json::json!({
-                "metadata": { "total_size": total },
-                "weight_map": weight_map,
-            });
-            let p = staging.join(INDEX);
-            write_atomic(&p, format!("{index:#}\n").as_bytes()).map_err(HfError::io(&p))?;
-        }
+        weights(&staging)?;
         let mut cfg = config.clone();
         cfg.extra.insert(
             "torch_dtype".into(),
