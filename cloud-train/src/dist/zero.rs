@@ -1,7 +1,9 @@
 //! The model's parameters in a fixed order (HF order, the same on every rank whatever the
-//! parameter ids); ZeRO stage 1: AdamW state for this rank's 1/N of every parameter; and
+//! parameter ids); ZeRO stage 1: AdamW state for this rank's 1/N of every parameter;
 //! ZeRO stage 2: the gradient kept as this rank's 1/N too, reduce-scattered as the backward
-//! pass produces it ([`ShardGrads`]).
+//! pass produces it ([`ShardGrads`]); and ZeRO stage 3: the parameters themselves kept as this
+//! rank's 1/N ([`ShardedAdamW::shard_params`]), gathered as passes need them
+//! (`super::zero3::Gatherer`).
 //!
 //! Each parameter is cut into `world` equal parts (the last padded): rank `r` owns part `r` of
 //! every parameter, so the shards are balanced to one element per parameter, and every
