@@ -272,8 +272,23 @@ pub fn save_ranked(
     dp.comm().set_patience(SAVE_PATIENCE);
     let result = if dp.shards_params() {
         save_sharded(config, dp, trainer, out, opts, keep_last)
+    } else if dp.is_main() {
+        save(
+            model,
+            config,
+            |path| dp.save_optimizer(model, Some(path)),
+            trainer,
+            out,
+            opts,
+        )
+        .and_then(|dir| {
+            prune(out, keep_last).map_err(TrainError::io(out))?;
+            Ok(dir)
+        })
     } else {
-        save_whole(model, config, dp, trainer, out, opts, keep_last)
+        dp.save_optimizer(model, None)
+            .map(|()| checkpoint_dir(out, trainer.step))
+            .map_err(TrainError::from)
     };
     // Every rank leaves the save together, so the wait for rank 0 is covered here too.
     let synced = dp.comm().barrier();
@@ -337,35 +352,6 @@ fn save_sharded(
     link_latest(out, &dir)?;
     prune(out, keep_last).map_err(TrainError::io(out))?;
     Ok(dir)
-}
-
-fn save_whole(
-    model: &Llama,
-    config: &LlamaConfig,
-    dp: &DataParallel,
-    trainer: &TrainerState,
-    out: &Path,
-    opts: &SaveOptions,
-    keep_last: usize,
-) -> Result<PathBuf, TrainError> {
-    if dp.is_main() {
-        save(
-            model,
-            config,
-            |path| dp.save_optimizer(model, Some(path)),
-            trainer,
-            out,
-            opts,
-        )
-        .and_then(|dir| {
-            prune(out, keep_last).map_err(TrainError::io(out))?;
-            Ok(dir)
-        })
-    } else {
-        dp.save_optimizer(model, None)
-            .map(|()| checkpoint_dir(out, trainer.step))
-            .map_err(TrainError::from)
-    }
 }
 
 /// Point `out/latest` at the newest checkpoint (a relative symlink, replaced atomically), so
