@@ -25,7 +25,7 @@ pub fn load(
     device: &Device,
 ) -> Result<(Llama, LlamaConfig), CheckpointError> {
     let dir = dir.as_ref();
-    if shards::is_sharded(dir) {
+    if shards::holds_weights(dir) {
         let c = LlamaConfig::from_file(dir.join("config.json"))?;
         let ckpt = shards::ShardedCheckpoint::open(dir)?;
         let model = build(&c, device, |name, shape| {
@@ -174,6 +174,18 @@ pub fn save_with(
     extra: impl FnOnce(&Path) -> Result<(), CheckpointError>,
 ) -> Result<(), CheckpointError> {
     let out = out.as_ref();
+    let weights = weights_writer(model, config, out, opts)?;
+    llama_spec::hf::write_checkpoint_dir(out, config, opts, weights, extra)
+}
+
+/// What writes `model`'s HF weights into a directory (a checkpoint's staging directory), once
+/// its parameters are checked against `config` (errors name `out`).
+pub fn weights_writer<'a>(
+    model: &Llama,
+    config: &'a LlamaConfig,
+    out: &'a Path,
+    opts: &'a SaveOptions,
+) -> Result<impl FnOnce(&Path) -> Result<(), CheckpointError> + 'a, CheckpointError> {
     let tensors = hf_tensors(config);
     let params: BTreeMap<String, ParamValue> = named_params(model).into_iter().collect();
     for (name, shape) in &tensors {
@@ -185,15 +197,11 @@ pub fn save_with(
             ));
         }
     }
-    llama_spec::hf::write_checkpoint_with(
-        out,
-        config,
-        opts,
-        |name| {
+    Ok(move |dir: &Path| {
+        llama_spec::hf::write_weights(dir, config, opts, |name| {
             params[name]
                 .to_f32()
                 .map_err(|e| CheckpointError::format(out, format!("tensor {name}: {e}")))
-        },
-        extra,
-    )
+        })
+    })
 }

@@ -1,8 +1,8 @@
-//! Sharded checkpoints (ZeRO-3): each rank writes its own part of every parameter and of its
-//! AdamW state to `shards/rank-RRRRR-of-WWWWW.safetensors`, rank 0 a `shards/manifest.json`
-//! that names the world size and every tensor's full shape. Reading assembles whole tensors
-//! from all the files, so a sharded checkpoint loads at any world size and any ZeRO stage, and
-//! wherever an HF checkpoint is read (`checkpoint::load`).
+//! Sharded checkpoints (ZeRO-1 to 3): each rank writes its own part of its AdamW state (and,
+//! under ZeRO-3, of every parameter) to `shards/rank-RRRRR-of-WWWWW.safetensors`, rank 0 a
+//! `shards/manifest.json` that names the world size and every tensor's full shape. Reading
+//! assembles whole tensors from all the files, so the state loads at any world size and any
+//! ZeRO stage, and ZeRO-3's weights wherever a checkpoint is read (`checkpoint::load`).
 //!
 //! A tensor of `numel` values saved by `world` ranks is cut as the trainer cuts it: rank `r`
 //! holds `r * part .. (r + 1) * part` (clipped to `numel`), `part = ceil(numel / world)`, stored
@@ -31,6 +31,8 @@ pub struct Manifest {
     pub tensors: BTreeMap<String, Vec<usize>>,
     /// One file per rank, in rank order (relative to the shards directory).
     pub files: Vec<String>,
+    /// The shards hold the weights (ZeRO-3); otherwise they are in the checkpoint's HF files.
+    pub params: bool,
 }
 
 /// The file rank `rank` of `world` writes.
@@ -41,6 +43,15 @@ pub fn file_name(rank: usize, world: usize) -> String {
 /// Whether `dir` is a sharded checkpoint.
 pub fn is_sharded(dir: &Path) -> bool {
     dir.join(SHARDS).join(MANIFEST).is_file()
+}
+
+/// Whether `dir`'s weights are in its shards (ZeRO-3) rather than in HF files.
+pub fn holds_weights(dir: &Path) -> bool {
+    is_sharded(dir)
+        && std::fs::read_to_string(dir.join(SHARDS).join(MANIFEST))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
+            .is_some_and(|m| m.params)
 }
 
 /// Rank `rank`'s range of a tensor of `numel` values over `world` ranks.
@@ -78,12 +89,14 @@ pub fn write_manifest(
     dir: &Path,
     world: usize,
     tensors: BTreeMap<String, Vec<usize>>,
+    params: bool,
 ) -> Result<(), CheckpointError> {
     let manifest = Manifest {
         format: FORMAT.into(),
         world,
         tensors,
         files: (0..world).map(|r| file_name(r, world)).collect(),
+        params,
     };
     for f in &manifest.files {
         let p = dir.join(f);
@@ -203,7 +216,7 @@ mod tests {
             write_shard(&dir, r, world, &parts).expect("write");
         }
         let shapes = BTreeMap::from([("a".to_string(), vec![7]), ("b.exp_avg".into(), vec![2])]);
-        write_manifest(&dir, world, shapes.clone()).expect("manifest");
+        write_manifest(&dir, world, shapes.clone(), true).expect("manifest");
         assert!(is_sharded(tmp.path()));
         let ckpt = ShardedCheckpoint::open(tmp.path()).expect("open");
         assert_eq!(ckpt.read("a").expect("a"), Some(a.clone()));
@@ -226,7 +239,7 @@ mod tests {
             .err()
             .expect("missing file");
         assert!(e.to_string().contains("rank-00002-of-00003"), "{e}");
-        let e = write_manifest(&dir, world, shapes).expect_err("a rank's shard is missing");
+        let e = write_manifest(&dir, world, shapes, true).expect_err("a rank's shard is missing");
         assert!(e.to_string().contains("rank-00002-of-00003"), "{e}");
     }
 }

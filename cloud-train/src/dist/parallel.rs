@@ -240,11 +240,12 @@ impl DataParallel {
         matches!(&self.opt, Optimizer::Sharded(s) if s.shards_params())
     }
 
-    /// This rank's part of a sharded checkpoint (ZeRO-3).
+    /// This rank's part of a sharded checkpoint (ZeRO-1 to 3: the AdamW state, and under
+    /// ZeRO-3 the parameters); `None` with replicated AdamW.
     pub fn shard_parts(&self) -> Option<super::zero::ShardParts> {
         match &self.opt {
-            Optimizer::Sharded(s) if s.shards_params() => Some(s.shard_parts()),
-            _ => None,
+            Optimizer::Sharded(s) => Some(s.shard_parts()),
+            Optimizer::Replicated { .. } => None,
         }
     }
 

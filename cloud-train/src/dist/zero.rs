@@ -317,8 +317,8 @@ impl ShardedAdamW {
         self.master.as_ref().map_or(&[], |m| &m[i])
     }
 
-    /// ZeRO-3's sharded checkpoint: this rank's part of every parameter and of its AdamW
-    /// state, by name, and every tensor's full shape (the same on every rank).
+    /// This rank's part of a sharded checkpoint: of its AdamW state and (ZeRO-3) of every
+    /// parameter, by name, and every tensor's full shape (the same on every rank).
     pub fn shard_parts(&self) -> ShardParts {
         let suffixes = if self.settings.compensated {
             &STATE_SUFFIXES[..]
@@ -328,8 +328,10 @@ impl ShardedAdamW {
         let mut parts = Vec::new();
         let mut shapes = std::collections::BTreeMap::new();
         for (i, slot) in self.layout.slots.iter().enumerate() {
-            parts.push((slot.name.clone(), self.part(i).to_vec()));
-            shapes.insert(slot.name.clone(), slot.dims.clone());
+            if self.master.is_some() {
+                parts.push((slot.name.clone(), self.part(i).to_vec()));
+                shapes.insert(slot.name.clone(), slot.dims.clone());
+            }
             if !self.stepped.contains(&i) {
                 continue;
             }

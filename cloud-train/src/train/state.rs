@@ -270,8 +270,8 @@ pub fn save_ranked(
 ) -> Result<PathBuf, TrainError> {
     // The other ranks wait while rank 0 writes the weights (minutes for 8B): not a hang.
     dp.comm().set_patience(SAVE_PATIENCE);
-    let result = if dp.shards_params() {
-        save_sharded(config, dp, trainer, out, opts, keep_last)
+    let result = if dp.shard_parts().is_some() {
+        save_sharded(model, config, dp, trainer, out, opts, keep_last)
     } else if dp.is_main() {
         save(
             model,
@@ -298,10 +298,12 @@ pub fn save_ranked(
     Ok(dir)
 }
 
-/// ZeRO-3: every rank writes its part of the parameters and of the AdamW state (f32) into a
-/// side directory, then rank 0 moves them into the new checkpoint with the manifest, the config,
-/// the tokenizer files and the trainer state, and the checkpoint appears at once.
+/// ZeRO-1 to 3: every rank writes its part of the AdamW state (and, ZeRO-3, of the parameters;
+/// f32) into a side directory, then rank 0 writes the new checkpoint: the HF weights (unless
+/// ZeRO-3), the shards moved in with their manifest, the config, the tokenizer files and the
+/// trainer state; it appears at once.
 fn save_sharded(
+    model: &Llama,
     config: &LlamaConfig,
     dp: &DataParallel,
     trainer: &TrainerState,
@@ -319,7 +321,7 @@ fn save_sharded(
     dp.comm().barrier()?;
     let parts = dp
         .shard_parts()
-        .unwrap_or_else(|| unreachable!("ZeRO-3 keeps parts"));
+        .unwrap_or_else(|| unreachable!("a sharded optimizer has parts"));
     let wrote = prepared.and_then(|()| {
         shards::write_shard(&side, dp.rank(), dp.world(), &parts.parts)?;
         Ok(())
@@ -330,18 +332,27 @@ fn save_sharded(
     if !dp.is_main() {
         return Ok(dir);
     }
-    // The shards are f32 whatever `save_dtype` says: a resume from them is exact.
+    let params = dp.shards_params();
     let mut state = trainer.clone();
-    state.weights_dtype = "f32".into();
+    let weights = if params {
+        // The shards are f32 whatever `save_dtype` says: a resume from them is exact.
+        state.weights_dtype = "f32".into();
+        None
+    } else {
+        Some(checkpoint::weights_writer(model, config, &dir, opts)?)
+    };
     let json = serde_json::to_string_pretty(&state).unwrap_or_default();
     llama_spec::hf::write_checkpoint_dir(
         &dir,
         config,
         opts,
         |staging| {
+            if let Some(write) = weights {
+                write(staging)?;
+            }
             let target = staging.join(shards::SHARDS);
             std::fs::rename(&side, &target).map_err(crate::CheckpointError::io(&target))?;
-            shards::write_manifest(&target, dp.world(), parts.shapes.clone())
+            shards::write_manifest(&target, dp.world(), parts.shapes.clone(), params)
         },
         |staging| {
             let p = staging.join(TRAINER_STATE);

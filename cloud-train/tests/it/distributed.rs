@@ -352,25 +352,25 @@ mod mpi_ranks {
     }
 
     /// A checkpoint's weights and optimizer state, by name: from its safetensors files, or
-    /// assembled from its shards (ZeRO-3).
+    /// assembled from its shards (the AdamW state from ZeRO-1 on, the weights under ZeRO-3).
     fn saved(dir: &Path) -> (Named, Named) {
-        if !shards::is_sharded(dir) {
-            let state = dir.join("optimizer.safetensors");
-            let state = if state.exists() {
-                tensors(&state)
-            } else {
-                Vec::new()
-            };
-            return (tensors(&dir.join("model.safetensors")), state);
-        }
-        let ckpt = shards::ShardedCheckpoint::open(dir).expect("shards");
         let (mut weights, mut state) = (Vec::new(), Vec::new());
-        for name in ckpt.manifest.tensors.keys() {
-            let v = ckpt.read(name).expect("read").expect("saved");
-            if name.ends_with(".weight") {
-                weights.push((name.clone(), v));
-            } else {
-                state.push((name.clone(), v));
+        if shards::is_sharded(dir) {
+            let ckpt = shards::ShardedCheckpoint::open(dir).expect("shards");
+            for name in ckpt.manifest.tensors.keys() {
+                let v = ckpt.read(name).expect("read").expect("saved");
+                if name.ends_with(".weight") {
+                    weights.push((name.clone(), v));
+                } else {
+                    state.push((name.clone(), v));
+                }
+            }
+        }
+        for (file, into) in [("model", &mut weights), ("optimizer", &mut state)] {
+            let p = dir.join(format!("{file}.safetensors"));
+            if p.exists() {
+                assert!(into.is_empty(), "{}: both files and shards", p.display());
+                *into = tensors(&p);
             }
         }
         (weights, state)
@@ -467,11 +467,11 @@ mod mpi_ranks {
         (out, text)
     }
 
-    /// 4 ranks with ZeRO-2 and with ZeRO-3, then the ZeRO-3 checkpoint of step 2 resumed on 2
-    /// ranks with replicated AdamW (another world size and stage), each against one process;
-    /// the state each rank keeps, as a table.
+    /// 4 ranks with ZeRO-2 and with ZeRO-3, then each one's sharded checkpoint of step 2
+    /// resumed on 2 ranks at another stage (ZeRO-3's with replicated AdamW, ZeRO-2's with
+    /// ZeRO-3), each against one process; the state each rank keeps, as a table.
     #[test]
-    #[ignore = "full tier (scripts/test.sh --full): 4 ranks on 2 cores, ~50 s"]
+    #[ignore = "full tier (scripts/test.sh --full): 4 ranks on 2 cores, ~55 s"]
     fn four_ranks_zero2_zero3_and_resume_on_two_equal_one_process() {
         let tmp = tempfile::tempdir().expect("tmp");
         prepare(&tmp.path().join("data"));
@@ -512,6 +512,7 @@ mod mpi_ranks {
             four_runs.push(four);
         }
         let four = four_runs.pop().expect("the ZeRO-3 run");
+        let four_zero2 = four_runs.pop().expect("the ZeRO-2 run");
         // The mixture is exact globally: 64 sequences at ALMR 0.33 hold round(21.12) = 21
         // Chinese ones, whatever the number of ranks.
         let last = metrics(&four).pop().expect("metrics");
@@ -533,6 +534,22 @@ mod mpi_ranks {
             &resumed,
             4,
             "cpt 4 ranks ZeRO-3 -> resumed on 2 ranks replicated",
+        );
+        // And the ZeRO-2 checkpoint (HF weights, the AdamW state in 4 shards) on 2 ranks with
+        // ZeRO-3.
+        let (resumed, text) = cpt_run(
+            tmp.path(),
+            "resumed-zero3",
+            mpirun(2),
+            &["train.zero_stage=3"],
+            Some(ckpt(&four_zero2, 2)),
+        );
+        assert!(text.contains("(2 this run)"), "{text}");
+        same_checkpoint(
+            &one,
+            &resumed,
+            4,
+            "cpt 4 ranks ZeRO-2 -> resumed on 2 ranks ZeRO-3",
         );
     }
 

@@ -267,8 +267,26 @@ pub fn write_checkpoint_with(
     out: &Path,
     config: &LlamaConfig,
     opts: &WriteOptions,
-    mut fetch: impl FnMut(&str) -> Result<Vec<f32>, HfError>,
+    fetch: impl FnMut(&str) -> Result<Vec<f32>, HfError>,
     extra: impl FnOnce(&Path) -> Result<(), HfError>,
+) -> Result<(), HfError> {
+    write_checkpoint_dir(
+        out,
+        config,
+        opts,
+        |staging| write_weights(staging, config, opts, fetch),
+        extra,
+    )
+}
+
+/// The weights of an HF checkpoint into directory `dir`: `model.safetensors`, or shards of at
+/// most `opts.max_shard_bytes` and their index, each tensor's values from `fetch(name)`, in
+/// [`hf_tensors`] order.
+pub fn write_weights(
+    dir: &Path,
+    config: &LlamaConfig,
+    opts: &WriteOptions,
+    mut fetch: impl FnMut(&str) -> Result<Vec<f32>, HfError>,
 ) -> Result<(), HfError> {
     let tensors = hf_tensors(config);
     // Plan shards in order, greedily, under the size limit.
@@ -285,43 +303,35 @@ pub fn write_checkpoint_with(
             last.push((name, shape));
         }
     }
-    write_checkpoint_dir(
-        out,
-        config,
-        opts,
-        |staging| {
-            let n = shards.len();
-            let mut weight_map = serde_json::Map::new();
-            let mut total = 0u64;
-            for (i, shard) in shards.iter().enumerate() {
-                let file = if n == 1 {
-                    SINGLE.to_string()
-                } else {
-                    format!("model-{:05}-of-{n:05}.safetensors", i + 1)
-                };
-                for (name, shape) in shard {
-                    weight_map.insert(name.clone(), file.clone().into());
-                    total += (shape.iter().product::<usize>() * opts.dtype.size()) as u64;
-                }
-                let mut buf = Vec::new();
-                safetensors::write(&staging.join(&file), opts.dtype, shard, |name| {
-                    let values = fetch(name)?;
-                    opts.dtype.from_f32(&values, &mut buf);
-                    Ok(std::mem::take(&mut buf))
-                })?;
-            }
-            if n > 1 {
-                let index = serde_json::json!({
-                    "metadata": { "total_size": total },
-                    "weight_map": weight_map,
-                });
-                let p = staging.join(INDEX);
-                write_atomic(&p, format!("{index:#}\n").as_bytes()).map_err(HfError::io(&p))?;
-            }
-            Ok(())
-        },
-        extra,
-    )
+    let n = shards.len();
+    let mut weight_map = serde_json::Map::new();
+    let mut total = 0u64;
+    for (i, shard) in shards.iter().enumerate() {
+        let file = if n == 1 {
+            SINGLE.to_string()
+        } else {
+            format!("model-{:05}-of-{n:05}.safetensors", i + 1)
+        };
+        for (name, shape) in shard {
+            weight_map.insert(name.clone(), file.clone().into());
+            total += (shape.iter().product::<usize>() * opts.dtype.size()) as u64;
+        }
+        let mut buf = Vec::new();
+        safetensors::write(&dir.join(&file), opts.dtype, shard, |name| {
+            let values = fetch(name)?;
+            opts.dtype.from_f32(&values, &mut buf);
+            Ok(std::mem::take(&mut buf))
+        })?;
+    }
+    if n > 1 {
+        let index = serde_json::json!({
+            "metadata": { "total_size": total },
+            "weight_map": weight_map,
+        });
+        let p = dir.join(INDEX);
+        write_atomic(&p, format!("{index:#}\n").as_bytes()).map_err(HfError::io(&p))?;
+    }
+    Ok(())
 }
 
 /// A checkpoint directory written atomically: `weights(staging_dir)` writes the weights in
