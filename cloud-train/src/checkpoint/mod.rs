@@ -54,22 +54,47 @@ pub fn load(
     Ok((model, c))
 }
 
+/// A ZeRO-3 shell of config `c`: every parameter a placeholder of one element per row (1-D:
+/// one element), so that row counts read true; the values live in the ranks' parts.
+pub fn shell(c: &LlamaConfig, device: &Device) -> Llama {
+    let hollow = |_: &str, shape: &[usize]| {
+        let dims = if shape.len() == 1 {
+            vec![1]
+        } else {
+            vec![shape[0], 1]
+        };
+        Ok((vec![0f32; dims.iter().product()], dims))
+    };
+    match build_with(c, device, hollow) {
+        Ok(model) => model,
+        Err(e) => unreachable!("placeholders need no file: {e}"),
+    }
+}
+
 /// The model of config `c`, each tensor's values from `fetch(hf name, shape)`.
 fn build(
     c: &LlamaConfig,
     device: &Device,
     fetch: impl Fn(&str, &[usize]) -> Result<Vec<f32>, CheckpointError>,
 ) -> Result<Llama, CheckpointError> {
+    build_with(c, device, |name, shape| {
+        Ok((fetch(name, shape)?, shape.to_vec()))
+    })
+}
+
+/// [`build`], `fetch` giving each tensor's values and dimensions.
+fn build_with(
+    c: &LlamaConfig,
+    device: &Device,
+    fetch: impl Fn(&str, &[usize]) -> Result<(Vec<f32>, Vec<usize>), CheckpointError>,
+) -> Result<Llama, CheckpointError> {
     let p1 = |name: &str, shape: &[usize]| -> Result<Param<Tensor<1>>, CheckpointError> {
-        let v = fetch(name, shape)?;
-        Ok(Param::from_data(TensorData::new(v, [shape[0]]), device))
+        let (v, d) = fetch(name, shape)?;
+        Ok(Param::from_data(TensorData::new(v, [d[0]]), device))
     };
     let p2 = |name: &str, shape: &[usize]| -> Result<Param<Tensor<2>>, CheckpointError> {
-        let v = fetch(name, shape)?;
-        Ok(Param::from_data(
-            TensorData::new(v, [shape[0], shape[1]]),
-            device,
-        ))
+        let (v, d) = fetch(name, shape)?;
+        Ok(Param::from_data(TensorData::new(v, [d[0], d[1]]), device))
     };
     let shape =
         |t: TensorName| -> Vec<usize> { t.hf_shape(c).into_iter().map(|d| d as usize).collect() };
@@ -114,6 +139,56 @@ fn build(
         lm_head,
         dims: Dims::new(c),
     })
+}
+
+/// Reads one rank's part of each tensor of a checkpoint's weights (HF files or ZeRO-3 shards)
+/// without building the model: for a ZeRO-3 start.
+pub enum PartReader {
+    Hf(HfCheckpoint),
+    Shards(shards::ShardedCheckpoint),
+}
+
+impl PartReader {
+    pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
+        if shards::holds_weights(dir) {
+            return Ok(PartReader::Shards(shards::ShardedCheckpoint::open(dir)?));
+        }
+        let ckpt = HfCheckpoint::open(dir)?;
+        ckpt.check_names()?;
+        Ok(PartReader::Hf(ckpt))
+    }
+
+    /// Values `range` of tensor `name` (of shape `shape`), row-major.
+    pub fn part(
+        &self,
+        name: &str,
+        shape: &[usize],
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<f32>, CheckpointError> {
+        let whole = match self {
+            PartReader::Hf(ckpt) => ckpt.tensor_f32(name, shape)?.0,
+            PartReader::Shards(s) => s
+                .read(name)?
+                .ok_or_else(|| CheckpointError::format(s.path(), format!("no tensor {name}")))?,
+        };
+        if whole.len() != shape.iter().product::<usize>() {
+            return Err(CheckpointError::format(
+                self.path(),
+                format!(
+                    "{name}: {} values, the config's shape is {shape:?}",
+                    whole.len()
+                ),
+            ));
+        }
+        Ok(whole[range].to_vec())
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            PartReader::Hf(c) => &c.dir,
+            PartReader::Shards(s) => s.path(),
+        }
+    }
 }
 
 /// Named f32 tensors of a saved optimizer state: one safetensors file (by HF name, full

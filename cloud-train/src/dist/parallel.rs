@@ -226,6 +226,33 @@ impl DataParallel {
         }
     }
 
+    /// ZeRO-3 set up on `shell` (`checkpoint::shell` of `config`), each rank reading only its
+    /// part of every parameter: `part(slot, range)` gives its values (from a checkpoint file,
+    /// without the whole model ever loaded).
+    pub fn with_parts<E>(
+        comm: Box<dyn Collective>,
+        settings: AdamWSettings,
+        config: &llama_spec::LlamaConfig,
+        shell: &Llama,
+        device: &Device,
+        part: impl FnMut(&super::zero::Slot, std::ops::Range<usize>) -> Result<Vec<f32>, E>,
+    ) -> Result<Self, E> {
+        let shapes = crate::checkpoint::hf_tensors(config).into_iter().collect();
+        let layout = Layout::with_shapes(shell, &settings, comm.world(), &shapes);
+        let mut opt = ShardedAdamW::new(settings, layout, comm.rank());
+        opt.set_parts(part)?;
+        Ok(Self {
+            grads: RefCell::new(GradBuffer::Shards(ShardGrads::new(&opt.layout))),
+            opt: Optimizer::Sharded(opt),
+            comm,
+            grads_peak: Cell::new(0),
+            gathered_root: Cell::new(0),
+            gathered_peak: Cell::new(0),
+            zero: ZeroStage::ShardedParams,
+            device: device.clone(),
+        })
+    }
+
     /// The model the run's passes see: `model` itself, or under ZeRO-3 its shell, this rank
     /// keeping only its part of every parameter.
     pub fn shard(&mut self, model: Llama) -> Result<Llama, CommError> {

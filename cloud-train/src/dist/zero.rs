@@ -61,6 +61,17 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(model: &Llama, settings: &AdamWSettings, world: usize) -> Self {
+        Self::with_shapes(model, settings, world, &HashMap::new())
+    }
+
+    /// [`Layout::new`] where `shapes` gives parameters' full shapes by HF name (a ZeRO-3
+    /// shell's tensors are placeholders); the others are the tensors' own.
+    pub fn with_shapes(
+        model: &Llama,
+        settings: &AdamWSettings,
+        world: usize,
+        shapes: &HashMap<String, Vec<usize>>,
+    ) -> Self {
         let world = world.max(1);
         let in_layers: std::collections::HashSet<ParamId> = model
             .layers
@@ -73,7 +84,8 @@ impl Layout {
                 ParamValue::D1(t) => (t.dims().to_vec(), false),
                 ParamValue::D2(t) => (t.dims().to_vec(), true),
             };
-            let numel = p.value.numel();
+            let dims = shapes.get(&name).cloned().unwrap_or(dims);
+            let numel = dims.iter().product();
             slots.push(Slot {
                 name,
                 id: p.id,
@@ -302,6 +314,20 @@ impl ShardedAdamW {
         drop(values);
         self.master = Some(master);
         Ok(model.map(&mut Hollow))
+    }
+
+    /// ZeRO-3 from parts read directly (the model is already a shell): `part(slot, range)`
+    /// gives this rank's values of each parameter.
+    pub fn set_parts<E>(
+        &mut self,
+        mut part: impl FnMut(&Slot, std::ops::Range<usize>) -> Result<Vec<f32>, E>,
+    ) -> Result<(), E> {
+        let mut master = Vec::with_capacity(self.layout.slots.len());
+        for slot in &self.layout.slots {
+            master.push(part(slot, slot.range(self.rank))?);
+        }
+        self.master = Some(master);
+        Ok(())
     }
 
     /// Parameter values this rank keeps between passes: its parts under ZeRO-3, else all.

@@ -20,7 +20,7 @@ use super::{MemoryPlan, Schedule};
 use crate::budget::{self, RunShape};
 use crate::checkpoint;
 use crate::device::Backend;
-use crate::dist::{DataParallel, Ranks, StepError, Update};
+use crate::dist::{DataParallel, Ranks, StepError, Update, ZeroStage};
 use crate::model::Llama;
 
 /// One metrics line (`metrics.jsonl`): field name -> value.
@@ -215,18 +215,17 @@ fn check_memory(
     })
 }
 
-/// The model, its config and the trainer state: from checkpoint `from`, or fresh.
+/// The trainer state and where the starting weights are: checkpoint `from` (resumed), else
+/// `[model] path`, else none (a random init of `[model] config`).
 fn starting_point(
     s: RunSections,
     objective: &mut dyn Objective,
     from: Option<&Path>,
-    device: &Device,
     event: &mut impl FnMut(Event),
-) -> Result<(Llama, llama_spec::LlamaConfig, TrainerState), TrainError> {
+) -> Result<(Option<PathBuf>, TrainerState), TrainError> {
     let Some(dir) = from else {
-        let (model, config) = state::starting_model(s.model, device)?;
         let st = TrainerState::fresh(objective.resume_key(), &s.output.save_dtype);
-        return Ok((model, config, st));
+        return Ok((s.model.path.clone(), st));
     };
     let st = state::read_state(dir)?;
     if st.resume_key != objective.resume_key() {
@@ -245,9 +244,43 @@ fn starting_point(
             st.weights_dtype
         )));
     }
-    let (model, config) = checkpoint::load(dir, device)?;
     objective.resume(dir, &st)?;
-    Ok((model, config, st))
+    Ok((Some(dir.to_path_buf()), st))
+}
+
+/// The model the run's passes see and the data-parallel optimizer around it. Under ZeRO-3 from
+/// a checkpoint each rank reads only its part of every tensor (the model is a shell from the
+/// start); otherwise every rank loads (or initializes) the whole model first.
+fn starting_model(
+    s: RunSections,
+    config: &llama_spec::LlamaConfig,
+    weights: Option<&Path>,
+    comm: Box<dyn crate::dist::Collective>,
+    device: &Device,
+) -> Result<(Llama, DataParallel), TrainError> {
+    let zero = s.train.dist()?.zero;
+    if let (Some(dir), ZeroStage::ShardedParams) = (weights, zero) {
+        let reader = checkpoint::PartReader::open(dir)?;
+        let shell = checkpoint::shell(config, device).train();
+        let dp = DataParallel::with_parts(
+            comm,
+            s.train.adamw(),
+            config,
+            &shell,
+            device,
+            |slot, range| reader.part(&slot.name, &slot.dims, range),
+        )?;
+        return Ok((shell, dp));
+    }
+    let model = match weights {
+        Some(dir) => checkpoint::load(dir, device)?.0,
+        None => state::starting_model(s.model, device)?.0,
+    }
+    .train();
+    let mut dp = DataParallel::new(comm, s.train.adamw(), zero, &model, device);
+    // ZeRO-3 from a random init: from here on this rank keeps its part of each parameter.
+    let model = dp.shard(model)?;
+    Ok((model, dp))
 }
 
 /// Run (or continue) `objective` under the `s` sections.
@@ -277,18 +310,17 @@ pub fn run(
         (comm.world(), launch.local_rank),
         &mut event,
     )?;
-    let (model, config, mut trainer) =
-        starting_point(s, objective, from.as_deref(), &device, &mut event)?;
-    let model = model.train();
+    let (weights, mut trainer) = starting_point(s, objective, from.as_deref(), &mut event)?;
     objective.record(&mut trainer);
     if rank == 0 {
         state::truncate_metrics(&out.join(METRICS), trainer.step)
             .map_err(TrainError::io(out.join(METRICS)))?;
     }
-    let params = model.num_params();
-    let mut dp = DataParallel::new(comm, s.train.adamw(), s.train.dist()?.zero, &model, &device);
-    // ZeRO-3: from here on this rank keeps its part of each parameter; `model` is a shell.
-    let mut model = dp.shard(model)?;
+    let params: usize = checkpoint::hf_tensors(&config)
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>())
+        .sum();
+    let (mut model, mut dp) = starting_model(s, &config, weights.as_deref(), comm, &device)?;
     if let Some(dir) = &from {
         let state = if checkpoint::shards::is_sharded(dir) {
             dir.clone()

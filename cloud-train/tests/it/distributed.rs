@@ -16,6 +16,7 @@ use crate::common;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use cloud_train::checkpoint;
 use cloud_train::dist::{DataParallel, Single, Update, ZeroStage};
 use cloud_train::model::params::{named_params, ParamValue};
 use cloud_train::train::{
@@ -110,12 +111,35 @@ fn sharded_parameters_on_one_rank_are_zero2() {
     let mut a = start.clone();
     let mut dp = DataParallel::new(
         Box::new(Single),
-        settings,
+        settings.clone(),
         ZeroStage::ShardedParams,
         &start,
         &device,
     );
     let mut b = dp.shard(start.clone()).expect("shard");
+    // A ZeRO-3 start from a checkpoint reads each rank's part straight from the file, on a
+    // shell built from the config: the same parts.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let opts = checkpoint::SaveOptions {
+        dtype: checkpoint::safetensors::Dtype::F32,
+        ..Default::default()
+    };
+    checkpoint::save(&start, &config, tmp.path(), &opts).expect("save");
+    let reader = checkpoint::PartReader::open(tmp.path()).expect("open");
+    let shell = checkpoint::shell(&config, &device).train();
+    let direct = DataParallel::with_parts(
+        Box::new(Single),
+        settings.clone(),
+        &config,
+        &shell,
+        &device,
+        |slot, range| reader.part(&slot.name, &slot.dims, range),
+    )
+    .expect("parts");
+    let whole = direct.whole_model(&shell).expect("gather").into_owned();
+    for ((name, x), (_, y)) in named_params(&start).into_iter().zip(named_params(&whole)) {
+        assert!(x.to_f32().expect("x") == y.to_f32().expect("y"), "{name}");
+    }
     // The shell keeps ids and row counts (the vocabulary) and nothing else.
     assert_eq!(b.embed_tokens.dims()[0], config.vocab_size as usize);
     assert!(
