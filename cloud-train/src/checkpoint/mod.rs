@@ -24,34 +24,11 @@ pub fn load(
     dir: impl AsRef<Path>,
     device: &Device,
 ) -> Result<(Llama, LlamaConfig), CheckpointError> {
-    let dir = dir.as_ref();
-    if shards::holds_weights(dir) {
-        let c = LlamaConfig::from_file(dir.join("config.json"))?;
-        let ckpt = shards::ShardedCheckpoint::open(dir)?;
-        let model = build(&c, device, |name, shape| {
-            let v = ckpt
-                .read(name)?
-                .ok_or_else(|| CheckpointError::format(ckpt.path(), format!("no tensor {name}")))?;
-            if v.len() != shape.iter().product::<usize>() {
-                return Err(CheckpointError::format(
-                    ckpt.path(),
-                    format!(
-                        "{name}: {} values, the config's shape is {shape:?}",
-                        v.len()
-                    ),
-                ));
-            }
-            Ok(v)
-        })?;
-        return Ok((model, c));
-    }
-    let ckpt = HfCheckpoint::open(dir)?;
-    ckpt.check_names()?;
-    let c = ckpt.config.clone();
-    let model = build(&c, device, |name, shape| {
-        Ok(ckpt.tensor_f32(name, shape)?.0)
+    let reader = PartReader::open(dir.as_ref())?;
+    let model = build(&reader.config, device, |name, shape| {
+        reader.part(name, shape, 0..shape.iter().product())
     })?;
-    Ok((model, c))
+    Ok((model, reader.config))
 }
 
 /// A ZeRO-3 shell of config `c`: every parameter a placeholder of one element per row (1-D:
@@ -141,9 +118,14 @@ fn build_with(
     })
 }
 
-/// Reads one rank's part of each tensor of a checkpoint's weights (HF files or ZeRO-3 shards)
-/// without building the model: for a ZeRO-3 start.
-pub enum PartReader {
+/// Reads a checkpoint's weights (HF files or ZeRO-3 shards) tensor by tensor, whole or one
+/// rank's part (a ZeRO-3 start reads only its parts, without building the model).
+pub struct PartReader {
+    pub config: LlamaConfig,
+    files: Weights,
+}
+
+enum Weights {
     Hf(HfCheckpoint),
     Shards(shards::ShardedCheckpoint),
 }
@@ -151,11 +133,17 @@ pub enum PartReader {
 impl PartReader {
     pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
         if shards::holds_weights(dir) {
-            return Ok(PartReader::Shards(shards::ShardedCheckpoint::open(dir)?));
+            return Ok(Self {
+                config: LlamaConfig::from_file(dir.join("config.json"))?,
+                files: Weights::Shards(shards::ShardedCheckpoint::open(dir)?),
+            });
         }
         let ckpt = HfCheckpoint::open(dir)?;
         ckpt.check_names()?;
-        Ok(PartReader::Hf(ckpt))
+        Ok(Self {
+            config: ckpt.config.clone(),
+            files: Weights::Hf(ckpt),
+        })
     }
 
     /// Values `range` of tensor `name` (of shape `shape`), row-major.
@@ -165,29 +153,29 @@ impl PartReader {
         shape: &[usize],
         range: std::ops::Range<usize>,
     ) -> Result<Vec<f32>, CheckpointError> {
-        let whole = match self {
-            PartReader::Hf(ckpt) => ckpt.tensor_f32(name, shape)?.0,
-            PartReader::Shards(s) => s
-                .read(name)?
-                .ok_or_else(|| CheckpointError::format(s.path(), format!("no tensor {name}")))?,
+        let (whole, path) = match &self.files {
+            Weights::Hf(ckpt) => (ckpt.tensor_f32(name, shape)?.0, ckpt.dir.as_path()),
+            Weights::Shards(s) => (
+                s.read(name)?.ok_or_else(|| {
+                    CheckpointError::format(s.path(), format!("no tensor {name}"))
+                })?,
+                s.path(),
+            ),
         };
-        if whole.len() != shape.iter().product::<usize>() {
+        if whole.len() != shape.iter().product::<usize>() || range.end > whole.len() {
             return Err(CheckpointError::format(
-                self.path(),
+                path,
                 format!(
                     "{name}: {} values, the config's shape is {shape:?}",
                     whole.len()
                 ),
             ));
         }
-        Ok(whole[range].to_vec())
-    }
-
-    fn path(&self) -> &Path {
-        match self {
-            PartReader::Hf(c) => &c.dir,
-            PartReader::Shards(s) => s.path(),
-        }
+        Ok(if range.len() == whole.len() {
+            whole
+        } else {
+            whole[range].to_vec()
+        })
     }
 }
 
