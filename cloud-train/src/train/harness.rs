@@ -316,10 +316,7 @@ pub fn run(
         state::truncate_metrics(&out.join(METRICS), trainer.step)
             .map_err(TrainError::io(out.join(METRICS)))?;
     }
-    let params: usize = checkpoint::hf_tensors(&config)
-        .iter()
-        .map(|(_, shape)| shape.iter().product::<usize>())
-        .sum();
+    let params = budget::ParamCounts::of(&config).total as usize;
     let (mut model, mut dp) = starting_model(s, &config, weights.as_deref(), comm, &device)?;
     if let Some(dir) = &from {
         let state = if checkpoint::shards::is_sharded(dir) {

@@ -545,36 +545,28 @@ mod mpi_ranks {
             (almr * 64.0 - 0.33 * 64.0).abs() < 1.0,
             "realized ALMR {almr}"
         );
-        let (resumed, text) = cpt_run(
-            tmp.path(),
-            "resumed",
-            mpirun(2),
-            &["train.zero_stage=0"],
-            Some(ckpt(&four, 2)),
-        );
-        assert!(text.contains("(2 this run)"), "{text}");
-        same_checkpoint(
-            &one,
-            &resumed,
-            4,
-            "cpt 4 ranks ZeRO-3 -> resumed on 2 ranks replicated",
-        );
-        // And the ZeRO-2 checkpoint (HF weights, the AdamW state in 4 shards) on 2 ranks with
-        // ZeRO-3.
-        let (resumed, text) = cpt_run(
-            tmp.path(),
-            "resumed-zero3",
-            mpirun(2),
-            &["train.zero_stage=3"],
-            Some(ckpt(&four_zero2, 2)),
-        );
-        assert!(text.contains("(2 this run)"), "{text}");
-        same_checkpoint(
-            &one,
-            &resumed,
-            4,
-            "cpt 4 ranks ZeRO-2 -> resumed on 2 ranks ZeRO-3",
-        );
+        // Each sharded checkpoint of step 2 on 2 ranks at another stage: ZeRO-3's (weights and
+        // state in 4 rank files) with replicated AdamW, ZeRO-2's (HF weights, the state in 4
+        // rank files) with ZeRO-3.
+        for (from, stage, what) in [
+            (
+                &four,
+                0,
+                "cpt 4 ranks ZeRO-3 -> resumed on 2 ranks replicated",
+            ),
+            (
+                &four_zero2,
+                3,
+                "cpt 4 ranks ZeRO-2 -> resumed on 2 ranks ZeRO-3",
+            ),
+        ] {
+            let set = format!("train.zero_stage={stage}");
+            let name = format!("resumed-zero{stage}");
+            let (resumed, text) =
+                cpt_run(tmp.path(), &name, mpirun(2), &[&set], Some(ckpt(from, 2)));
+            assert!(text.contains("(2 this run)"), "{text}");
+            same_checkpoint(&one, &resumed, 4, what);
+        }
     }
 
     /// CPT on 2 ranks with ZeRO-3, SFT with ZeRO-1 and DPO with ZeRO-2, each against one
