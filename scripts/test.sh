@@ -2,7 +2,7 @@
 # The project's test command, in two tiers (README, "Tests"):
 #
 #   scripts/test.sh          the CI tier (.ci/run runs exactly this; the target is 15 minutes
-#                            from a cold cache on 2 cores, 19-29 measured): fetch the real
+#                            from a cold cache on 2 cores, 10.5-29 measured by host): fetch the real
 #                            assets, install OpenMPI, cargo fmt --check, clippy (with the MPI,
 #                            NCCL, CUDA and wgpu features, so both engines and both GPU
 #                            backends keep compiling; none needs a GPU), then every
