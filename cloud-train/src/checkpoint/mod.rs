@@ -25,8 +25,9 @@ pub fn load(
     device: &Device,
 ) -> Result<(Llama, LlamaConfig), CheckpointError> {
     let reader = PartReader::open(dir.as_ref())?;
-    let model = build(&reader.config, device, |name, shape| {
-        reader.part(name, shape, 0..shape.iter().product())
+    let model = build_with(&reader.config, device, |name, shape| {
+        let whole = reader.part(name, shape, 0..shape.iter().product())?;
+        Ok((whole, shape.to_vec()))
     })?;
     Ok((model, reader.config))
 }
@@ -48,18 +49,7 @@ pub fn shell(c: &LlamaConfig, device: &Device) -> Llama {
     }
 }
 
-/// The model of config `c`, each tensor's values from `fetch(hf name, shape)`.
-fn build(
-    c: &LlamaConfig,
-    device: &Device,
-    fetch: impl Fn(&str, &[usize]) -> Result<Vec<f32>, CheckpointError>,
-) -> Result<Llama, CheckpointError> {
-    build_with(c, device, |name, shape| {
-        Ok((fetch(name, shape)?, shape.to_vec()))
-    })
-}
-
-/// [`build`], `fetch` giving each tensor's values and dimensions.
+/// The model of config `c`, each tensor's values and dimensions from `fetch(hf name, shape)`.
 fn build_with(
     c: &LlamaConfig,
     device: &Device,
@@ -132,11 +122,16 @@ enum Weights {
 
 impl PartReader {
     pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
-        if shards::holds_weights(dir) {
-            return Ok(Self {
-                config: LlamaConfig::from_file(dir.join("config.json"))?,
-                files: Weights::Shards(shards::ShardedCheckpoint::open(dir)?),
-            });
+        // Weights in the shards (ZeRO-3); earlier stages keep them in the HF files. A damaged
+        // manifest is an error here, not a reason to look for HF files instead.
+        if shards::is_sharded(dir) {
+            let sharded = shards::ShardedCheckpoint::open(dir)?;
+            if sharded.manifest.params {
+                return Ok(Self {
+                    config: LlamaConfig::from_file(dir.join("config.json"))?,
+                    files: Weights::Shards(sharded),
+                });
+            }
         }
         let ckpt = HfCheckpoint::open(dir)?;
         ckpt.check_names()?;
@@ -189,7 +184,7 @@ pub enum StateFile {
 impl StateFile {
     /// `path`: a safetensors file, or a sharded checkpoint's directory.
     pub fn open(path: &Path) -> Result<Self, CheckpointError> {
-        if path.is_dir() && shards::is_sharded(path) {
+        if shards::is_sharded(path) {
             return Ok(StateFile::Shards(shards::ShardedCheckpoint::open(path)?));
         }
         let file = llama_spec::hf::safetensors::SafetensorsFile::open(path)?;

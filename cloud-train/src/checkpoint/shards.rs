@@ -45,18 +45,14 @@ pub fn is_sharded(dir: &Path) -> bool {
     dir.join(SHARDS).join(MANIFEST).is_file()
 }
 
-/// Whether `dir`'s weights are in its shards (ZeRO-3) rather than in HF files.
-pub fn holds_weights(dir: &Path) -> bool {
-    is_sharded(dir)
-        && std::fs::read_to_string(dir.join(SHARDS).join(MANIFEST))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
-            .is_some_and(|m| m.params)
-}
-
 /// Rank `rank`'s range of a tensor of `numel` values over `world` ranks.
 pub fn range(numel: usize, rank: usize, world: usize) -> std::ops::Range<usize> {
-    let part = numel.div_ceil(world.max(1));
+    part_range(numel, numel.div_ceil(world.max(1)), rank)
+}
+
+/// Rank `rank`'s range of `numel` values cut in parts of `part` (empty past the end): the one
+/// cut that the trainer's collectives, its optimizer state and these files share.
+pub fn part_range(numel: usize, part: usize, rank: usize) -> std::ops::Range<usize> {
     (rank * part).min(numel)..((rank + 1) * part).min(numel)
 }
 

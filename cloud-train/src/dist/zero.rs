@@ -46,8 +46,7 @@ pub struct Slot {
 impl Slot {
     /// Rank `r`'s range of the parameter (empty past the end).
     pub fn range(&self, r: usize) -> std::ops::Range<usize> {
-        let lo = (r * self.part).min(self.numel);
-        lo..((r + 1) * self.part).min(self.numel)
+        crate::checkpoint::shards::part_range(self.numel, self.part, r)
     }
 }
 
@@ -343,14 +342,32 @@ impl ShardedAdamW {
         self.master.as_ref().map_or(&[], |m| &m[i])
     }
 
-    /// This rank's part of a sharded checkpoint: of its AdamW state and (ZeRO-3) of every
-    /// parameter, by name, and every tensor's full shape (the same on every rank).
-    pub fn shard_parts(&self) -> ShardParts {
-        let suffixes = if self.settings.compensated {
+    /// The kinds of AdamW state saved. Every rank holds the same kinds (compensations or not),
+    /// also for parameters whose part on this rank is empty.
+    fn suffixes(&self) -> &'static [&'static str] {
+        if self.settings.compensated {
             &STATE_SUFFIXES[..]
         } else {
             &STATE_SUFFIXES[..2]
-        };
+        }
+    }
+
+    /// This rank's values of moment `suffix` of parameter `i` (empty if it has none).
+    fn moment_part(&self, i: usize, suffix: &str) -> Vec<f32> {
+        self.state
+            .get(&i)
+            .and_then(|m| {
+                m.named()
+                    .into_iter()
+                    .find(|(s, _)| *s == suffix)
+                    .map(|(_, t)| to_vec(t.clone()))
+            })
+            .unwrap_or_default()
+    }
+
+    /// This rank's part of a sharded checkpoint: of its AdamW state and (ZeRO-3) of every
+    /// parameter, by name, and every tensor's full shape (the same on every rank).
+    pub fn shard_parts(&self) -> ShardParts {
         let mut parts = Vec::new();
         let mut shapes = std::collections::BTreeMap::new();
         for (i, slot) in self.layout.slots.iter().enumerate() {
@@ -361,15 +378,9 @@ impl ShardedAdamW {
             if !self.stepped.contains(&i) {
                 continue;
             }
-            let named = self.state.get(&i).map(Moments::named).unwrap_or_default();
-            for &suffix in suffixes {
+            for &suffix in self.suffixes() {
                 let key = format!("{}.{suffix}", slot.name);
-                let values = named
-                    .iter()
-                    .find(|(s, _)| *s == suffix)
-                    .map(|(_, t)| to_vec((*t).clone()))
-                    .unwrap_or_default();
-                parts.push((key.clone(), values));
+                parts.push((key.clone(), self.moment_part(i, suffix)));
                 shapes.insert(key, slot.dims.clone());
             }
         }
@@ -526,13 +537,7 @@ impl ShardedAdamW {
             path: path.map(Path::to_path_buf).unwrap_or_default(),
             message: format!("gathering the optimizer state: {e}"),
         };
-        // Every rank holds the same kinds of state (compensations or not), also for parameters
-        // whose part on this rank is empty.
-        let suffixes = if self.settings.compensated {
-            &STATE_SUFFIXES[..]
-        } else {
-            &STATE_SUFFIXES[..2]
-        };
+        let suffixes = self.suffixes();
         let keys: Vec<(String, Vec<usize>, usize, &str)> = self
             .layout
             .slots
@@ -547,15 +552,7 @@ impl ShardedAdamW {
             .collect();
         let gather = |i: usize, suffix: &str| -> Result<Vec<f32>, CheckpointError> {
             let slot = &self.layout.slots[i];
-            let mut send = match self.state.get(&i) {
-                Some(m) => m
-                    .named()
-                    .into_iter()
-                    .find(|(s, _)| *s == suffix)
-                    .map(|(_, t)| to_vec(t.clone()))
-                    .unwrap_or_default(),
-                None => Vec::new(),
-            };
+            let mut send = self.moment_part(i, suffix);
             send.resize(slot.part, 0.0);
             let mut full = vec![0f32; world * slot.part];
             comm.all_gather(&send, &mut full).map_err(comm_err)?;

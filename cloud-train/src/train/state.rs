@@ -232,6 +232,17 @@ pub fn save_options(
     Ok(opts)
 }
 
+/// `trainer_state.json` into a checkpoint's staging directory.
+fn write_trainer_state(
+    staging: &Path,
+    trainer: &TrainerState,
+) -> Result<(), crate::CheckpointError> {
+    let json = serde_json::to_string_pretty(trainer).unwrap_or_default();
+    let p = staging.join(TRAINER_STATE);
+    llama_spec::atomic::write_atomic(&p, format!("{json}\n").as_bytes())
+        .map_err(|source| crate::CheckpointError::Io { path: p, source })
+}
+
 /// Write checkpoint `out/checkpoint-<step>`: weights, optimizer state (written by
 /// `save_optimizer` to the path it is given), trainer state.
 pub fn save(
@@ -243,12 +254,9 @@ pub fn save(
     opts: &SaveOptions,
 ) -> Result<PathBuf, TrainError> {
     let dir = checkpoint_dir(out, trainer.step);
-    let json = serde_json::to_string_pretty(trainer).unwrap_or_default();
     checkpoint::save_with(model, config, &dir, opts, |staging| {
         save_optimizer(&staging.join(OPTIMIZER))?;
-        let p = staging.join(TRAINER_STATE);
-        llama_spec::atomic::write_atomic(&p, format!("{json}\n").as_bytes())
-            .map_err(|source| crate::CheckpointError::Io { path: p, source })
+        write_trainer_state(staging, trainer)
     })?;
     link_latest(out, &dir)?;
     Ok(dir)
@@ -341,7 +349,6 @@ fn save_sharded(
     } else {
         Some(checkpoint::weights_writer(model, config, &dir, opts)?)
     };
-    let json = serde_json::to_string_pretty(&state).unwrap_or_default();
     llama_spec::hf::write_checkpoint_dir(
         &dir,
         config,
@@ -354,11 +361,7 @@ fn save_sharded(
             std::fs::rename(&side, &target).map_err(crate::CheckpointError::io(&target))?;
             shards::write_manifest(&target, dp.world(), parts.shapes.clone(), params)
         },
-        |staging| {
-            let p = staging.join(TRAINER_STATE);
-            llama_spec::atomic::write_atomic(&p, format!("{json}\n").as_bytes())
-                .map_err(|source| crate::CheckpointError::Io { path: p, source })
-        },
+        |staging| write_trainer_state(staging, &state),
     )?;
     link_latest(out, &dir)?;
     prune(out, keep_last).map_err(TrainError::io(out))?;
