@@ -2,16 +2,18 @@
 //! briefly between jobs (a decode step runs hundreds of small parallel regions) and then sleep.
 //! The calling thread is worker 0, so `n_threads = 1` means no extra threads at all.
 //!
-//! A job is a number of chunks that threads claim one at a time from a shared counter, so work
-//! goes to the threads that are running: when another process takes one of the cores, the
-//! descheduled worker's share is done by the others instead of every parallel region waiting
-//! a scheduler time slice for it. Once the caller has finished the last chunk the job is
-//! closed: a worker that wakes up later skips it, and the caller waits only for the workers
-//! still inside a chunk.
+//! A job is a number of chunks. Each thread owns a contiguous run of them and takes its own
+//! from the front, in order, so that a thread reads one sequential stretch of a weight matrix
+//! and its prefetches of the next rows land in its own next chunk; a thread with none left
+//! takes chunks from the back of another's run. Work so goes to the threads that are running:
+//! when another process takes one of the cores, the descheduled worker's share is done by the
+//! others instead of every parallel region waiting a scheduler time slice for it. Once the
+//! caller has finished the last chunk the job is closed: a worker that wakes up later skips it,
+//! and the caller waits only for the workers still inside a chunk.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -25,9 +27,9 @@ struct Shared {
     closed: AtomicUsize,
     /// Threads inside a job.
     active: AtomicUsize,
-    /// The current job's chunk count, and the next chunk to claim.
-    chunks: AtomicUsize,
-    next: AtomicUsize,
+    /// Per thread, the unclaimed chunks of its run: `front | back << 32`, claimed by the owner
+    /// at the front and by the others at the back.
+    runs: Box<[Run]>,
     job: UnsafeCell<Option<Job>>,
     stop: AtomicBool,
     panicked: AtomicBool,
@@ -42,6 +44,39 @@ struct Shared {
 unsafe impl Sync for Shared {}
 // SAFETY: as above; the raw job pointer is only dereferenced while `for_chunks` keeps it alive.
 unsafe impl Send for Shared {}
+
+/// One thread's run of chunks, on its own cache line (claims would otherwise contend).
+#[repr(align(64))]
+struct Run(AtomicU64);
+
+impl Run {
+    fn pack(r: std::ops::Range<usize>) -> u64 {
+        r.start as u64 | (r.end as u64) << 32
+    }
+
+    /// The front chunk (`own`) or the back one, if any is left.
+    fn claim(&self, own: bool) -> Option<usize> {
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let (front, back) = (cur & 0xffff_ffff, cur >> 32);
+            if front >= back {
+                return None;
+            }
+            let (next, c) = if own {
+                (cur + 1, front)
+            } else {
+                (front | (back - 1) << 32, back - 1)
+            };
+            match self
+                .0
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(c as usize),
+                Err(v) => cur = v,
+            }
+        }
+    }
+}
 
 pub struct ThreadPool {
     shared: Arc<Shared>,
@@ -61,8 +96,9 @@ impl ThreadPool {
             epoch: AtomicUsize::new(0),
             closed: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
-            chunks: AtomicUsize::new(0),
-            next: AtomicUsize::new(0),
+            runs: (0..n_threads.max(1))
+                .map(|_| Run(AtomicU64::new(0)))
+                .collect(),
             job: UnsafeCell::new(None),
             stop: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
@@ -104,8 +140,11 @@ impl ThreadPool {
         // SAFETY: no worker reads `job` now: those of earlier jobs have left (`active` drained)
         // or will find their job closed.
         unsafe { *s.job.get() = Some(job) };
-        s.chunks.store(chunks, Ordering::Relaxed);
-        s.next.store(0, Ordering::Relaxed);
+        let n = s.runs.len();
+        for (t, run) in s.runs.iter().enumerate() {
+            run.0
+                .store(Run::pack(split(chunks, n, t)), Ordering::Relaxed);
+        }
         // SeqCst pairs with the worker's `sleepers` increment (a store-load handshake), and
         // publishes the job, its chunk count and counter.
         let epoch = s.epoch.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
@@ -143,15 +182,18 @@ impl ThreadPool {
     }
 }
 
-/// Claims and runs chunks of the current job until none remain.
+/// Claims and runs chunks of the current job until none remain: this thread's own run in
+/// order, then the others' from their backs.
 fn claim_chunks(s: &Shared, f: &(dyn Fn(usize, usize) + Sync), tid: usize) {
-    let chunks = s.chunks.load(Ordering::Relaxed);
-    loop {
-        let c = s.next.fetch_add(1, Ordering::Relaxed);
-        if c >= chunks {
-            return;
-        }
+    while let Some(c) = s.runs[tid].claim(true) {
         f(tid, c);
+    }
+    let n = s.runs.len();
+    for k in 1..n {
+        let victim = &s.runs[(tid + k) % n];
+        while let Some(c) = victim.claim(false) {
+            f(tid, c);
+        }
     }
 }
 
@@ -279,6 +321,53 @@ mod tests {
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 300));
             }
         }
+    }
+
+    #[test]
+    fn threads_take_their_own_run_in_order_then_steal_from_the_back() {
+        let pool = ThreadPool::new(3);
+        for _ in 0..200 {
+            let taken: Vec<Mutex<Vec<usize>>> = (0..3).map(|_| Mutex::new(Vec::new())).collect();
+            pool.for_chunks(24, &|tid, c| taken[tid].lock().unwrap().push(c));
+            for (tid, seq) in taken.iter().enumerate() {
+                let seq = seq.lock().unwrap();
+                let own = split(24, 3, tid);
+                let n_own = seq.iter().take_while(|c| own.contains(c)).count();
+                // Its own chunks first, from the front of its run, in order.
+                assert!(seq[..n_own]
+                    .iter()
+                    .copied()
+                    .eq(own.start..own.start + n_own));
+                // Then others', each run's from its back.
+                for k in 1..3 {
+                    let other = split(24, 3, (tid + k) % 3);
+                    let stolen: Vec<usize> = seq[n_own..]
+                        .iter()
+                        .copied()
+                        .filter(|c| other.contains(c))
+                        .collect();
+                    assert!(stolen.windows(2).all(|w| w[0] > w[1]), "{stolen:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stalled_threads_run_is_taken_by_the_others() {
+        let pool = ThreadPool::new(2);
+        let tids: Vec<AtomicUsize> = (0..2).map(|_| AtomicUsize::new(0)).collect();
+        pool.for_chunks(16, &|tid, _| {
+            tids[tid].fetch_add(1, Ordering::Relaxed);
+            // Long enough for the worker to join; its one chunk stalls it.
+            let ms = if tid == 1 { 40 } else { 1 };
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        });
+        // Worker 1 holds one chunk at most; the caller does its own 8 and takes the rest.
+        assert!(tids[1].load(Ordering::Relaxed) <= 1);
+        assert_eq!(
+            tids[0].load(Ordering::Relaxed) + tids[1].load(Ordering::Relaxed),
+            16
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@
 
 use std::arch::x86_64::*;
 
-use super::x86_base::prefetch_next;
+use super::x86_base::prefetch_ahead;
 use super::{BlockQ8, BlockQ8K, Dot16, Rows16, Rows16x4, ROWS16 as ROWS};
 use llama_spec::gguf::GgmlType;
 
@@ -106,7 +106,7 @@ fn q4_0_rows<const N: usize, const H: usize>(
     let bodies = heads.wrapping_add(ROWS * 2 * nb);
     let mut acc = [[_mm256_setzero_ps(); H]; N];
     for i in 0..nb {
-        prefetch_next(w, rb, i, nb);
+        prefetch_ahead::<true>(w, rb, i, nb);
         for h in 0..H {
             let half = h0 + h;
             // SAFETY: block i's 16 scales (32 bytes at heads + 32i) and body (256 bytes at
@@ -163,7 +163,7 @@ fn q8_0_rows<const N: usize, const H: usize>(
     let mut acc = [[[_mm256_setzero_ps(); 8]; H]; N];
     for i in 0..nb {
         if h0 == 0 {
-            prefetch_next(w, rb, i, nb);
+            prefetch_ahead::<true>(w, rb, i, nb);
         }
         for h in 0..H {
             let half = h0 + h;
@@ -299,7 +299,7 @@ fn q4_k_rows<const N: usize, const H: usize>(
             let mut sum = [_mm256_setzero_si256(); N];
             for j in 0..4 {
                 if h == 0 {
-                    prefetch_next(w, rb, 4 * i + j, 4 * nb);
+                    prefetch_ahead::<true>(w, rb, 4 * i + j, 4 * nb);
                 }
                 let (mut dl, mut dh) = ([_mm256_setzero_si256(); N], [_mm256_setzero_si256(); N]);
                 for g in 0..8 {
@@ -387,7 +387,7 @@ fn q5_k_rows<const N: usize, const H: usize>(
             }
             for k in 0..8 {
                 if half == 0 {
-                    prefetch_next(w, rb, 8 * i + k, 8 * nb);
+                    prefetch_ahead::<true>(w, rb, 8 * i + k, 8 * nb);
                 }
                 let qh = word(4 + k);
                 let hb = [
@@ -491,7 +491,7 @@ fn q6_k_rows<const N: usize, const H: usize>(
             }
             for k in 0..8 {
                 if half == 0 {
-                    prefetch_next(w, rb, 8 * i + k, 8 * nb);
+                    prefetch_ahead::<true>(w, rb, 8 * i + k, 8 * nb);
                 }
                 // Chunk (ph, q) = elements 128ph + 32q + l: low 4 bits from ql (word 16ph + k
                 // for q = 0, 2; 16ph + 8 + k for q = 1, 3), 2 high bits from qh (word

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-pub(super) use super::super::x86_base::prefetch_next;
+pub(super) use super::super::x86_base::prefetch_ahead;
 use super::super::{BlockQ8, ROWS16 as ROWS};
 
 #[inline]
