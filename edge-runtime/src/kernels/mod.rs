@@ -262,6 +262,24 @@ impl Isa {
         }
     }
 
+    /// [`scalar::xor_lines`] of `buf` (whole steps of 4 lines) with this instruction set's
+    /// widest loads, prefetching `ahead` bytes on where it is not 0 (the scalar loop never
+    /// prefetches).
+    pub fn xor_lines(&self, buf: &[u8], ahead: usize) -> [u64; 8] {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: `avx512` is set only where `detect` found AVX-512F.
+            return unsafe { x86_512::xor_lines(buf, ahead) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only where `detect` found AVX2.
+            return unsafe { x86_base::xor_lines_avx2(buf, ahead) };
+        }
+        let _ = ahead;
+        scalar::xor_lines(buf)
+    }
+
     /// 16-row kernels for `ty`, where they exist for this instruction set.
     pub fn rows16(&self, ty: GgmlType) -> Option<Dot16> {
         #[cfg(target_arch = "x86_64")]

@@ -309,3 +309,15 @@ pub fn dot_q6_k(row: &[u8], a: &[BlockQ8K]) -> f32 {
     }
     hsum8(&acc)
 }
+
+/// XOR of the 8 words of every 64-byte line of `buf` (a whole number of lines): a pass that
+/// only reads, for the read-bandwidth measure ([`super::speed`]).
+pub fn xor_lines(buf: &[u8]) -> [u64; 8] {
+    let mut acc = [0u64; 8];
+    for line in buf.chunks_exact(64) {
+        for (a, w) in acc.iter_mut().zip(line.chunks_exact(8)) {
+            *a ^= u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        }
+    }
+    acc
+}

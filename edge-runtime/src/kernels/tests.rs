@@ -483,3 +483,22 @@ fn detect_finds_every_feature_proc_cpuinfo_lists() {
         isa.name()
     );
 }
+
+/// The read-bandwidth passes read every byte: each instruction set's XOR of the lines, with
+/// and without prefetching, equals the scalar twin's on random bytes.
+#[test]
+fn read_passes_equal_scalar() {
+    let buf: Vec<u8> = random(4096, 77).iter().map(|v| v.to_bits() as u8).collect();
+    let want = scalar::xor_lines(&buf);
+    assert_ne!(want, [0; 8]);
+    for isa in [Isa::detect(), Isa::detect().without_avx512()] {
+        for ahead in [0, 4096] {
+            assert_eq!(
+                isa.xor_lines(&buf, ahead),
+                want,
+                "{} ahead {ahead}",
+                isa.name()
+            );
+        }
+    }
+}

@@ -258,3 +258,30 @@ pub(super) unsafe fn heads_f16(p: *const u8) -> __m512 {
     // SAFETY: the caller's promise; unaligned load.
     _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(p.cast()) })
 }
+
+/// [`super::super::scalar::xor_lines`] with 512-bit loads, 4 lines a step, optionally
+/// prefetching `ahead` bytes on (0: none).
+#[target_feature(enable = "avx512f")]
+pub(crate) fn xor_lines(buf: &[u8], ahead: usize) -> [u64; 8] {
+    assert!(buf.len().is_multiple_of(256), "whole steps of 4 lines");
+    let p = buf.as_ptr();
+    let mut a = [_mm512_setzero_si512(); 4];
+    for i in 0..buf.len() / 256 {
+        let q = p.wrapping_add(256 * i);
+        if ahead > 0 {
+            for k in 0..4 {
+                // A hint: it never faults, whatever the address.
+                _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(ahead + 64 * k).cast());
+            }
+        }
+        for k in 0..4 {
+            // SAFETY: bytes 256i .. 256i + 256 lie in `buf` (checked above).
+            a[k] = _mm512_xor_si512(a[k], unsafe { load64(q.add(64 * k)) });
+        }
+    }
+    let v = _mm512_xor_si512(_mm512_xor_si512(a[0], a[1]), _mm512_xor_si512(a[2], a[3]));
+    let mut out = [0u64; 8];
+    // SAFETY: `out` is 64 writable bytes; unaligned store.
+    unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), v) };
+    out
+}

@@ -52,10 +52,10 @@ pub(super) fn q4_k_rows<const N: usize, const PACKED: bool>(
         for j in 0..4 {
             // Two steps per `j`: bursts of 9 prefetches read Q4_K from memory at 31-35 GB/s
             // on one thread, against 37-40 with 4 or 5 (Zen 4, measured alternately).
-            prefetch_ahead::<PACKED>(w, rb, 8 * i + 2 * j, 8 * nb);
+            prefetch_ahead::<PACKED>(w, rb, 0, 8 * i + 2 * j, 8 * nb);
             // SAFETY: words 4 + 8j .. 12 + 8j of block i of each row lie in `w`.
             let b0 = unsafe { words4::<PACKED>(p, rb, 4 + 8 * j) };
-            prefetch_ahead::<PACKED>(w, rb, 8 * i + 2 * j + 1, 8 * nb);
+            prefetch_ahead::<PACKED>(w, rb, 0, 8 * i + 2 * j + 1, 8 * nb);
             // SAFETY: as above.
             let b1 = unsafe { words4::<PACKED>(p, rb, 8 + 8 * j) };
             let b = [b0[0], b0[1], b0[2], b0[3], b1[0], b1[1], b1[2], b1[3]];
@@ -242,7 +242,7 @@ pub(super) fn q5_k_rows<const N: usize, const PACKED: bool>(
             let mut lane = [_mm512_setzero_si512(); N];
             for j in 0..4 {
                 if j % 2 == 0 {
-                    prefetch_ahead::<PACKED>(w, rb, 16 * i + 2 * k + j / 2, 16 * nb);
+                    prefetch_ahead::<PACKED>(w, rb, 0, 16 * i + 2 * k + j / 2, 16 * nb);
                 }
                 // SAFETY: as above.
                 let q = unsafe { body.word(12 + 8 * j + k) };
@@ -343,11 +343,11 @@ pub(super) fn q6_k_rows<const N: usize, const PACKED: bool>(
             std::array::from_fn(|t| _mm512_mul_ps(dw, _mm512_set1_ps(acts[t][i].d)));
         // Lane k at a time (see `q5_k_rows`).
         for k in 0..8 {
-            prefetch_ahead::<PACKED>(w, rb, 16 * i + 2 * k, 16 * nb);
+            prefetch_ahead::<PACKED>(w, rb, ROWS * 2 * nb, 16 * i + 2 * k, 16 * nb);
             let mut lane = [_mm512_setzero_si512(); N];
             for h in 0..2 {
                 if h == 1 {
-                    prefetch_ahead::<PACKED>(w, rb, 16 * i + 2 * k + 1, 16 * nb);
+                    prefetch_ahead::<PACKED>(w, rb, ROWS * 2 * nb, 16 * i + 2 * k + 1, 16 * nb);
                 }
                 // Lane k of chunk q (elements 128h + 32q + 4k..): low 4 bits from ql (byte l
                 // or l + 32, low or high nibble), high 2 bits from qh's bits 2q, 2q + 1, moved

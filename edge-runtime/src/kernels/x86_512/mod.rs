@@ -14,6 +14,7 @@ mod float;
 mod kquant;
 mod q32;
 
+pub(crate) use base::xor_lines;
 pub use float::row_dot4;
 
 use base::{store, store_n};
