@@ -7,7 +7,9 @@ assets/, tied embeddings as in Llama-3.2), converted by llama.cpp's own `convert
 count, `edge-run bench` and `llama-bench` alternated --rounds times (each reports the mean of
 --reps runs; the table takes the median over rounds), with the decode bound (read bandwidth
 measured by `edge-run bench`, median over rounds, / bytes of weights read per token) and each
-tool's share of it.
+tool's share of it; and, for edge-run, the share measured window by window against the
+bandwidth read just before and after each window of 8 tokens (where a machine's bandwidth
+moves while the tests run, the median bound misstates both tools' shares).
 
 Files are cached under target/bench-models/ (delete it to rebuild them).
 
@@ -128,7 +130,12 @@ def ours(model, threads, p, n, reps):
     # Each rep as its own sample is not printed; the mean is what edge-run reports.
     v = {m.group(1): float(m.group(2)) for m in re.finditer(r"\| (pp\d+|tg\d+) \| ([\d.]+) ±", r.stdout)}
     bound = re.search(r"weights read per token: ([\d.]+) MiB; measured read bandwidth ([\d.]+) GB/s -> decode bound (\d+)", r.stdout)
-    return v, float(bound.group(1)), float(bound.group(2)), float(bound.group(3))
+    # The share of the bound measured next to each window of tokens (see `edge-run bench`).
+    win = re.search(r"windows of \d+ tokens with a steady bandwidth \(([\d.]+)-([\d.]+) GB/s\): median (\d+) % "
+                    r"of the bound \(range (\d+)-(\d+) %\); the half at the higher bandwidths \(from ([\d.]+) GB/s\): "
+                    r"median (\d+) %", r.stdout)
+    windows = None if win is None else tuple(float(x) for x in win.groups())
+    return v, float(bound.group(1)), float(bound.group(2)), float(bound.group(3)), windows
 
 
 def theirs(model, threads, p, n, reps, llama_bin):
@@ -199,11 +206,13 @@ def main():
     for shape in a.shapes.split(","):
         for ty, path in files(shape, a.types.split(","), llama_cpp, llama_bin).items():
             for t in map(int, a.threads.split(",")):
-                o, l, bws = [], [], []
+                o, l, bws, wins = [], [], [], []
                 for _ in range(a.rounds):
-                    v, mib, bw, _ = ours(path, t, a.p, a.n, a.reps)
+                    v, mib, bw, _, win = ours(path, t, a.p, a.n, a.reps)
                     o.append(v)
                     bws.append(bw)
+                    if win:
+                        wins.append(win)
                     l.append(theirs(path, t, a.p, a.n, a.reps, llama_bin))
                 # The bandwidth measure moves between runs: the median of the rounds'.
                 bw = statistics.median(bws)
@@ -211,19 +220,28 @@ def main():
                 med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
                 pk, tk = f"pp{a.p}", f"tg{a.n}"
                 r = dict(shape=shape, type=ty, threads=t, pp_ours=med(o, pk), pp_lc=med(l, pk),
-                         tg_ours=med(o, tk), tg_lc=med(l, tk), mib=bound[0], bw=bound[1], bound=bound[2])
+                         tg_ours=med(o, tk), tg_lc=med(l, tk), mib=bound[0], bw=bound[1], bound=bound[2],
+                         # Per round: (bw low, bw high, median %, min %, max %, upper-half bw, upper-half %).
+                         win_all=statistics.median(w[2] for w in wins) if wins else float("nan"),
+                         win_hi=statistics.median(w[6] for w in wins) if wins else float("nan"),
+                         win_bw=(min((w[0] for w in wins), default=float("nan")),
+                                 max((w[1] for w in wins), default=float("nan"))))
                 rows.append(r)
                 print(f"{shape} {ty} t={t}: pp {r['pp_ours']:.1f}/{r['pp_lc']:.1f} = {r['pp_ours'] / r['pp_lc']:.2f}x, "
                       f"tg {r['tg_ours']:.1f}/{r['tg_lc']:.1f} = {r['tg_ours'] / r['tg_lc']:.2f}x", flush=True)
     print(f"\n| shape | type | MiB/token | threads | GB/s | pp{a.p} ours | llama.cpp | ratio | tg{a.n} ours | llama.cpp | ratio "
-          "| bound t/s | ours % | llama.cpp % |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| bound t/s | ours % | llama.cpp % | ours % in windows | at the higher GB/s | window GB/s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['shape']} | {r['type']} | {r['mib']:.0f} | {r['threads']} | {r['bw']:.1f} | {r['pp_ours']:.1f} | {r['pp_lc']:.1f} "
               f"| {r['pp_ours'] / r['pp_lc']:.2f}x | {r['tg_ours']:.1f} | {r['tg_lc']:.1f} | {r['tg_ours'] / r['tg_lc']:.2f}x "
-              f"| {r['bound']:.0f} | {100 * r['tg_ours'] / r['bound']:.0f} | {100 * r['tg_lc'] / r['bound']:.0f} |")
-    print("GB/s: read bandwidth measured by edge-run bench (its threads summing a 512 MiB huge-page buffer);"
-          " bound = GB/s / weights read per token")
+              f"| {r['bound']:.0f} | {100 * r['tg_ours'] / r['bound']:.0f} | {100 * r['tg_lc'] / r['bound']:.0f} "
+              f"| {r['win_all']:.0f} | {r['win_hi']:.0f} | {r['win_bw'][0]:.0f}-{r['win_bw'][1]:.0f} |")
+    print("GB/s: read bandwidth measured by edge-run bench after its tests (its threads reading a 512 MiB huge-page "
+          "buffer, the best of three ways to read), median over rounds; bound = GB/s / weights read per token. "
+          "Windows: edge-run bench's decode in windows of 8 tokens, each between two bandwidth probes, kept where "
+          "the probes agree within 10 %; the median over rounds of each round's median share, and of the half of "
+          "the windows at the higher bandwidths. llama-bench cannot be windowed: its share is against the median bound.")
 
 
 if __name__ == "__main__":

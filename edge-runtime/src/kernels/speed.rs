@@ -12,19 +12,36 @@ use super::repack::{self, AlignedBytes};
 use super::Isa;
 
 /// Read bandwidth in bytes/s: `threads` threads reading their shares of a 512 MiB buffer in
-/// huge pages (as the weights are read), the best of 5 passes for each of three ways to read:
-/// the scalar loop, this CPU's widest loads, and those with prefetches 4 KiB ahead. Which is
-/// fastest depends on the machine (on a Zen 4 host: 512-bit loads on one thread, 42 against
-/// 37 GB/s for the scalar loop), and a decode that reads faster than the bound would be put
-/// against too low a one.
+/// huge pages (as the weights are read), the best of 5 [`ReadProbe`] passes.
 pub fn read_bandwidth(threads: usize) -> f64 {
-    let buf = AlignedBytes::zeroed(512 << 20);
-    let buf = buf.as_slice();
-    let part = (buf.len() / threads.max(1)).next_multiple_of(256);
-    let isa = Isa::detect();
-    let mut best = 0f64;
-    for way in [ReadWay::Scalar, ReadWay::Wide, ReadWay::WidePrefetch] {
-        for _ in 0..5 {
+    let probe = ReadProbe::new(512 << 20);
+    (0..5).map(|_| probe.measure(threads)).fold(0.0, f64::max)
+}
+
+/// A buffer (in huge pages, well above the caches) whose read speed can be measured quickly
+/// and often, e.g. between stretches of decoding on a machine whose bandwidth changes.
+pub struct ReadProbe {
+    buf: AlignedBytes,
+}
+
+impl ReadProbe {
+    pub fn new(bytes: usize) -> Self {
+        Self {
+            buf: AlignedBytes::zeroed(bytes.next_multiple_of(256)),
+        }
+    }
+
+    /// Bytes/s of `threads` threads reading their shares of the buffer: the best of one pass
+    /// each of three ways to read (the scalar loop, this CPU's widest loads, and those with
+    /// prefetches 4 KiB ahead). Which is fastest depends on the machine (on a Zen 4 host,
+    /// 512-bit loads on one thread: 42 against 37 GB/s for the scalar loop), and a decode that
+    /// reads faster than the bound would be put against too low a one.
+    pub fn measure(&self, threads: usize) -> f64 {
+        let buf = self.buf.as_slice();
+        let part = (buf.len() / threads.max(1)).next_multiple_of(256);
+        let isa = Isa::detect();
+        let mut best = 0f64;
+        for way in [ReadWay::Scalar, ReadWay::Wide, ReadWay::WidePrefetch] {
             let t = Instant::now();
             std::thread::scope(|s| {
                 for chunk in buf.chunks(part) {
@@ -39,8 +56,8 @@ pub fn read_bandwidth(threads: usize) -> f64 {
             });
             best = best.max(buf.len() as f64 / t.elapsed().as_secs_f64());
         }
+        best
     }
-    best
 }
 
 #[derive(Clone, Copy)]

@@ -5,6 +5,7 @@
 mod common;
 
 mod batch;
+mod bench_cli;
 mod c_abi;
 mod kernels_vs_ggml;
 mod llama_cpp;

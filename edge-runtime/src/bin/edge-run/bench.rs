@@ -29,6 +29,10 @@ pub struct BenchArgs {
     /// Also time each weight type's decode matmul against the read bandwidth.
     #[arg(long)]
     pub kernels: bool,
+    /// Windows of 8 generated tokens, each between two read-bandwidth probes, for the decode's
+    /// share of the bound measured next to it (0 to skip).
+    #[arg(long, default_value_t = 24)]
+    pub bound_windows: usize,
 }
 
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -37,8 +41,8 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// Read bandwidth of this machine with `threads` threads: each sums its share of a 512 MiB
-/// buffer, well above the caches, in the huge pages the weights get (best of 5).
+/// pp and tg like llama-bench, then the decode bound: once from the read bandwidth measured
+/// after the tests, and per window of tokens from the bandwidth measured around it.
 pub fn bench(a: BenchArgs) -> Result<()> {
     let (model, threads) = load(&a.common)?;
     let vocab = model.config.vocab_size;
@@ -108,10 +112,88 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         bw / per_token,
         if tg > 0.0 { format!(" (tg reaches {:.0} % of it)", 100.0 * tg / (bw / per_token)) } else { String::new() }
     );
+    if a.n_gen > 0 && a.bound_windows > 0 {
+        let w = bound_windows(&mut session, &mut next, a.bound_windows, threads, per_token)?;
+        if w.is_empty() {
+            println!("decode against the bandwidth measured next to it: no window had a steady bandwidth");
+        } else {
+            let shares = |v: &[(f64, f64)]| {
+                let mut s: Vec<f64> = v.iter().map(|&(_, s)| 100.0 * s).collect();
+                s.sort_by(f64::total_cmp);
+                s
+            };
+            let all = shares(&w);
+            // Windows sorted by bandwidth: the upper half met the higher bound.
+            let upper = shares(&w[w.len() / 2..]);
+            println!(
+                "decode against the bandwidth measured next to it: {} of {} windows of {WINDOW} tokens \
+                 with a steady bandwidth ({:.1}-{:.1} GB/s): median {:.0} % of the bound (range {:.0}-{:.0} %); \
+                 the half at the higher bandwidths (from {:.1} GB/s): median {:.0} %",
+                w.len(),
+                a.bound_windows,
+                w[0].0 / 1e9,
+                w[w.len() - 1].0 / 1e9,
+                median(&all),
+                all[0],
+                all[all.len() - 1],
+                w[w.len() / 2].0 / 1e9,
+                median(&upper),
+            );
+        }
+    }
     if a.kernels {
         kernel_table(&model, threads, bw);
     }
     Ok(())
+}
+
+/// Tokens per bound window.
+const WINDOW: usize = 8;
+
+/// Decodes `n` windows of [`WINDOW`] tokens, each between two read-bandwidth probes (512 MiB,
+/// tens of ms; a 128 MiB buffer read up to 20 % fast, partly from cache). Where the machine's
+/// bandwidth changes while a test runs (a two-valued 50 / 80 GB/s on 2 threads of one cloud
+/// host, flipping every few seconds), a bound taken at another moment misstates the share; a
+/// window whose probes disagree by more than 10 % is left out. Returns (bandwidth, share of
+/// the bound) per kept window, by bandwidth.
+fn bound_windows(
+    session: &mut Session,
+    next: &mut impl FnMut() -> u32,
+    n: usize,
+    threads: usize,
+    per_token: f64,
+) -> Result<Vec<(f64, f64)>> {
+    let probe = speed::ReadProbe::new(512 << 20);
+    let mut w = Vec::new();
+    session.reset();
+    let mut before = probe.measure(threads);
+    for _ in 0..n {
+        if session.tokens().len() + WINDOW > session.n_ctx() {
+            session.reset();
+        }
+        let t = Instant::now();
+        for _ in 0..WINDOW {
+            session.eval(&[next()])?;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let after = probe.measure(threads);
+        if (before - after).abs() <= 0.1 * before.max(after) {
+            let bw = (before + after) / 2.0;
+            w.push((bw, WINDOW as f64 * per_token / secs / bw));
+        }
+        before = after;
+    }
+    w.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(w)
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let k = sorted.len();
+    if k % 2 == 1 {
+        sorted[k / 2]
+    } else {
+        (sorted[k / 2 - 1] + sorted[k / 2]) / 2.0
+    }
 }
 
 /// Per weight type of the model: the decode matmul's speed in weight bytes/s on one of the
