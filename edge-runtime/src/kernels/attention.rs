@@ -73,6 +73,11 @@ pub fn attention(pool: &ThreadPool, isa: &Isa, a: &Attn, scores: &mut [f32], out
             // SAFETY: (token, head) pairs are disjoint across threads; in bounds as asserted.
             let o = unsafe { out.slice(t * qd + hh * hd, hd) };
             #[cfg(target_arch = "x86_64")]
+            if isa.avx512 {
+                super::x86_512::attend(&h, scores, o);
+                continue;
+            }
+            #[cfg(target_arch = "x86_64")]
             if isa.avx2 {
                 super::x86::attend(&h, scores, o);
                 continue;

@@ -412,8 +412,16 @@ fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
             super::x86::attend(&h, &mut s2, &mut o2);
             assert!(
                 o1.iter().zip(&o2).all(|(a, b)| a.to_bits() == b.to_bits()),
-                "hd {hd}, n_kv {n_kv}: {o1:?} vs {o2:?}"
+                "AVX2, hd {hd}, n_kv {n_kv}: {o1:?} vs {o2:?}"
             );
+            if Isa::detect().avx512 {
+                let mut o3 = vec![0f32; hd];
+                super::x86_512::attend(&h, &mut s2, &mut o3);
+                assert!(
+                    o1.iter().zip(&o3).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "AVX-512, hd {hd}, n_kv {n_kv}: {o1:?} vs {o3:?}"
+                );
+            }
         }
     }
     for n in [8, 13, 1536] {

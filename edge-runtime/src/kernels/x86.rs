@@ -532,7 +532,28 @@ fn attend_avx2(h: &Head, scores: &mut [f32], out: &mut [f32]) {
         scores[p] = s;
         max = max.max(s);
     }
-    // Softmax numerators and their sum, 8 lanes at a time.
+    softmax_f16_probs(scores, n_kv, max);
+    // Probabilities · V: lane p % 32, vectorized over output dimensions.
+    // hd is a multiple of 32 (above) and at most MAX_HEAD_DIM.
+    match nv {
+        4 => prob_v::<4>(h, scores, out),
+        8 => prob_v::<8>(h, scores, out),
+        12 => prob_v::<12>(h, scores, out),
+        16 => prob_v::<16>(h, scores, out),
+        20 => prob_v::<20>(h, scores, out),
+        24 => prob_v::<24>(h, scores, out),
+        28 => prob_v::<28>(h, scores, out),
+        _ => prob_v::<32>(h, scores, out),
+    }
+}
+
+/// Scores `0..n_kv` (their maximum `max`; `scores` padded with -inf to a multiple of 8) to
+/// probabilities rounded to f16, as ggml's softmax: vector `expf` of 8 lanes, each 8-lane
+/// sum added into a double.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn softmax_f16_probs(scores: &mut [f32], n_kv: usize, max: f32) {
+    let padded = n_kv.div_ceil(8) * 8;
+    assert!(scores.len() >= padded);
     let mut sum = 0f64;
     for c in (0..padded).step_by(8) {
         // SAFETY: c + 8 <= padded <= scores.len(); unaligned load/store.
@@ -556,18 +577,6 @@ fn attend_avx2(h: &Head, scores: &mut [f32], out: &mut [f32]) {
             let r = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
             _mm256_storeu_ps(scores.as_mut_ptr().add(c), r);
         }
-    }
-    // Probabilities · V: lane p % 32, vectorized over output dimensions.
-    // hd is a multiple of 32 (above) and at most MAX_HEAD_DIM.
-    match nv {
-        4 => prob_v::<4>(h, scores, out),
-        8 => prob_v::<8>(h, scores, out),
-        12 => prob_v::<12>(h, scores, out),
-        16 => prob_v::<16>(h, scores, out),
-        20 => prob_v::<20>(h, scores, out),
-        24 => prob_v::<24>(h, scores, out),
-        28 => prob_v::<28>(h, scores, out),
-        _ => prob_v::<32>(h, scores, out),
     }
 }
 

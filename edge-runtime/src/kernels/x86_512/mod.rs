@@ -9,11 +9,13 @@
 //! `scalar::dot_q4_k_seq`), ggml's 8 lanes elsewhere (`scalar::dot_q8_0`, `dot_q5_k`,
 //! `dot_q6_k`, ...), bit for bit.
 
+mod attend;
 mod base;
 mod float;
 mod kquant;
 mod q32;
 
+pub(crate) use attend::attend;
 pub(crate) use base::xor_lines;
 pub use float::row_dot4;
 
