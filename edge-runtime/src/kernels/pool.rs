@@ -146,7 +146,7 @@ impl ThreadPool {
                 .store(Run::pack(split(chunks, n, t)), Ordering::Relaxed);
         }
         // SeqCst pairs with the worker's `sleepers` increment (a store-load handshake), and
-        // publishes the job, its chunk count and counter.
+        // publishes the job and its runs.
         let epoch = s.epoch.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
