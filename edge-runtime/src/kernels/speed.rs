@@ -11,24 +11,27 @@ use super::pool::ThreadPool;
 use super::repack::{self, AlignedBytes};
 use super::Isa;
 
-/// Read bandwidth in bytes/s: `threads` threads reading their shares of a 512 MiB buffer in
-/// huge pages (as the weights are read), the best of 5 [`ReadProbe`] passes.
-pub fn read_bandwidth(threads: usize) -> f64 {
-    let probe = ReadProbe::new(512 << 20);
-    (0..5).map(|_| probe.measure(threads)).fold(0.0, f64::max)
-}
-
-/// A buffer (in huge pages, well above the caches) whose read speed can be measured quickly
-/// and often, e.g. between stretches of decoding on a machine whose bandwidth changes.
+/// A buffer (in huge pages, as the weights are read; well above the caches) whose read speed
+/// can be measured quickly and often, e.g. between stretches of decoding on a machine whose
+/// bandwidth changes. 512 MiB: a 128 MiB buffer read up to 20 % fast, partly from cache.
 pub struct ReadProbe {
     buf: AlignedBytes,
+    isa: Isa,
 }
 
 impl ReadProbe {
     pub fn new(bytes: usize) -> Self {
         Self {
             buf: AlignedBytes::zeroed(bytes.next_multiple_of(256)),
+            isa: Isa::detect(),
         }
+    }
+
+    /// The read bandwidth in bytes/s: the best of `passes` [`measure`](Self::measure)s.
+    pub fn best(&self, threads: usize, passes: usize) -> f64 {
+        (0..passes)
+            .map(|_| self.measure(threads))
+            .fold(0.0, f64::max)
     }
 
     /// Bytes/s of `threads` threads reading their shares of the buffer: the best of one pass
@@ -39,7 +42,7 @@ impl ReadProbe {
     pub fn measure(&self, threads: usize) -> f64 {
         let buf = self.buf.as_slice();
         let part = (buf.len() / threads.max(1)).next_multiple_of(256);
-        let isa = Isa::detect();
+        let isa = self.isa;
         let mut best = 0f64;
         for way in [ReadWay::Scalar, ReadWay::Wide, ReadWay::WidePrefetch] {
             let t = Instant::now();

@@ -103,7 +103,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         }
         tg = row(format!("tg{}", a.n_gen), &v);
     }
-    let bw = speed::read_bandwidth(threads);
+    // One probe buffer for the bound and for the windows below.
+    let probe = speed::ReadProbe::new(512 << 20);
+    let bw = probe.best(threads, 5);
     let per_token = model.bytes_per_token() as f64;
     println!(
         "\nweights read per token: {:.1} MiB; measured read bandwidth {:.1} GB/s -> decode bound {:.0} t/s{}",
@@ -113,7 +115,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         if tg > 0.0 { format!(" (tg reaches {:.0} % of it)", 100.0 * tg / (bw / per_token)) } else { String::new() }
     );
     if a.n_gen > 0 && a.bound_windows > 0 {
-        let w = bound_windows(&mut session, &mut next, a.bound_windows, threads, per_token)?;
+        let w = bound_windows(
+            &mut session,
+            &mut next,
+            &probe,
+            a.bound_windows,
+            threads,
+            per_token,
+        )?;
         if w.is_empty() {
             println!("decode against the bandwidth measured next to it: no window had a steady bandwidth");
         } else {
@@ -150,8 +159,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
 /// Tokens per bound window.
 const WINDOW: usize = 8;
 
-/// Decodes `n` windows of [`WINDOW`] tokens, each between two read-bandwidth probes (512 MiB,
-/// tens of ms; a 128 MiB buffer read up to 20 % fast, partly from cache). Where the machine's
+/// Decodes `n` windows of [`WINDOW`] tokens, each between two `probe` measures (tens of ms).
+/// Where the machine's
 /// bandwidth changes while a test runs (a two-valued 50 / 80 GB/s on 2 threads of one cloud
 /// host, flipping every few seconds), a bound taken at another moment misstates the share; a
 /// window whose probes disagree by more than 10 % is left out. Returns (bandwidth, share of
@@ -159,11 +168,11 @@ const WINDOW: usize = 8;
 fn bound_windows(
     session: &mut Session,
     next: &mut impl FnMut() -> u32,
+    probe: &speed::ReadProbe,
     n: usize,
     threads: usize,
     per_token: f64,
 ) -> Result<Vec<(f64, f64)>> {
-    let probe = speed::ReadProbe::new(512 << 20);
     let mut w = Vec::new();
     session.reset();
     let mut before = probe.measure(threads);

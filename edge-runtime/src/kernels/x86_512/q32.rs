@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::super::BlockQ8;
+use super::super::{BlockQ8, ROWS16 as ROWS};
 use super::base::*;
 
 /// Q4_0: nibbles are the unsigned operand, so `isum = sum(n * q) - 8 * sum(q)`.
@@ -21,7 +21,7 @@ pub(super) fn q4_0_rows<const N: usize, const PACKED: bool>(
     let mut acc = [_mm512_setzero_ps(); N];
     let mut blocks = Blocks::<PACKED, 2>::new(w, rb, 18);
     for i in 0..nb {
-        prefetch_ahead::<PACKED>(w, rb, 16 * 2 * nb, i, nb);
+        prefetch_ahead::<PACKED>(w, rb, ROWS * 2 * nb, i, nb);
         let (p, dm) = blocks.block(i);
         // SAFETY: the 16 nibble bytes of block i of each of the 16 rows lie inside `w`.
         let b = unsafe { words4::<PACKED>(p, rb, 0) };
@@ -72,7 +72,7 @@ macro_rules! lanes_rows {
             let mut summs = [_mm512_setzero_ps(); N];
             let mut blocks = Blocks::<PACKED, $head>::new(w, rb, $bs);
             for i in 0..nb {
-                prefetch_ahead::<PACKED>(w, rb, 16 * $head * nb, i, nb);
+                prefetch_ahead::<PACKED>(w, rb, ROWS * $head * nb, i, nb);
                 let (p, dm) = blocks.block(i);
                 let dw = f16_lo(dm);
                 // Vector k: the 16 rows' weights of elements 4k..4k+4.
