@@ -117,6 +117,14 @@ pub struct BatchDecoder {
     steps: u64,
 }
 
+impl Drop for BatchDecoder {
+    fn drop(&mut self) {
+        // The pool's workers may be reading weights ahead (`ThreadPool::prefetch_after`):
+        // stop them before the model can be released.
+        self.pool.clear_ahead();
+    }
+}
+
 impl BatchDecoder {
     pub fn new(model: Arc<Model>, mut opts: BatchOptions) -> Result<Self> {
         let c = &model.config;

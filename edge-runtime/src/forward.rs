@@ -8,10 +8,10 @@ use half::f16;
 use llama_spec::config::RopeStyle;
 
 use crate::kernels::attention::{attention, Attn};
-use crate::kernels::matmul::{matmul, ActBuf, MatOut};
+use crate::kernels::matmul::{first_bytes, matmul, ActBuf, MatOut};
 use crate::kernels::pool::ThreadPool;
 use crate::kernels::Isa;
-use crate::model::Model;
+use crate::model::{MatRef, Model};
 
 /// Cos/sin of every (position, pair) up to the context size, computed as ggml does
 /// (`theta *= theta_scale` per pair, divided by the Llama-3 frequency factors).
@@ -225,6 +225,19 @@ impl KvCache {
 }
 
 impl Engine<'_> {
+    /// Tells the pool which weights the region after the coming one reads first.
+    fn prefetch_after<const N: usize>(&self, next: [MatRef; N]) {
+        let mats = next.map(|t| self.model.matrix(t));
+        let n = self.pool.n_threads();
+        // SAFETY: the ranges are the model's weights; every owner of a pool that runs an
+        // `Engine` (`Session`, `BatchDecoder`) calls `clear_ahead` when dropped, before its
+        // `Arc<Model>` can release them.
+        unsafe {
+            self.pool
+                .prefetch_after(&|tid| first_bytes(self.isa, &mats, n, tid))
+        };
+    }
+
     /// Run `tokens` (at most `s.n_batch`) at positions `pos0..`, filling the KV cache and
     /// `s.logits`.
     pub fn forward(
@@ -279,6 +292,7 @@ impl Engine<'_> {
         for (li, layer) in m.w.layers.iter().enumerate() {
             // 2. Attention block: norm, Q/K/V, RoPE, cache, attention, output projection.
             norm_rows(&s.x, &layer.attn_norm, eps, h, 0..n, &mut s.xb);
+            self.prefetch_after([layer.wo]);
             matmul(
                 pool,
                 isa,
@@ -352,6 +366,7 @@ impl Engine<'_> {
                 );
                 first += seq.n;
             }
+            self.prefetch_after([layer.w_gate, layer.w_up]);
             matmul(
                 pool,
                 isa,
@@ -369,6 +384,7 @@ impl Engine<'_> {
 
             // 3. Feed-forward block: norm, gate/up, SwiGLU, down projection.
             norm_rows(&s.x, &layer.ffn_norm, eps, h, 0..n, &mut s.xb);
+            self.prefetch_after([layer.w_down]);
             matmul(
                 pool,
                 isa,
@@ -386,6 +402,10 @@ impl Engine<'_> {
                     },
                 ],
             );
+            match m.w.layers.get(li + 1) {
+                Some(next) => self.prefetch_after([next.wq, next.wk, next.wv]),
+                None => self.prefetch_after([m.w.output]),
+            }
             for t in 0..n {
                 crate::kernels::swiglu(
                     isa,

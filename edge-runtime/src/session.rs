@@ -150,6 +150,14 @@ pub struct Session {
     draft: Option<Box<Session>>,
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The pool's workers may be reading weights ahead (`ThreadPool::prefetch_after`):
+        // stop them before the model can be released.
+        self.pool.clear_ahead();
+    }
+}
+
 impl Session {
     pub fn new(model: Arc<Model>, mut opts: SessionOptions) -> Result<Self> {
         let c = &model.config;

@@ -59,6 +59,7 @@ pub fn attention(pool: &ThreadPool, isa: &Isa, a: &Attn, scores: &mut [f32], out
         // SAFETY: each thread owns its own slice of the scores buffer (size asserted), and runs
         // one chunk at a time.
         let scores = unsafe { scores_all.slice(tid * per, per) };
+        let mut ahead = pool.take_ahead(tid);
         for job in split(jobs, chunks, c) {
             let (t, hh) = (job / a.n_head, job % a.n_head);
             let h = Head {
@@ -74,16 +75,17 @@ pub fn attention(pool: &ThreadPool, isa: &Isa, a: &Attn, scores: &mut [f32], out
             let o = unsafe { out.slice(t * qd + hh * hd, hd) };
             #[cfg(target_arch = "x86_64")]
             if isa.avx512 {
-                super::x86_512::attend(&h, scores, o);
+                super::x86_512::attend(&h, scores, o, &mut ahead);
                 continue;
             }
             #[cfg(target_arch = "x86_64")]
             if isa.avx2 {
-                super::x86::attend(&h, scores, o);
+                super::x86::attend(&h, scores, o, &mut ahead);
                 continue;
             }
             let _ = isa;
             attend_scalar(&h, scores, o);
         }
+        pool.keep_ahead(tid, &ahead);
     });
 }

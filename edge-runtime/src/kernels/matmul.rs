@@ -167,6 +167,31 @@ pub fn matmul(
     });
 }
 
+/// The weight bytes thread `tid` (of `n_threads`) reads first when [`matmul`] runs over
+/// `mats`: the start of its run of chunks, in the layout its kernel reads (see
+/// [`ThreadPool::prefetch_after`]). Empty where the thread has no rows.
+pub fn first_bytes<'w>(isa: &Isa, mats: &[QMatrix<'w>], n_threads: usize, tid: usize) -> &'w [u8] {
+    let total_rows: usize = mats.iter().map(|w| w.rows).sum();
+    let n_groups = total_rows.div_ceil(ROWS16);
+    let chunks = n_groups.min(n_threads * CHUNKS_PER_THREAD);
+    let run = split(chunks, n_threads, tid);
+    if run.is_empty() {
+        return &[];
+    }
+    let mut row = split(n_groups, chunks, run.start).start * ROWS16;
+    for w in mats {
+        if row < w.rows {
+            let data = match (w.packed, isa.packed16(w.ty)) {
+                (Some(p), Some(_)) => p,
+                _ => w.data,
+            };
+            return &data[row * w.row_bytes()..];
+        }
+        row -= w.rows;
+    }
+    &[]
+}
+
 /// The kernels of one weight type: one row, four activation rows, eight weight rows.
 #[derive(Clone, Copy)]
 struct Kernels {

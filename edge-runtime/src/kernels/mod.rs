@@ -6,6 +6,7 @@
 //! Every kernel has a scalar twin in [`scalar`]; SIMD versions are chosen at run time
 //! ([`Isa::detect`]) and tested against the scalar ones.
 
+pub mod ahead;
 mod attend;
 pub mod attention;
 pub mod ggml_math;

@@ -2,6 +2,7 @@
 //! weights with the dequantized activations (up to float summation order); each SIMD kernel
 //! equals its scalar twin.
 
+use super::ahead::AheadLines;
 use super::*;
 use llama_spec::quant;
 
@@ -409,14 +410,14 @@ fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
             let (mut s1, mut s2) = (vec![0f32; n_ctx + 8], vec![0f32; n_ctx + 8]);
             let (mut o1, mut o2) = (vec![0f32; hd], vec![0f32; hd]);
             attend_scalar(&h, &mut s1, &mut o1);
-            super::x86::attend(&h, &mut s2, &mut o2);
+            super::x86::attend(&h, &mut s2, &mut o2, &mut AheadLines::none());
             assert!(
                 o1.iter().zip(&o2).all(|(a, b)| a.to_bits() == b.to_bits()),
                 "AVX2, hd {hd}, n_kv {n_kv}: {o1:?} vs {o2:?}"
             );
             if Isa::detect().avx512 {
                 let mut o3 = vec![0f32; hd];
-                super::x86_512::attend(&h, &mut s2, &mut o3);
+                super::x86_512::attend(&h, &mut s2, &mut o3, &mut AheadLines::none());
                 assert!(
                     o1.iter().zip(&o3).all(|(a, b)| a.to_bits() == b.to_bits()),
                     "AVX-512, hd {hd}, n_kv {n_kv}: {o1:?} vs {o3:?}"

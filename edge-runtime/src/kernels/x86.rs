@@ -8,6 +8,7 @@
 
 use std::arch::x86_64::*;
 
+use super::ahead::AheadLines;
 use super::attend::{attend_scalar, Head, MAX_HEAD_DIM};
 use super::x86_base::{f16_at, hsum_float_8};
 use super::{BlockQ8, RowDot};
@@ -496,13 +497,14 @@ fn reduce4(a: [__m256; 4]) -> f32 {
 }
 
 /// One (token, head) of attention; see `attend::attend_scalar` for the definition.
-pub(crate) fn attend(h: &Head, scores: &mut [f32], out: &mut [f32]) {
+/// `ahead`: lines of the next weights, one prefetched per position and pass.
+pub(crate) fn attend(h: &Head, scores: &mut [f32], out: &mut [f32], ahead: &mut AheadLines) {
     // SAFETY: only called when `Isa::detect` found AVX2, FMA and F16C.
-    unsafe { attend_avx2(h, scores, out) }
+    unsafe { attend_avx2(h, scores, out, ahead) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn attend_avx2(h: &Head, scores: &mut [f32], out: &mut [f32]) {
+fn attend_avx2(h: &Head, scores: &mut [f32], out: &mut [f32], ahead: &mut AheadLines) {
     let hd = h.q.len();
     if !hd.is_multiple_of(32) {
         // The f16 dot's scalar tail (double precision) is rare enough to leave to the reference.
@@ -521,6 +523,7 @@ fn attend_avx2(h: &Head, scores: &mut [f32], out: &mut [f32]) {
     scores[n_kv..padded].fill(f32::NEG_INFINITY);
     let mut max = f32::NEG_INFINITY;
     for p in 0..n_kv {
+        ahead.one();
         let kr = &h.k_cache[p * h.stride + h.offset..][..hd];
         let mut acc = [_mm256_setzero_ps(); 4];
         for i in (0..nv).step_by(4) {
@@ -536,14 +539,14 @@ fn attend_avx2(h: &Head, scores: &mut [f32], out: &mut [f32]) {
     // Probabilities · V: lane p % 32, vectorized over output dimensions.
     // hd is a multiple of 32 (above) and at most MAX_HEAD_DIM.
     match nv {
-        4 => prob_v::<4>(h, scores, out),
-        8 => prob_v::<8>(h, scores, out),
-        12 => prob_v::<12>(h, scores, out),
-        16 => prob_v::<16>(h, scores, out),
-        20 => prob_v::<20>(h, scores, out),
-        24 => prob_v::<24>(h, scores, out),
-        28 => prob_v::<28>(h, scores, out),
-        _ => prob_v::<32>(h, scores, out),
+        4 => prob_v::<4>(h, scores, out, ahead),
+        8 => prob_v::<8>(h, scores, out, ahead),
+        12 => prob_v::<12>(h, scores, out, ahead),
+        16 => prob_v::<16>(h, scores, out, ahead),
+        20 => prob_v::<20>(h, scores, out, ahead),
+        24 => prob_v::<24>(h, scores, out, ahead),
+        28 => prob_v::<28>(h, scores, out, ahead),
+        _ => prob_v::<32>(h, scores, out, ahead),
     }
 }
 
@@ -585,13 +588,14 @@ pub(crate) fn softmax_f16_probs(scores: &mut [f32], n_kv: usize, max: f32) {
 /// `NV = hd / 8` accumulators in registers (a constant, so that they can be).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn prob_v<const NV: usize>(h: &Head, probs: &[f32], out: &mut [f32]) {
+fn prob_v<const NV: usize>(h: &Head, probs: &[f32], out: &mut [f32], ahead: &mut AheadLines) {
     let hd = h.q.len();
     assert!(hd == 8 * NV && out.len() >= hd && probs.len() >= h.n_kv);
     let mut lanes = [[_mm256_setzero_ps(); NV]; 32];
     for (l, lane) in lanes.iter_mut().enumerate() {
         let mut acc = [_mm256_setzero_ps(); NV];
         for p in (l..h.n_kv).step_by(32) {
+            ahead.one();
             let w = _mm256_set1_ps(probs[p]);
             let vr = &h.v_cache[p * h.stride + h.offset..][..hd];
             for (i, a) in acc.iter_mut().enumerate() {

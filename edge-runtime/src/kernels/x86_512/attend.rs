@@ -8,13 +8,15 @@
 
 use std::arch::x86_64::*;
 
+use super::super::ahead::AheadLines;
 use super::super::attend::{attend_scalar, Head, MAX_HEAD_DIM};
 use super::super::x86::softmax_f16_probs;
 
-/// See the module docs.
-pub(crate) fn attend(h: &Head, scores: &mut [f32], out: &mut [f32]) {
+/// See the module docs; `ahead`: lines of the next weights, one prefetched per position and
+/// pass.
+pub(crate) fn attend(h: &Head, scores: &mut [f32], out: &mut [f32], ahead: &mut AheadLines) {
     // SAFETY: only called where `Isa::detect` found AVX-512F (and with it AVX2, FMA, F16C).
-    unsafe { attend_avx512(h, scores, out) }
+    unsafe { attend_avx512(h, scores, out, ahead) }
 }
 
 /// 16 f16 at the start of `p`, as floats.
@@ -60,7 +62,7 @@ fn reduce4(a: [__m512; 2]) -> f32 {
 }
 
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-fn attend_avx512(h: &Head, scores: &mut [f32], out: &mut [f32]) {
+fn attend_avx512(h: &Head, scores: &mut [f32], out: &mut [f32], ahead: &mut AheadLines) {
     let hd = h.q.len();
     if !hd.is_multiple_of(32) {
         // The f16 dot's scalar tail (double precision) is rare enough to leave to the reference.
@@ -80,6 +82,7 @@ fn attend_avx512(h: &Head, scores: &mut [f32], out: &mut [f32]) {
     let mut max = f32::NEG_INFINITY;
     for p in 0..n_kv {
         prefetch_row(h.k_cache, h, p + AHEAD);
+        ahead.one();
         let kr = &h.k_cache[p * h.stride + h.offset..][..hd];
         // ggml's step of 32 dimensions: acc0..acc3 take 8 each, so (acc0 | acc1) the first 16.
         let mut acc = [_mm512_setzero_ps(); 2];
@@ -95,14 +98,14 @@ fn attend_avx512(h: &Head, scores: &mut [f32], out: &mut [f32]) {
     softmax_f16_probs(scores, n_kv, max);
     // hd is a multiple of 32 (above) and at most MAX_HEAD_DIM.
     match nz {
-        2 => prob_v::<2>(h, scores, out),
-        4 => prob_v::<4>(h, scores, out),
-        6 => prob_v::<6>(h, scores, out),
-        8 => prob_v::<8>(h, scores, out),
-        10 => prob_v::<10>(h, scores, out),
-        12 => prob_v::<12>(h, scores, out),
-        14 => prob_v::<14>(h, scores, out),
-        _ => prob_v::<16>(h, scores, out),
+        2 => prob_v::<2>(h, scores, out, ahead),
+        4 => prob_v::<4>(h, scores, out, ahead),
+        6 => prob_v::<6>(h, scores, out, ahead),
+        8 => prob_v::<8>(h, scores, out, ahead),
+        10 => prob_v::<10>(h, scores, out, ahead),
+        12 => prob_v::<12>(h, scores, out, ahead),
+        14 => prob_v::<14>(h, scores, out, ahead),
+        _ => prob_v::<16>(h, scores, out, ahead),
     }
 }
 
@@ -111,7 +114,7 @@ fn attend_avx512(h: &Head, scores: &mut [f32], out: &mut [f32]) {
 /// `NZ = hd / 16` accumulators in registers.
 #[inline]
 #[target_feature(enable = "avx512f,f16c")]
-fn prob_v<const NZ: usize>(h: &Head, probs: &[f32], out: &mut [f32]) {
+fn prob_v<const NZ: usize>(h: &Head, probs: &[f32], out: &mut [f32], ahead: &mut AheadLines) {
     let hd = h.q.len();
     assert!(hd == 16 * NZ && out.len() >= hd && probs.len() >= h.n_kv);
     let mut lanes = [[_mm512_setzero_ps(); NZ]; 32];
@@ -119,6 +122,7 @@ fn prob_v<const NZ: usize>(h: &Head, probs: &[f32], out: &mut [f32]) {
     // lane's accumulators from and back to `lanes`.
     for p in 0..h.n_kv {
         prefetch_row(h.v_cache, h, p + AHEAD);
+        ahead.one();
         let w = _mm512_set1_ps(probs[p]);
         let vr = &h.v_cache[p * h.stride + h.offset..][..hd];
         for (i, a) in lanes[p % 32].iter_mut().enumerate() {
