@@ -133,10 +133,14 @@ impl BatchDecoder {
         opts.n_threads = opts.n_threads.max(1);
         // Every slot must be able to decode in the same step.
         opts.n_batch = opts.n_batch.max(opts.n_slots);
-        let kv_dim = (c.n_kv_heads() * c.head_dim()) as usize;
         let slots = (0..opts.n_slots)
             .map(|_| Slot {
-                kv: KvCache::new(c.num_hidden_layers as usize, opts.n_ctx, kv_dim),
+                kv: KvCache::new(
+                    c.num_hidden_layers as usize,
+                    opts.n_ctx,
+                    c.n_kv_heads() as usize,
+                    c.head_dim() as usize,
+                ),
                 tokens: Vec::with_capacity(opts.n_ctx),
                 job: None,
                 last_used: 0,

@@ -89,30 +89,45 @@ impl RopeTable {
     }
 }
 
-/// The f16 KV cache of one session: per layer, `n_ctx` rows of `n_kv_head * head_dim`.
+/// The f16 KV cache of one session: per layer, per K/V head, `n_ctx` rows of `head_dim`.
+/// Head-major, so that attention reads each head's rows as one sequential stream (rows of all
+/// heads side by side put a head's rows `n_kv_head * head_dim * 2` bytes apart, which the
+/// hardware prefetcher does not follow: attention waited on those loads).
 pub(crate) struct KvCache {
     pub n_ctx: usize,
-    kv_dim: usize,
+    n_kv_head: usize,
+    head_dim: usize,
     k: Vec<Vec<f16>>,
     v: Vec<Vec<f16>>,
 }
 
 impl KvCache {
-    pub fn new(n_layers: usize, n_ctx: usize, kv_dim: usize) -> Self {
+    pub fn new(n_layers: usize, n_ctx: usize, n_kv_head: usize, head_dim: usize) -> Self {
+        let len = n_kv_head * n_ctx * head_dim;
         Self {
             n_ctx,
-            kv_dim,
-            k: (0..n_layers)
-                .map(|_| vec![f16::ZERO; n_ctx * kv_dim])
-                .collect(),
-            v: (0..n_layers)
-                .map(|_| vec![f16::ZERO; n_ctx * kv_dim])
-                .collect(),
+            n_kv_head,
+            head_dim,
+            k: (0..n_layers).map(|_| vec![f16::ZERO; len]).collect(),
+            v: (0..n_layers).map(|_| vec![f16::ZERO; len]).collect(),
         }
     }
 
     pub fn bytes(&self) -> usize {
-        2 * self.k.len() * self.n_ctx * self.kv_dim * 2
+        2 * self.k.len() * self.n_kv_head * self.n_ctx * self.head_dim * 2
+    }
+
+    /// Stores one token's K and V rows (`[n_kv_head * head_dim]` each) of layer `li` at `pos`.
+    fn write(&mut self, li: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let hd = self.head_dim;
+        for (cache, x) in [(&mut self.k[li], k), (&mut self.v[li], v)] {
+            for (hh, src) in x.chunks_exact(hd).enumerate() {
+                let at = (hh * self.n_ctx + pos) * hd;
+                for (d, &s) in cache[at..at + hd].iter_mut().zip(src) {
+                    *d = f16::from_f32(s);
+                }
+            }
+        }
     }
 }
 
@@ -152,7 +167,15 @@ impl Scratch {
             att: vec![0.0; n_batch * qd],
             gate: vec![0.0; n_batch * ff],
             up: vec![0.0; n_batch * ff],
-            scores: vec![0.0; n_threads * crate::kernels::attention::scratch_per_thread(n_ctx)],
+            scores: vec![
+                0.0;
+                n_threads
+                    * crate::kernels::attention::scratch_per_thread(
+                        n_ctx,
+                        c.num_attention_heads as usize,
+                        c.n_kv_heads() as usize
+                    )
+            ],
             acts: ActBuf::with_capacity(n_batch, h.max(ff).max(qd)),
             logits: vec![0.0; c.vocab_size as usize],
         }
@@ -214,12 +237,17 @@ impl KvCache {
     /// Copy the first `n` positions of every layer from `src` (same shape): a shared prefix
     /// computed once.
     pub fn copy_prefix_from(&mut self, src: &KvCache, n: usize) {
-        let len = n * self.kv_dim;
-        for (d, s) in self.k.iter_mut().zip(&src.k) {
-            d[..len].copy_from_slice(&s[..len]);
-        }
-        for (d, s) in self.v.iter_mut().zip(&src.v) {
-            d[..len].copy_from_slice(&s[..len]);
+        assert!(self.n_ctx == src.n_ctx && self.head_dim == src.head_dim);
+        let (head, len) = (self.n_ctx * self.head_dim, n * self.head_dim);
+        for (d, s) in self
+            .k
+            .iter_mut()
+            .zip(&src.k)
+            .chain(self.v.iter_mut().zip(&src.v))
+        {
+            for (d, s) in d.chunks_exact_mut(head).zip(s.chunks_exact(head)) {
+                d[..len].copy_from_slice(&s[..len]);
+            }
         }
     }
 }
@@ -333,19 +361,12 @@ impl Engine<'_> {
                     let (t, pos) = (first + i, seq.pos0 + i);
                     self.rope.apply(&mut s.q[t * qd..(t + 1) * qd], pos);
                     self.rope.apply(&mut s.k[t * kvd..(t + 1) * kvd], pos);
-                    let row = pos * kvd;
-                    for (d, &v) in seq.kv.k[li][row..row + kvd]
-                        .iter_mut()
-                        .zip(&s.k[t * kvd..(t + 1) * kvd])
-                    {
-                        *d = f16::from_f32(v);
-                    }
-                    for (d, &v) in seq.kv.v[li][row..row + kvd]
-                        .iter_mut()
-                        .zip(&s.v[t * kvd..(t + 1) * kvd])
-                    {
-                        *d = f16::from_f32(v);
-                    }
+                    seq.kv.write(
+                        li,
+                        pos,
+                        &s.k[t * kvd..(t + 1) * kvd],
+                        &s.v[t * kvd..(t + 1) * kvd],
+                    );
                 }
                 attention(
                     self.pool,

@@ -167,7 +167,8 @@ impl Session {
         let kv = KvCache::new(
             c.num_hidden_layers as usize,
             opts.n_ctx,
-            (c.n_kv_heads() * c.head_dim()) as usize,
+            c.n_kv_heads() as usize,
+            c.head_dim() as usize,
         );
         let scratch = Scratch::new(&model, opts.n_batch, opts.n_ctx, opts.n_threads);
         let rope = RopeTable::for_model(&model, opts.n_ctx);

@@ -1,5 +1,5 @@
-//! One (token, head) pair of attention: its inputs and the scalar definition that the SIMD
-//! versions reproduce bit for bit.
+//! One token's attention for the query heads that share a K/V head: their inputs and the scalar
+//! definition that the SIMD versions reproduce bit for bit.
 
 use half::f16;
 
@@ -8,21 +8,59 @@ use super::ggml_math::{dot_f16, reduce32, softmax_exp_sum};
 /// Maximum head dimension (Llama uses 64 or 128); checked at model load.
 pub const MAX_HEAD_DIM: usize = 256;
 
-/// One (token, head) pair's inputs.
+/// The inputs of one token's query heads that share one K/V head (grouped-query attention):
+/// one head or several.
 pub(crate) struct Head<'a> {
+    /// `[heads, head_dim]`, RoPE applied.
     pub q: &'a [f32],
+    pub head_dim: usize,
     pub k_cache: &'a [f16],
     pub v_cache: &'a [f16],
-    /// Row stride of the caches (`n_kv_head * head_dim`) and this head's offset in a row.
+    /// Where position `p`'s row of the K/V head starts in the caches: `p * stride + offset`.
     pub stride: usize,
     pub offset: usize,
     pub n_kv: usize,
     pub scale: f32,
 }
 
-/// The scalar reference for one (token, head).
+impl<'a> Head<'a> {
+    pub fn heads(&self) -> usize {
+        self.q.len() / self.head_dim
+    }
+
+    /// Query head `j` alone.
+    pub fn one(&self, j: usize) -> Head<'a> {
+        let hd = self.head_dim;
+        Head {
+            q: &self.q[j * hd..(j + 1) * hd],
+            ..*self
+        }
+    }
+}
+
+/// Scores per head in a scratch of `scores.len()` floats for `heads` heads.
+pub(crate) fn scores_per_head(scores: &[f32], h: &Head) -> usize {
+    let per = scores.len() / h.heads();
+    assert!(per >= h.n_kv.div_ceil(8) * 8, "scratch for the scores");
+    per
+}
+
+/// The scalar reference, head by head: `out` is `[heads, head_dim]`, `scores` scratch for
+/// every head (see `attention::scratch_per_thread`).
 pub(crate) fn attend_scalar(h: &Head, scores: &mut [f32], out: &mut [f32]) {
-    let hd = h.q.len();
+    let (hd, per) = (h.head_dim, scores_per_head(scores, h));
+    for j in 0..h.heads() {
+        attend_one(
+            &h.one(j),
+            &mut scores[j * per..(j + 1) * per],
+            &mut out[j * hd..(j + 1) * hd],
+        );
+    }
+}
+
+/// One query head.
+fn attend_one(h: &Head, scores: &mut [f32], out: &mut [f32]) {
+    let hd = h.head_dim;
     let mut q16 = [0f32; MAX_HEAD_DIM];
     for (d, &v) in q16[..hd].iter_mut().zip(h.q) {
         *d = f16::from_f32(v).to_f32();

@@ -384,7 +384,8 @@ fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
         );
     }
     // Head dimensions of SmolLM2 (64) and Llama-3 (128), one more below, and one whose P·V
-    // takes the scalar path (not a multiple of 32).
+    // takes the scalar path (not a multiple of 32); groups of 1 to 5 query heads on one K/V
+    // head (the kernels take up to 4 at a time, fewer for the wider heads).
     for hd in [32, 64, 128, 256, 72] {
         assert!(MAX_HEAD_DIM >= hd);
         let (stride, n_ctx) = (3 * hd, 300);
@@ -396,32 +397,36 @@ fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
             .iter()
             .map(|&v| f16::from_f32(v * 0.1))
             .collect();
-        let q = random(hd, 5);
-        for n_kv in [1, 2, 3, 7, 8, 9, 31, 32, 33, 100, 257, 300] {
-            let h = Head {
-                q: &q,
-                k_cache: &k,
-                v_cache: &v,
-                stride,
-                offset: hd,
-                n_kv,
-                scale: 0.125,
-            };
-            let (mut s1, mut s2) = (vec![0f32; n_ctx + 8], vec![0f32; n_ctx + 8]);
-            let (mut o1, mut o2) = (vec![0f32; hd], vec![0f32; hd]);
-            attend_scalar(&h, &mut s1, &mut o1);
-            super::x86::attend(&h, &mut s2, &mut o2, &mut AheadLines::none());
-            assert!(
-                o1.iter().zip(&o2).all(|(a, b)| a.to_bits() == b.to_bits()),
-                "AVX2, hd {hd}, n_kv {n_kv}: {o1:?} vs {o2:?}"
-            );
-            if Isa::detect().avx512 {
-                let mut o3 = vec![0f32; hd];
-                super::x86_512::attend(&h, &mut s2, &mut o3, &mut AheadLines::none());
+        for heads in 1..=5 {
+            let q = random(heads * hd, 5 + heads as u64);
+            let per = n_ctx + 8;
+            for n_kv in [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 257, 300] {
+                let h = Head {
+                    q: &q,
+                    head_dim: hd,
+                    k_cache: &k,
+                    v_cache: &v,
+                    stride,
+                    offset: hd,
+                    n_kv,
+                    scale: 0.125,
+                };
+                let (mut s1, mut s2) = (vec![0f32; heads * per], vec![0f32; heads * per]);
+                let (mut o1, mut o2) = (vec![0f32; heads * hd], vec![0f32; heads * hd]);
+                attend_scalar(&h, &mut s1, &mut o1);
+                super::x86::attend(&h, &mut s2, &mut o2, &mut AheadLines::none());
                 assert!(
-                    o1.iter().zip(&o3).all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "AVX-512, hd {hd}, n_kv {n_kv}: {o1:?} vs {o3:?}"
+                    o1.iter().zip(&o2).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "AVX2, hd {hd}, {heads} heads, n_kv {n_kv}: {o1:?} vs {o2:?}"
                 );
+                if Isa::detect().avx512 {
+                    let mut o3 = vec![0f32; heads * hd];
+                    super::x86_512::attend(&h, &mut s2, &mut o3, &mut AheadLines::none());
+                    assert!(
+                        o1.iter().zip(&o3).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "AVX-512, hd {hd}, {heads} heads, n_kv {n_kv}: {o1:?} vs {o3:?}"
+                    );
+                }
             }
         }
     }

@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::ahead::AheadLines;
-use super::attend::{attend_scalar, Head, MAX_HEAD_DIM};
+use super::attend::{attend_scalar, scores_per_head, Head, MAX_HEAD_DIM};
 use super::x86_base::{f16_at, hsum_float_8};
 use super::{BlockQ8, RowDot};
 use llama_spec::gguf::GgmlType;
@@ -496,11 +496,22 @@ fn reduce4(a: [__m256; 4]) -> f32 {
     _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
 }
 
-/// One (token, head) of attention; see `attend::attend_scalar` for the definition.
-/// `ahead`: lines of the next weights, one prefetched per position and pass.
+/// One token's attention for query heads that share a K/V head, head by head; see
+/// `attend::attend_scalar` for the definition. `ahead`: lines of the next weights, one
+/// prefetched per position and pass.
 pub(crate) fn attend(h: &Head, scores: &mut [f32], out: &mut [f32], ahead: &mut AheadLines) {
-    // SAFETY: only called when `Isa::detect` found AVX2, FMA and F16C.
-    unsafe { attend_avx2(h, scores, out, ahead) }
+    let (hd, per) = (h.head_dim, scores_per_head(scores, h));
+    for j in 0..h.heads() {
+        // SAFETY: only called when `Isa::detect` found AVX2, FMA and F16C.
+        unsafe {
+            attend_avx2(
+                &h.one(j),
+                &mut scores[j * per..(j + 1) * per],
+                &mut out[j * hd..(j + 1) * hd],
+                ahead,
+            )
+        }
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
