@@ -313,6 +313,17 @@ pub(super) fn q6_k_rows<const N: usize, const PACKED: bool>(
     assert!(rb == nb * 210 && w.len() >= ROWS * rb, "16 whole rows");
     assert!(acts.iter().all(|a| a.len() >= nb), "activations per row");
     let (m4, m30) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(0x30));
+    // Per 32-bit lane, byte b to byte 1 (the others zero), and bytes o, o + 1 to bytes 1, 3.
+    let one_byte: [__m512i; 4] = [0, 1, 2, 3].map(|b| {
+        #[rustfmt::skip]
+        let c = _mm_setr_epi8(-1, b, -1, -1, -1, 4 + b, -1, -1, -1, 8 + b, -1, -1, -1, 12 + b, -1, -1);
+        _mm512_broadcast_i32x4(c)
+    });
+    let two_bytes: [__m512i; 2] = [0, 2].map(|o| {
+        #[rustfmt::skip]
+        let c = _mm_setr_epi8(-1, o, -1, o + 1, -1, 4 + o, -1, 5 + o, -1, 8 + o, -1, 9 + o, -1, 12 + o, -1, 13 + o);
+        _mm512_broadcast_i32x4(c)
+    });
     let mut acc = [[_mm512_setzero_ps(); 8]; N];
     // Packed: 16 f16 scales per block first, then the bodies (208 bytes = 52 words a row).
     let (heads, bodies) = (w.as_ptr(), w.as_ptr().wrapping_add(32 * nb));
@@ -329,14 +340,12 @@ pub(super) fn q6_k_rows<const N: usize, const PACKED: bool>(
         };
         // SAFETY: words 48..52 (the 16 signed 8-bit scales) of block i of each row lie in `w`.
         let s = unsafe { words4::<PACKED>(p, rb, 48) };
-        let mut sc = [_mm512_setzero_si512(); 16];
+        // The scales as i16 with a zero high half, for `scaled_add`: byte j % 4 of word j / 4
+        // moved to byte 1 (the others zero), then the i16 halves shifted down arithmetically.
+        let mut sc16 = [_mm512_setzero_si512(); 16];
         for j in 0..16 {
-            let up = _mm_cvtsi32_si128(24 - 8 * (j % 4) as i32);
-            sc[j] = _mm512_srai_epi32::<24>(_mm512_sll_epi32(s[j / 4], up));
+            sc16[j] = _mm512_srai_epi16::<8>(_mm512_shuffle_epi8(s[j / 4], one_byte[j % 4]));
         }
-        // The scales as i16 with a zero high half, for `scaled_add`.
-        let sc16: [__m512i; 16] =
-            std::array::from_fn(|j| _mm512_and_si512(sc[j], _mm512_set1_epi32(0xffff)));
         // SAFETY: words 0..48 (ql, then qh) of block i of each row lie in `w`.
         let body = unsafe { Body::<PACKED, 48>::new(p, rb) };
         let d: [__m512; N] =
@@ -344,7 +353,19 @@ pub(super) fn q6_k_rows<const N: usize, const PACKED: bool>(
         // Lane k at a time (see `q5_k_rows`).
         for k in 0..8 {
             prefetch_ahead::<PACKED>(w, rb, ROWS * 2 * nb, 16 * i + 2 * k, 16 * nb);
+            // The -32 offset: lane k loses 32 (bsums[2k] sc[2k] + bsums[2k+1] sc[2k+1]), its
+            // starting value: scales 2k and 2k + 1 as an i16 pair times -32 (at most 4096),
+            // against the activations' pair of sums.
+            let neg = _mm512_mullo_epi16(
+                _mm512_srai_epi16::<8>(_mm512_shuffle_epi8(s[k / 2], two_bytes[k % 2])),
+                _mm512_set1_epi16(-32),
+            );
             let mut lane = [_mm512_setzero_si512(); N];
+            for t in 0..N {
+                let b = &acts[t][i].bsums;
+                let pair = (b[2 * k] as u16 as u32 | (b[2 * k + 1] as u16 as u32) << 16) as i32;
+                lane[t] = _mm512_dpwssd_epi32(lane[t], neg, _mm512_set1_epi32(pair));
+            }
             for h in 0..2 {
                 if h == 1 {
                     prefetch_ahead::<PACKED>(w, rb, ROWS * 2 * nb, 16 * i + 2 * k + 1, 16 * nb);
@@ -378,14 +399,7 @@ pub(super) fn q6_k_rows<const N: usize, const PACKED: bool>(
                 }
             }
             for t in 0..N {
-                let y = &acts[t][i];
-                // The -32 offset: lane k loses 32 (bsums[2k] sc[2k] + bsums[2k+1] sc[2k+1]).
-                let off = _mm512_add_epi32(
-                    _mm512_mullo_epi32(_mm512_set1_epi32(y.bsums[2 * k] as i32), sc[2 * k]),
-                    _mm512_mullo_epi32(_mm512_set1_epi32(y.bsums[2 * k + 1] as i32), sc[2 * k + 1]),
-                );
-                let l = _mm512_sub_epi32(lane[t], _mm512_slli_epi32::<5>(off));
-                acc[t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), d[t], acc[t][k]);
+                acc[t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lane[t]), d[t], acc[t][k]);
             }
         }
     }
