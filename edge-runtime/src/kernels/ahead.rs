@@ -85,7 +85,7 @@ impl AheadLines {
     #[inline(always)]
     pub fn one(&mut self) {
         if self.left > 0 {
-            prefetch_line(self.addr);
+            super::prefetch::weights(self.addr as *const u8);
             self.addr += 64;
             self.left -= 1;
         }
@@ -108,18 +108,6 @@ impl AheadLines {
             self.left -= n;
         }
     }
-}
-
-#[inline(always)]
-fn prefetch_line(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE is part of x86_64's baseline, and a prefetch is a hint that never faults,
-    // whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod matmul;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod pool;
+pub mod prefetch;
 pub mod repack;
 pub mod scalar;
 pub mod speed;

@@ -36,7 +36,7 @@ impl ReadProbe {
 
     /// Bytes/s of `threads` threads reading their shares of the buffer: the best of one pass
     /// each of three ways to read (the scalar loop, this CPU's widest loads, and those with
-    /// prefetches 4 KiB ahead). Which is fastest depends on the machine (on a Zen 4 host,
+    /// prefetches 4 KiB ahead into the level the kernels' go to, [`super::prefetch::Level`]). Which is fastest depends on the machine (on a Zen 4 host,
     /// 512-bit loads on one thread: 42 against 37 GB/s for the scalar loop), and a decode that
     /// reads faster than the bound would be put against too low a one.
     pub fn measure(&self, threads: usize) -> f64 {

@@ -255,8 +255,7 @@ fn dot8_q4_0_seq(rows: [&[u8]; 8], a: &[BlockQ8]) -> [f32; 8] {
         let lines = (8 * nb * 18).div_ceil(64);
         for i in 0..nb {
             for l in i * lines / nb..(i + 1) * lines / nb {
-                // A hint: it never faults, whatever the address.
-                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * l).cast());
+                super::prefetch::weights(next.wrapping_add(64 * l));
             }
             let y = &a[i];
             let qy = load32(&y.qs);

@@ -270,8 +270,7 @@ pub(crate) fn xor_lines(buf: &[u8], ahead: usize) -> [u64; 8] {
         let q = p.wrapping_add(256 * i);
         if ahead > 0 {
             for k in 0..4 {
-                // A hint: it never faults, whatever the address.
-                _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(ahead + 64 * k).cast());
+                super::super::prefetch::weights(q.wrapping_add(ahead + 64 * k));
             }
         }
         for k in 0..4 {
