@@ -28,30 +28,48 @@ pub(super) fn hsum_float_8(x: __m256) -> f32 {
 /// Into L1 there; on an Intel Xeon into L2 (`prefetch`), where 8 and 16 KiB did equally well.
 const PACKED_AHEAD: usize = 8192;
 
-/// Prefetches step `i`'s share (of `nb` steps) of the lines that follow the 16 rows at `w`
+/// Spreads prefetches of the lines that follow the 16 rows at `w` over a kernel's steps
 /// (`heads` bytes of block heads first, where the layout is packed): for a packed group those
 /// [`PACKED_AHEAD`] bytes past the bodies being read (the group's own rest, then the next
 /// groups), in the file's layout the next 16 rows (adjacent in the matrix, where there are
 /// any), whose blocks the kernels read row-strided, which the hardware prefetcher does not
 /// follow. Kernels with large blocks (K-quants) take several steps a block: a burst of 50
 /// prefetches stalls the core on its miss buffers, which halved Q6_K decode from memory (18
-/// against 37 GB/s on one thread, measured).
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(super) fn prefetch_ahead<const PACKED: bool>(
-    w: &[u8],
-    rb: usize,
-    heads: usize,
-    i: usize,
-    nb: usize,
-) {
-    let group = ROWS * rb;
-    let next = w
-        .as_ptr()
-        .wrapping_add(if PACKED { heads + PACKED_AHEAD } else { group });
-    let lines = group.div_ceil(64);
-    for l in i * lines / nb..(i + 1) * lines / nb {
-        super::prefetch::weights(next.wrapping_add(64 * l));
+/// against 37 GB/s on one thread, measured). Each step's share comes from a running sum in
+/// 32.32 fixed point, not a division: on an Intel Xeon the two integer divisions a step cost
+/// more than the Q4_0 kernel's arithmetic.
+pub(super) struct PrefetchAhead {
+    next: *const u8,
+    lines: u64,
+    /// Lines done and lines a step, in 32.32 fixed point.
+    at: u64,
+    per_step: u64,
+}
+
+impl PrefetchAhead {
+    /// For a kernel of `steps` steps over the 16 rows at `w` (`rb` bytes a row).
+    #[inline(always)]
+    pub(super) fn new<const PACKED: bool>(w: &[u8], rb: usize, heads: usize, steps: usize) -> Self {
+        let group = ROWS * rb;
+        let lines = group.div_ceil(64) as u64;
+        Self {
+            next: w
+                .as_ptr()
+                .wrapping_add(if PACKED { heads + PACKED_AHEAD } else { group }),
+            lines,
+            at: 0,
+            per_step: (lines << 32).div_ceil(steps.max(1) as u64),
+        }
+    }
+
+    /// Prefetches the next step's share of the lines (steps are taken in order).
+    #[inline(always)]
+    pub(super) fn step(&mut self) {
+        let from = self.at >> 32;
+        self.at += self.per_step;
+        for l in from..(self.at >> 32).min(self.lines) {
+            super::prefetch::weights(self.next.wrapping_add(64 * l as usize));
+        }
     }
 }
 

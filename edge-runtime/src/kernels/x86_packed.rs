@@ -18,7 +18,7 @@
 
 use std::arch::x86_64::*;
 
-use super::x86_base::prefetch_ahead;
+use super::x86_base::PrefetchAhead;
 use super::{BlockQ8, BlockQ8K, Dot16, Rows16, Rows16x4, ROWS16 as ROWS};
 use llama_spec::gguf::GgmlType;
 
@@ -105,8 +105,9 @@ fn q4_0_rows<const N: usize, const H: usize>(
     let heads = w.as_ptr();
     let bodies = heads.wrapping_add(ROWS * 2 * nb);
     let mut acc = [[_mm256_setzero_ps(); H]; N];
+    let mut pf = PrefetchAhead::new::<true>(w, rb, ROWS * 2 * nb, nb);
     for i in 0..nb {
-        prefetch_ahead::<true>(w, rb, ROWS * 2 * nb, i, nb);
+        pf.step();
         for h in 0..H {
             let half = h0 + h;
             // SAFETY: block i's 16 scales (32 bytes at heads + 32i) and body (256 bytes at
@@ -161,9 +162,10 @@ fn q8_0_rows<const N: usize, const H: usize>(
     let heads = w.as_ptr();
     let bodies = heads.wrapping_add(ROWS * 2 * nb);
     let mut acc = [[[_mm256_setzero_ps(); 8]; H]; N];
+    let mut pf = PrefetchAhead::new::<true>(w, rb, ROWS * 2 * nb, nb);
     for i in 0..nb {
         if h0 == 0 {
-            prefetch_ahead::<true>(w, rb, ROWS * 2 * nb, i, nb);
+            pf.step();
         }
         for h in 0..H {
             let half = h0 + h;
@@ -286,6 +288,7 @@ fn q4_k_rows<const N: usize, const H: usize>(
     let nb = check(w, rb, 144, &acts, h0 + H);
     let mut acc = [[_mm256_setzero_ps(); H]; N];
     let mut acc_min = [[_mm256_setzero_ps(); H]; N];
+    let mut pf = PrefetchAhead::new::<true>(w, rb, 0, 4 * H * nb);
     for i in 0..nb {
         for h in 0..H {
             // Block i's 36 words of the 16 rows, this half's 32 bytes of each.
@@ -299,7 +302,7 @@ fn q4_k_rows<const N: usize, const H: usize>(
             let mut sum = [_mm256_setzero_si256(); N];
             for j in 0..4 {
                 // Spread over both halves: bursts of 9 prefetches a step read more slowly.
-                prefetch_ahead::<true>(w, rb, 0, 4 * (H * i + h) + j, 4 * H * nb);
+                pf.step();
                 let (mut dl, mut dh) = ([_mm256_setzero_si256(); N], [_mm256_setzero_si256(); N]);
                 for g in 0..8 {
                     // SAFETY: word 4 + 8j + g of block i lies inside the group.
@@ -369,6 +372,7 @@ fn q5_k_rows<const N: usize, const H: usize>(
     let nb = check(w, rb, 176, &acts, h0 + H);
     let mut acc = [[[_mm256_setzero_ps(); 8]; H]; N];
     let mut summs = [[_mm256_setzero_ps(); H]; N];
+    let mut pf = PrefetchAhead::new::<true>(w, rb, 0, 8 * nb);
     for i in 0..nb {
         for h in 0..H {
             let half = h0 + h;
@@ -386,7 +390,7 @@ fn q5_k_rows<const N: usize, const H: usize>(
             }
             for k in 0..8 {
                 if half == 0 {
-                    prefetch_ahead::<true>(w, rb, 0, 8 * i + k, 8 * nb);
+                    pf.step();
                 }
                 let qh = word(4 + k);
                 let hb = [
@@ -468,6 +472,7 @@ fn q6_k_rows<const N: usize, const H: usize>(
     let heads = w.as_ptr();
     let bodies = heads.wrapping_add(ROWS * 2 * nb);
     let mut acc = [[[_mm256_setzero_ps(); 8]; H]; N];
+    let mut pf = PrefetchAhead::new::<true>(w, rb, ROWS * 2 * nb, 8 * nb);
     for i in 0..nb {
         for h in 0..H {
             let half = h0 + h;
@@ -490,7 +495,7 @@ fn q6_k_rows<const N: usize, const H: usize>(
             }
             for k in 0..8 {
                 if half == 0 {
-                    prefetch_ahead::<true>(w, rb, ROWS * 2 * nb, 8 * i + k, 8 * nb);
+                    pf.step();
                 }
                 // Chunk (ph, q) = elements 128ph + 32q + l: low 4 bits from ql (word 16ph + k
                 // for q = 0, 2; 16ph + 8 + k for q = 1, 3), 2 high bits from qh (word

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-pub(super) use super::super::x86_base::prefetch_ahead;
+pub(super) use super::super::x86_base::PrefetchAhead;
 use super::super::{BlockQ8, ROWS16 as ROWS};
 
 #[inline]
