@@ -4,7 +4,7 @@
 
 use llama_spec::gguf::GgmlType;
 
-use super::pool::{split, SyncPtr, ThreadPool, CHUNKS_PER_THREAD};
+use super::pool::{run_of, split, SyncPtr, ThreadPool, CHUNKS_PER_THREAD};
 use super::{
     quantize_q8k, ActFormat, BlockQ8, BlockQ8K, Dot16, Dot4, Isa, RowDot, RowDot8, Rows16, Tile4x4,
     QK, QK_K, ROWS16,
@@ -150,8 +150,7 @@ pub fn matmul(
     // Chunks of the global row range across all matrices, in whole groups of 16 rows (so that
     // the 8- and 16-row kernels see full groups; matrices have multiples of 16 rows).
     let g = ROWS16;
-    let n_groups = total_rows.div_ceil(g);
-    let chunks = n_groups.min(pool.n_threads() * CHUNKS_PER_THREAD);
+    let (n_groups, chunks) = groups_and_chunks(total_rows, pool.n_threads());
     pool.for_chunks(chunks, &|_, c| {
         let groups = split(n_groups, chunks, c);
         let mine = (groups.start * g).min(total_rows)..(groups.end * g).min(total_rows);
@@ -167,25 +166,29 @@ pub fn matmul(
     });
 }
 
+/// Groups of 16 rows over `total_rows`, and the chunks [`matmul`] cuts them into for
+/// `n_threads` threads.
+fn groups_and_chunks(total_rows: usize, n_threads: usize) -> (usize, usize) {
+    let n_groups = total_rows.div_ceil(ROWS16);
+    (n_groups, n_groups.min(n_threads * CHUNKS_PER_THREAD))
+}
+
 /// The weight bytes thread `tid` (of `n_threads`) reads first when [`matmul`] runs over
 /// `mats`: the start of its run of chunks, in the layout its kernel reads (see
 /// [`ThreadPool::prefetch_after`]). Empty where the thread has no rows.
 pub fn first_bytes<'w>(isa: &Isa, mats: &[QMatrix<'w>], n_threads: usize, tid: usize) -> &'w [u8] {
     let total_rows: usize = mats.iter().map(|w| w.rows).sum();
-    let n_groups = total_rows.div_ceil(ROWS16);
-    let chunks = n_groups.min(n_threads * CHUNKS_PER_THREAD);
-    let run = split(chunks, n_threads, tid);
+    let (n_groups, chunks) = groups_and_chunks(total_rows, n_threads);
+    let run = run_of(chunks, n_threads, tid);
     if run.is_empty() {
         return &[];
     }
     let mut row = split(n_groups, chunks, run.start).start * ROWS16;
     for w in mats {
         if row < w.rows {
-            let data = match (w.packed, isa.packed16(w.ty)) {
-                (Some(p), Some(_)) => p,
-                _ => w.data,
-            };
-            return &data[row * w.row_bytes()..];
+            // The packed copy where this CPU's kernels read it (as `matmul`'s `packed16`).
+            let data = w.packed.filter(|_| isa.packed16(w.ty).is_some());
+            return &data.unwrap_or(w.data)[row * w.row_bytes()..];
         }
         row -= w.rows;
     }

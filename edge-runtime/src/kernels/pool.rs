@@ -196,7 +196,7 @@ impl ThreadPool {
         let n = s.runs.len();
         for (t, run) in s.runs.iter().enumerate() {
             run.0
-                .store(Run::pack(split(chunks, n, t)), Ordering::Relaxed);
+                .store(Run::pack(run_of(chunks, n, t)), Ordering::Relaxed);
         }
         // SeqCst pairs with the worker's `sleepers` increment (a store-load handshake), and
         // publishes the job and its runs.
@@ -258,6 +258,12 @@ fn claim_chunks(s: &Shared, f: &(dyn Fn(usize, usize) + Sync), tid: usize) {
 }
 
 /// The `tid`-th of `t` near-equal contiguous parts of `0..n`.
+/// The chunks of `0..chunks` that thread `tid` of `n_threads` owns in
+/// [`ThreadPool::for_chunks`] (and takes first, in order).
+pub fn run_of(chunks: usize, n_threads: usize, tid: usize) -> std::ops::Range<usize> {
+    split(chunks, n_threads, tid)
+}
+
 pub fn split(n: usize, t: usize, tid: usize) -> std::ops::Range<usize> {
     let base = n / t;
     let extra = n % t;
