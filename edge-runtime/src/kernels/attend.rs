@@ -14,11 +14,9 @@ pub(crate) struct Head<'a> {
     /// `[heads, head_dim]`, RoPE applied.
     pub q: &'a [f32],
     pub head_dim: usize,
+    /// The K/V head's rows, `[n_ctx, head_dim]`: position `p` at `p * head_dim`.
     pub k_cache: &'a [f16],
     pub v_cache: &'a [f16],
-    /// Where position `p`'s row of the K/V head starts in the caches: `p * stride + offset`.
-    pub stride: usize,
-    pub offset: usize,
     pub n_kv: usize,
     pub scale: f32,
 }
@@ -69,7 +67,7 @@ fn attend_one(h: &Head, scores: &mut [f32], out: &mut [f32]) {
     scores[h.n_kv..padded].fill(f32::NEG_INFINITY);
     let mut max = f32::NEG_INFINITY;
     for (p, s) in scores[..h.n_kv].iter_mut().enumerate() {
-        let kr = &h.k_cache[p * h.stride + h.offset..][..hd];
+        let kr = &h.k_cache[p * h.head_dim..][..hd];
         *s = dot_f16(kr, &q16[..hd]) * h.scale;
         max = max.max(*s);
     }
@@ -82,7 +80,7 @@ fn attend_one(h: &Head, scores: &mut [f32], out: &mut [f32]) {
     // Probabilities · V as ggml's f16 dot over positions: lane p % 32 per output dimension.
     let mut acc = [[0f32; 32]; MAX_HEAD_DIM];
     for (p, &w) in probs.iter().enumerate() {
-        let vr = &h.v_cache[p * h.stride + h.offset..][..hd];
+        let vr = &h.v_cache[p * h.head_dim..][..hd];
         for (acc, v) in acc.iter_mut().zip(vr) {
             acc[p % 32] = v.to_f32().mul_add(w, acc[p % 32]);
         }

@@ -72,13 +72,13 @@ pub fn attention(pool: &ThreadPool, isa: &Isa, a: &Attn, scores: &mut [f32], out
         for job in split(jobs, chunks, c) {
             // Heads `h0..h0 + heads` of token `t`, all on K/V head `h0 / group`.
             let (t, h0) = (job / (a.n_head / heads), job % (a.n_head / heads) * heads);
+            // Where K/V head `h0 / group`'s rows start in the caches.
+            let kv_at = (h0 / group) * a.n_ctx * hd;
             let h = Head {
                 q: &a.q[t * qd + h0 * hd..t * qd + (h0 + heads) * hd],
                 head_dim: hd,
-                k_cache: a.k_cache,
-                v_cache: a.v_cache,
-                stride: hd,
-                offset: (h0 / group) * a.n_ctx * hd,
+                k_cache: &a.k_cache[kv_at..][..a.n_ctx * hd],
+                v_cache: &a.v_cache[kv_at..][..a.n_ctx * hd],
                 n_kv: a.pos0 + t + 1,
                 scale,
             };

@@ -388,12 +388,12 @@ fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
     // head (the kernels take up to 4 at a time, fewer for the wider heads).
     for hd in [32, 64, 128, 256, 72] {
         assert!(MAX_HEAD_DIM >= hd);
-        let (stride, n_ctx) = (3 * hd, 300);
-        let k: Vec<f16> = random(n_ctx * stride, 3)
+        let n_ctx = 300;
+        let k: Vec<f16> = random(n_ctx * hd, 3)
             .iter()
             .map(|&v| f16::from_f32(v))
             .collect();
-        let v: Vec<f16> = random(n_ctx * stride, 4)
+        let v: Vec<f16> = random(n_ctx * hd, 4)
             .iter()
             .map(|&v| f16::from_f32(v * 0.1))
             .collect();
@@ -406,8 +406,6 @@ fn simd_attention_and_swiglu_equal_scalar_bit_for_bit() {
                     head_dim: hd,
                     k_cache: &k,
                     v_cache: &v,
-                    stride,
-                    offset: hd,
                     n_kv,
                     scale: 0.125,
                 };

@@ -534,7 +534,7 @@ fn attend_avx2(h: &Head, scores: &mut [f32], out: &mut [f32], ahead: &mut AheadL
     let mut max = f32::NEG_INFINITY;
     for p in 0..n_kv {
         ahead.one();
-        let kr = &h.k_cache[p * h.stride + h.offset..][..hd];
+        let kr = &h.k_cache[p * h.head_dim..][..hd];
         let mut acc = [_mm256_setzero_ps(); 4];
         for i in (0..nv).step_by(4) {
             for (j, a) in acc.iter_mut().enumerate() {
@@ -607,7 +607,7 @@ fn prob_v<const NV: usize>(h: &Head, probs: &[f32], out: &mut [f32], ahead: &mut
         for p in (l..h.n_kv).step_by(32) {
             ahead.one();
             let w = _mm256_set1_ps(probs[p]);
-            let vr = &h.v_cache[p * h.stride + h.offset..][..hd];
+            let vr = &h.v_cache[p * h.head_dim..][..hd];
             for (i, a) in acc.iter_mut().enumerate() {
                 *a = _mm256_fmadd_ps(load_f16x8(&vr[8 * i..]), w, *a);
             }

@@ -38,10 +38,7 @@ const AHEAD: usize = 32;
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn prefetch_row(cache: &[half::f16], h: &Head, p: usize) {
-    let row = cache
-        .as_ptr()
-        .wrapping_add(p * h.stride + h.offset)
-        .cast::<u8>();
+    let row = cache.as_ptr().wrapping_add(p * h.head_dim).cast::<u8>();
     for l in 0..(2 * h.head_dim).div_ceil(64) {
         _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64 * l).cast());
     }
@@ -191,7 +188,7 @@ fn probs<const NZ: usize, const G: usize>(
             // The V rows are read in another order (by lane, see `prob_v`): bring them in now.
             prefetch_row(h.v_cache, h, p);
             ahead.one();
-            let kr = &h.k_cache[p * h.stride + h.offset..][..hd];
+            let kr = &h.k_cache[p * h.head_dim..][..hd];
             let mut k = [_mm512_setzero_ps(); NZ];
             for (i, kv) in k.iter_mut().enumerate() {
                 *kv = load_f16x16(&kr[16 * i..]);
@@ -245,7 +242,7 @@ fn prob_v<const NZ: usize, const G: usize>(h: &Head, probs: &[f32], per: usize, 
     for l in 0..32 {
         let mut acc = [[_mm512_setzero_ps(); NZ]; G];
         for p in (l..h.n_kv).step_by(32) {
-            let vr = &h.v_cache[p * h.stride + h.offset..][..hd];
+            let vr = &h.v_cache[p * h.head_dim..][..hd];
             let mut v = [_mm512_setzero_ps(); NZ];
             for i in 0..NZ {
                 v[i] = load_f16x16(&vr[16 * i..]);
